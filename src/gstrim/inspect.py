@@ -1,0 +1,43 @@
+"""Summaries of scene files (`gstrim info`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gstrim.io import load_scene, read_ply_scene
+
+
+def _stats(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {k: float("nan") for k in ("min", "p50", "mean", "max")}
+    return {"min": float(values.min()), "p50": float(np.median(values)),
+            "mean": float(values.mean()), "max": float(values.max())}
+
+
+def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
+    """Count, SH degree, bounding box, opacity and scale statistics and size of a scene file."""
+    path = Path(path)
+    extra: list[str] = []
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt == "ply":
+        ply = read_ply_scene(path)
+        scene = ply.scene.check_finite(str(path), nonfinite)
+        fmt, extra = f"ply ({ply.format})", ply.extra_properties
+    else:
+        scene = load_scene(path, nonfinite)
+    means = scene.means.numpy()
+    finite = np.isfinite(means).all(axis=1)
+    return {
+        "file": str(path),
+        "format": fmt,
+        "count": len(scene),
+        "sh_degree": scene.sh_degree,
+        "size_mb": path.stat().st_size / 1e6,
+        "bbox_min": means[finite].min(axis=0).tolist() if finite.any() else [float("nan")] * 3,
+        "bbox_max": means[finite].max(axis=0).tolist() if finite.any() else [float("nan")] * 3,
+        "opacity": _stats(scene.activated_opacities().numpy()),
+        "scale": _stats(scene.activated_scales().max(dim=1).values.numpy() if len(scene) else np.zeros(0)),
+        "extra_properties": extra,
+    }

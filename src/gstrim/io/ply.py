@@ -1,0 +1,210 @@
+"""INRIA 3DGS `.ply` files, read and written with numpy (no GPL dependency).
+
+Layout written (as the INRIA reference code writes it, `GaussianModel.save_ply`): one `vertex` element,
+binary little-endian float32 properties x y z nx ny nz f_dc_0..2 f_rest_0..(3K-1) opacity scale_0..2
+rot_0..3, with f_rest channel-major (all K coefficients of red, then green, then blue). Reading accepts
+any PLY format (binary either endianness, ASCII), property order and numeric type, files without normals
+or without f_rest, and ignores extra properties (reported in `PlyScene.extra_properties`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gstrim.errors import GstrimError
+from gstrim.io.atomic import atomic_path
+from gstrim.scene import GaussianScene, sh_degree_from_rest
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+_FORMATS = {"binary_little_endian": "<", "binary_big_endian": ">", "ascii": None}
+REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+            "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
+_KNOWN_OPTIONAL = ("nx", "ny", "nz")
+_F_REST = re.compile(r"f_rest_(\d+)$")
+
+
+@dataclass
+class PlyScene:
+    scene: GaussianScene
+    format: str
+    has_normals: bool
+    extra_properties: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Element:
+    name: str
+    count: int
+    properties: list[tuple[str, str]] = field(default_factory=list)  # (name, numpy type)
+    has_list: bool = False
+
+
+def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
+    first = f.readline()
+    if first.rstrip(b"\r\n") != b"ply":
+        raise GstrimError("not a PLY file (missing 'ply' magic line)", path)
+    fmt = None
+    elements: list[_Element] = []
+    while True:
+        raw = f.readline()
+        if not raw:
+            raise GstrimError("truncated PLY header (no 'end_header')", path)
+        line = raw.decode("ascii", errors="replace").strip()
+        if line == "end_header":
+            break
+        words = line.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format":
+            if len(words) < 2 or words[1] not in _FORMATS:
+                raise GstrimError(f"unsupported PLY format line {line!r}", path)
+            fmt = words[1]
+        elif words[0] == "element" and len(words) == 3:
+            elements.append(_Element(words[1], int(words[2])))
+        elif words[0] == "property" and elements:
+            if words[1] == "list":
+                elements[-1].has_list = True
+                elements[-1].properties.append((words[-1], "list"))
+            elif len(words) == 3 and words[1] in _PLY_TYPES:
+                elements[-1].properties.append((words[2], _PLY_TYPES[words[1]]))
+            else:
+                raise GstrimError(f"unsupported PLY property line {line!r}", path)
+        else:
+            raise GstrimError(f"malformed PLY header line {line!r}", path)
+    if fmt is None:
+        raise GstrimError("PLY header has no 'format' line", path)
+    return fmt, elements
+
+
+def _read_vertices(path: Path) -> tuple[str, np.ndarray]:
+    with open(path, "rb") as f:
+        fmt, elements = _parse_header(f, path)
+        names = [e.name for e in elements]
+        if "vertex" not in names:
+            raise GstrimError("PLY file has no 'vertex' element", path)
+        vertex = elements[names.index("vertex")]
+        if vertex.has_list:
+            raise GstrimError("PLY 'vertex' element has list properties; not a Gaussian splat file", path)
+        if _FORMATS[fmt] is None:
+            return fmt, _read_ascii_vertices(f, path, elements, vertex)
+        endian = _FORMATS[fmt]
+        offset = 0
+        for e in elements[: names.index("vertex")]:
+            if e.has_list:
+                raise GstrimError(f"PLY element '{e.name}' before 'vertex' has list properties", path)
+            offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize
+        dtype = np.dtype([(n, endian + t) for n, t in vertex.properties])
+        f.seek(offset, 1)
+        data = f.read(dtype.itemsize * vertex.count)
+    if len(data) < dtype.itemsize * vertex.count:
+        raise GstrimError(
+            f"truncated PLY: {vertex.count} vertices need {dtype.itemsize * vertex.count} bytes, "
+            f"file has {len(data)}",
+            path,
+        )
+    return fmt, np.frombuffer(data, dtype=dtype, count=vertex.count)
+
+
+def _read_ascii_vertices(f, path: Path, elements: list[_Element], vertex: _Element) -> np.ndarray:
+    index = elements.index(vertex)
+    skip = 0
+    for e in elements[:index]:
+        if e.has_list:
+            raise GstrimError(f"PLY element '{e.name}' before 'vertex' has list properties", path)
+        skip += e.count
+    lines = f.read().decode("ascii", errors="replace").splitlines()
+    rows = [ln for ln in lines if ln.strip()][skip : skip + vertex.count]
+    if len(rows) < vertex.count:
+        raise GstrimError(f"truncated ASCII PLY: {vertex.count} vertices declared, {len(rows)} found", path)
+    try:
+        table = np.array([r.split() for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise GstrimError(f"malformed ASCII PLY vertex data ({exc})", path) from None
+    if table.ndim != 2 or table.shape[1] != len(vertex.properties):
+        raise GstrimError(f"ASCII PLY rows do not have {len(vertex.properties)} values", path)
+    out = np.empty(vertex.count, dtype=[(n, "f8") for n, _ in vertex.properties])
+    for i, (n, _) in enumerate(vertex.properties):
+        out[n] = table[:, i]
+    return out
+
+
+def read_ply_scene(path: str | Path) -> PlyScene:
+    """Read a 3DGS `.ply` with details of its layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise GstrimError("no such file", path)
+    fmt, v = _read_vertices(path)
+    props = list(v.dtype.names)
+    missing = [p for p in REQUIRED if p not in props]
+    if missing:
+        raise GstrimError(
+            f"not a 3D Gaussian Splatting PLY: missing properties {', '.join(missing)} "
+            f"(has {', '.join(props[:12])}{', ...' if len(props) > 12 else ''})",
+            path,
+        )
+    rest = sorted(int(m.group(1)) for p in props if (m := _F_REST.match(p)))
+    if rest != list(range(len(rest))) or len(rest) % 3:
+        raise GstrimError(f"f_rest properties are not f_rest_0..f_rest_3K-1 (found {len(rest)})", path)
+    k = len(rest) // 3
+    try:
+        sh_degree_from_rest(k)
+    except ValueError as exc:
+        raise GstrimError(str(exc), path) from None
+    n = len(v)
+
+    def cols(names: list[str]) -> np.ndarray:
+        return np.stack([v[c] for c in names], axis=-1).astype(np.float32) if names else np.zeros((n, 0), np.float32)
+
+    f_rest = cols([f"f_rest_{i}" for i in range(3 * k)])
+    scene = GaussianScene.from_numpy(
+        means=cols(["x", "y", "z"]),
+        scales=cols(["scale_0", "scale_1", "scale_2"]),
+        quats=cols(["rot_0", "rot_1", "rot_2", "rot_3"]),
+        opacities=v["opacity"].astype(np.float32),
+        sh0=cols(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :],
+        # channel-major on disk: [N, 3, K] -> [N, K, 3]
+        shN=f_rest.reshape(n, 3, k).transpose(0, 2, 1),
+    )
+    known = set(REQUIRED) | set(_KNOWN_OPTIONAL) | {f"f_rest_{i}" for i in rest}
+    return PlyScene(
+        scene=scene,
+        format=fmt,
+        has_normals=all(c in props for c in _KNOWN_OPTIONAL),
+        extra_properties=[p for p in props if p not in known],
+    )
+
+
+def read_ply(path: str | Path, nonfinite: str = "error") -> GaussianScene:
+    """Read a 3DGS `.ply` into a `GaussianScene` (see module doc for what is accepted)."""
+    return read_ply_scene(path).scene.check_finite(str(path), nonfinite)
+
+
+def ply_bytes(scene: GaussianScene, normals: bool = True) -> bytes:
+    """The INRIA binary layout of a scene (normals written as zeros, as the reference code does)."""
+    p = scene.numpy()
+    n, k = len(scene), p["shN"].shape[1]
+    names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals else [])
+    names += [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(3 * k)]
+    names += ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+    columns = [p["means"]] + ([np.zeros((n, 3), np.float32)] if normals else [])
+    columns += [p["sh0"].reshape(n, 3), p["shN"].transpose(0, 2, 1).reshape(n, 3 * k)]
+    columns += [p["opacities"].reshape(n, 1), p["scales"], p["quats"]]
+    body = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    header += [f"property float {name}" for name in names] + ["end_header"]
+    return ("\n".join(header) + "\n").encode("ascii") + body.tobytes()
+
+
+def write_ply(path: str | Path, scene: GaussianScene, normals: bool = True) -> None:
+    """Write a scene as an INRIA `.ply` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(ply_bytes(scene, normals=normals))

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_scenes_equal, random_scene, shared
+
+from gstrim import GstrimError
+from gstrim.io import load_scene, read_ply_scene, save_scene
+from gstrim.io.ply import ply_bytes
+from gstrim.io.splat import SPLAT_DTYPE
+from gstrim.scene import SH_C0, GaussianScene
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_ply_round_trip_every_sh_degree(tmp_path, rng, degree):
+    scene = random_scene(rng, 40, degree)
+    save_scene(tmp_path / "s.ply", scene)
+    back = load_scene(tmp_path / "s.ply")
+    assert back.sh_degree == degree
+    assert_scenes_equal(scene, back)
+    assert (tmp_path / "s.ply").read_bytes() == ply_bytes(back)
+
+
+def test_ply_channel_major_f_rest(tmp_path):
+    # f_rest_0..K-1 hold red for every coefficient, then green, then blue (INRIA layout).
+    shN = np.arange(15 * 3, dtype=np.float32).reshape(1, 15, 3)
+    z = np.zeros
+    scene = GaussianScene.from_numpy(means=z((1, 3)), scales=z((1, 3)), quats=z((1, 4)), opacities=z(1),
+                                     sh0=z((1, 1, 3)), shN=shN)
+    save_scene(tmp_path / "a.ply", scene)
+    raw = tmp_path.joinpath("a.ply").read_bytes()
+    body = np.frombuffer(raw[raw.index(b"end_header\n") + 11 :], dtype="<f4")
+    f_rest = body[9 : 9 + 45]
+    assert f_rest[:15].tolist() == shN[0, :, 0].tolist()
+    assert f_rest[15:30].tolist() == shN[0, :, 1].tolist()
+
+
+@pytest.mark.shared_data
+def test_inria_ply_round_trips_byte_identically(tmp_path):
+    src = shared("splats", "indoor_sh3_9k.ply")
+    scene = load_scene(src)
+    assert len(scene) == 9080 and scene.sh_degree == 3
+    save_scene(tmp_path / "out.ply", scene)
+    assert (tmp_path / "out.ply").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.shared_data
+def test_ply_without_normals_or_f_rest_loads():
+    info = read_ply_scene(shared("splats", "donut_sh0_45k.ply"))
+    assert len(info.scene) == 45624 and info.scene.sh_degree == 0
+    assert not info.has_normals and info.extra_properties == []
+
+
+def test_splat_round_trip_within_quantization(tmp_path, rng):
+    scene = random_scene(rng, 300, 0)
+    scene.sh0.clamp_(-1.7, 1.7)  # keep colours inside [0, 1] where uint8 can hold them
+    save_scene(tmp_path / "s.splat", scene)
+    assert (tmp_path / "s.splat").stat().st_size == 300 * 32
+    back = load_scene(tmp_path / "s.splat")
+    # .splat is sorted by size x opacity: match Gaussians by position (stored exactly as float32).
+    order = np.lexsort(back.means.numpy().T)
+    ref = np.lexsort(scene.means.numpy().T)
+    torch.testing.assert_close(back.means[order], scene.means[ref], rtol=0, atol=0)
+    torch.testing.assert_close(back.scales[order], scene.scales[ref], rtol=1e-6, atol=1e-6)
+    color_step = 1 / 255 / SH_C0
+    assert (back.sh0[order] - scene.sh0[ref]).abs().max() <= 0.5 * color_step + 1e-5
+    alpha_err = (back.activated_opacities()[order] - scene.activated_opacities()[ref]).abs().max()
+    assert alpha_err <= 0.5 / 255 + 1e-6
+    # quaternions agree up to 1/128 steps after normalisation (sign included, w x y z kept)
+    q_err = (back.quats[order] - scene.normalized_quats()[ref]).abs().max()
+    assert q_err <= 0.5 / 128 + 1e-6
+
+
+@pytest.mark.shared_data
+def test_real_splat_file_rewrites_to_the_same_records(tmp_path):
+    src = shared("splats", "plant_114k.splat")
+    scene = load_scene(src)
+    assert len(scene) == src.stat().st_size // 32
+    save_scene(tmp_path / "again.splat", scene)
+    a = np.frombuffer(src.read_bytes(), SPLAT_DTYPE)
+    b = np.frombuffer((tmp_path / "again.splat").read_bytes(), SPLAT_DTYPE)
+    a, b = a[np.lexsort(a["position"].T)], b[np.lexsort(b["position"].T)]
+    assert np.array_equal(a["position"], b["position"])
+    assert np.array_equal(a["rgba"], b["rgba"])
+    np.testing.assert_allclose(a["scale"], b["scale"], rtol=1e-6)
+    # rotations: equal after the writer's renormalisation, to one uint8 step
+    assert np.abs(a["rot"].astype(int) - b["rot"].astype(int)).max() <= 1
+
+
+def test_subset_and_sh_degree(rng):
+    scene = random_scene(rng, 20, 3)
+    mask = torch.arange(20) % 3 == 0
+    sub = scene.subset(mask)
+    assert len(sub) == 7
+    torch.testing.assert_close(sub.means, scene.means[mask])
+    assert scene.with_sh_degree(1).shN.shape == (20, 3, 3)
+    assert scene.with_sh_degree(0).with_sh_degree(2).shN.abs().sum() == 0
+
+
+def test_scene_shape_validation():
+    z = torch.zeros
+    with pytest.raises(ValueError, match="quats"):
+        GaussianScene(z(2, 3), z(2, 3), z(2, 3), z(2), z(2, 1, 3), z(2, 0, 3))
+    with pytest.raises(ValueError, match="SH degree"):
+        GaussianScene(z(2, 3), z(2, 3), z(2, 4), z(2), z(2, 1, 3), z(2, 5, 3))
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(GstrimError, match="no such file") as exc:
+        load_scene(tmp_path / "nope.ply")
+    assert "nope.ply" in str(exc.value)
+
+
+def test_truncated_ply(tmp_path, rng):
+    data = ply_bytes(random_scene(rng, 10, 1))
+    (tmp_path / "t.ply").write_bytes(data[:-7])
+    with pytest.raises(GstrimError, match="truncated PLY"):
+        load_scene(tmp_path / "t.ply")
+
+
+def test_truncated_header(tmp_path):
+    (tmp_path / "h.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n")
+    with pytest.raises(GstrimError, match="end_header"):
+        load_scene(tmp_path / "h.ply")
+
+
+def test_ascii_ply_reads(tmp_path, rng):
+    scene = random_scene(rng, 5, 0)
+    p = scene.numpy()
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+             "rot_0", "rot_1", "rot_2", "rot_3"]
+    rows = np.concatenate([p["means"], p["sh0"][:, 0], p["opacities"][:, None], p["scales"], p["quats"]], 1)
+    text = "ply\nformat ascii 1.0\ncomment written by hand\nelement vertex 5\n"
+    text += "".join(f"property float {n}\n" for n in names) + "end_header\n"
+    text += "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in rows)
+    (tmp_path / "a.ply").write_text(text)
+    back = load_scene(tmp_path / "a.ply")
+    torch.testing.assert_close(back.means, scene.means)
+    torch.testing.assert_close(back.quats, scene.quats)
+
+
+def test_unknown_property_set(tmp_path):
+    text = "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+    text += "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n0 0 0 255 0 0\n"
+    (tmp_path / "mesh.ply").write_text(text)
+    with pytest.raises(GstrimError, match="not a 3D Gaussian Splatting PLY: missing properties f_dc_0"):
+        load_scene(tmp_path / "mesh.ply")
+
+
+def test_not_a_ply(tmp_path):
+    (tmp_path / "x.ply").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(GstrimError, match="not a PLY file"):
+        load_scene(tmp_path / "x.ply")
+
+
+def test_unknown_extension(tmp_path):
+    with pytest.raises(GstrimError, match="unknown scene format"):
+        load_scene(tmp_path / "scene.obj")
+
+
+def test_truncated_splat(tmp_path):
+    (tmp_path / "t.splat").write_bytes(b"\0" * 70)
+    with pytest.raises(GstrimError, match="not a multiple of 32"):
+        load_scene(tmp_path / "t.splat")
+
+
+def test_nonfinite_parameters(tmp_path, rng):
+    scene = random_scene(rng, 10, 0)
+    scene.scales[3, 1] = float("nan")
+    scene.means[7, 0] = float("inf")
+    save_scene(tmp_path / "bad.ply", scene)
+    with pytest.raises(GstrimError, match="2 Gaussian.*NaN or infinite.*index 3"):
+        load_scene(tmp_path / "bad.ply")
+    assert len(load_scene(tmp_path / "bad.ply", nonfinite="drop")) == 8
+    assert len(load_scene(tmp_path / "bad.ply", nonfinite="keep")) == 10
+
+
+def test_failed_write_leaves_nothing(tmp_path, rng, monkeypatch):
+    import gstrim.io.ply as ply
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ply, "ply_bytes", boom)
+    with pytest.raises(RuntimeError):
+        save_scene(tmp_path / "out.ply", random_scene(rng))
+    assert list(tmp_path.iterdir()) == []

@@ -16,9 +16,43 @@ def _add_nonfinite(p: argparse.ArgumentParser) -> None:
                    help="what to do with Gaussians that have NaN/Inf parameters (default: error)")
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", help="COLMAP image folder name (default: images, or images_N with --downscale N)")
+    p.add_argument("--downscale", type=int, help="divide the image resolution by N")
+    p.add_argument("--background", choices=("black", "white"),
+                   help="colour behind RGBA images and renders (default: white for Blender, black for COLMAP)")
+    p.add_argument("--missing-images", choices=("error", "skip"), default="error",
+                   help="images named by the dataset but absent: stop (default) or leave those views out")
+
+
+def _load_data(args):
+    from gstrim.data import load_dataset
+
+    return load_dataset(args.data, images=args.images, downscale=args.downscale, background=args.background,
+                        missing_images=args.missing_images)
+
+
+def _print_dataset(ds) -> None:
+    s = ds.summary()
+    print(f"{s['root']}")
+    print(f"  kind         {s['kind']}")
+    print(f"  views        {s['train_views']} train, {s['test_views']} test")
+    print(f"  resolution   {', '.join(f'{w}x{h}' for w, h in s['resolution'])}")
+    print(f"  points       {s['points']:,}")
+    print(f"  extent       {s['extent']}")
+
+
 def cmd_info(args) -> int:
     from gstrim.inspect import scene_info
 
+    if Path(args.file).is_dir():
+        args.data = args.file
+        ds = _load_data(args)
+        if args.json:
+            print(json.dumps(ds.summary(), indent=2))
+        else:
+            _print_dataset(ds)
+        return 0
     info = scene_info(args.file, nonfinite=args.nonfinite)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -31,7 +65,7 @@ def cmd_info(args) -> int:
     lo, hi = info["bbox_min"], info["bbox_max"]
     print(f"  bbox min      {lo[0]:.4g} {lo[1]:.4g} {lo[2]:.4g}")
     print(f"  bbox max      {hi[0]:.4g} {hi[1]:.4g} {hi[2]:.4g}")
-    for key, label in (("opacity", "opacity"), ("scale", "scale (max axis)")):
+    for key, label in (("opacity", "opacity"), ("scale", "max scale")):
         s = info[key]
         print(f"  {label:<13} min {s['min']:.4g}  p50 {s['p50']:.4g}  mean {s['mean']:.4g}  max {s['max']:.4g}")
     if info.get("extra_properties"):
@@ -57,13 +91,8 @@ def cmd_demo(args) -> int:
     out = Path(args.output)
     data_dir = out / "data"
     generate_example(data_dir, seed=args.seed, overwrite=True)
-    ds = load_dataset(data_dir)
-    summary = ds.summary()
-    print(f"built-in example scene (seed {args.seed}) written to {data_dir}")
-    print(f"  views        {summary['train_views']} train, {summary['test_views']} test")
-    w, h = summary["resolution"][0]
-    print(f"  resolution   {w}x{h}, Blender format, white background")
-    print(f"  extent       {summary['extent']}")
+    print(f"built-in example scene (seed {args.seed}), Blender format:")
+    _print_dataset(load_dataset(data_dir))
     return 0
 
 
@@ -76,10 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="summarise a .ply or .splat scene")
-    p.add_argument("file")
+    p = sub.add_parser("info", help="summarise a .ply / .splat scene or a dataset folder")
+    p.add_argument("file", help="scene file, or a COLMAP / Blender dataset folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_nonfinite(p)
+    _add_data_options(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("convert", help="convert between .ply and .splat")

@@ -1,0 +1,57 @@
+"""CPU backend: the pixel stage as a `torch.autograd.Function` over the Numba kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gstrim.render import cpu_kernels as kernels
+from gstrim.render.project import TILE
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class RasterizePixels(torch.autograd.Function):
+    """(means2d, conics, colors, opacities) -> (image [H, W, 3], alpha [H, W])."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, radii, depths, width, height, background):
+        dtype = means2d.dtype
+        m2d, con, col, opa = _np(means2d), _np(conics), _np(colors), _np(opacities)
+        bg = _np(background.to(dtype))
+        visible = np.nonzero(_np(radii) > 0)[0]
+        order = visible[np.argsort(_np(depths)[visible], kind="stable")]
+        offsets, ids = kernels.bin_gaussians(m2d, _np(radii).astype(np.int64), order, width, height, TILE)
+        image = np.empty((height, width, 3), m2d.dtype)
+        transmittance = np.empty((height, width), m2d.dtype)
+        last = np.empty((height, width), np.int64)
+        kernels.rasterize_forward(m2d, con, col, opa, offsets, ids, width, height, TILE, bg,
+                                  image, transmittance, last)
+        ctx.save_for_backward(means2d, conics, colors, opacities, background)
+        ctx.state = (offsets, ids, transmittance, last, width, height)
+        image_t = torch.from_numpy(image)
+        alpha_t = torch.from_numpy(1.0 - transmittance)
+        return image_t, alpha_t
+
+    @staticmethod
+    def backward(ctx, grad_image, grad_alpha):
+        means2d, conics, colors, opacities, background = ctx.saved_tensors
+        offsets, ids, transmittance, last, width, height = ctx.state
+        dtype = means2d.dtype
+        n = means2d.shape[0]
+        threads = kernels.num_threads()
+        g_m = np.zeros((threads, n, 2), _np(means2d).dtype)
+        g_con = np.zeros((threads, n, 3), g_m.dtype)
+        g_col = np.zeros((threads, n, 3), g_m.dtype)
+        g_opa = np.zeros((threads, n), g_m.dtype)
+        grad_image = torch.zeros(height, width, 3, dtype=dtype) if grad_image is None else grad_image
+        grad_alpha = torch.zeros(height, width, dtype=dtype) if grad_alpha is None else grad_alpha
+        kernels.rasterize_backward(
+            _np(means2d), _np(conics), _np(colors), _np(opacities), offsets, ids, width, height, TILE,
+            _np(background.to(dtype)), transmittance, last, _np(grad_image.to(dtype)), _np(grad_alpha.to(dtype)),
+            threads, g_m, g_con, g_col, g_opa,
+        )
+        return (torch.from_numpy(g_m.sum(0)), torch.from_numpy(g_con.sum(0)), torch.from_numpy(g_col.sum(0)),
+                torch.from_numpy(g_opa.sum(0)), None, None, None, None, None)

@@ -63,45 +63,81 @@ def bin_gaussians(means2d, radii, order, width, height, tile):
 def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, height, tile, background,
                       image, transmittance, last):
     """Blend front to back. Writes image [H, W, 3], final transmittance [H, W] and, per pixel, the position
-    in `ids` of the last Gaussian blended (-1 if none), which the backward starts from."""
+    in `ids` of the last Gaussian blended (-1 if none), which the backward starts from.
+
+    Gaussian-major within a tile: each Gaussian visits only the tile pixels inside the bounding box of its
+    ellipse d^T conic d <= 2 ln(255 o), outside which alpha < 1/255 (plus a pixel of margin for rounding);
+    the exact per-pixel tests still decide, so the result equals a visit of every pixel."""
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
     for t in prange(n_tiles):
         x0 = (t % tiles_x) * tile
         y0 = (t // tiles_x) * tile
-        for py in range(y0, min(y0 + tile, height)):
-            for px in range(x0, min(x0 + tile, width)):
-                pxf = px + 0.5
-                pyf = py + 0.5
-                T = 1.0
-                c0 = 0.0
-                c1 = 0.0
-                c2 = 0.0
-                end = -1
-                for k in range(offsets[t], offsets[t + 1]):
-                    g = ids[k]
-                    dx = means2d[g, 0] - pxf
-                    dy = means2d[g, 1] - pyf
-                    power = -0.5 * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) - conics[g, 1] * dx * dy
+        x1 = min(x0 + tile, width)
+        y1 = min(y0 + tile, height)
+        tw = x1 - x0
+        n_pix = tw * (y1 - y0)
+        T = np.ones(n_pix, image.dtype)
+        C = np.zeros((n_pix, 3), image.dtype)
+        end = np.full(n_pix, -1, np.int64)
+        done = np.zeros(n_pix, np.bool_)
+        n_done = 0
+        for k in range(offsets[t], offsets[t + 1]):
+            g = ids[k]
+            o = opacities[g]
+            if o * 255.0 < 1.0:
+                continue
+            ca = conics[g, 0]
+            cb = conics[g, 1]
+            cc = conics[g, 2]
+            det = ca * cc - cb * cb
+            if det <= 0.0:
+                continue
+            level = 2.0 * math.log(255.0 * o)
+            ex = math.sqrt(level * cc / det) + 1.0
+            ey = math.sqrt(level * ca / det) + 1.0
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            bx0 = max(x0, int(math.floor(mx - ex)))
+            bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
+            by0 = max(y0, int(math.floor(my - ey)))
+            by1 = min(y1, int(math.ceil(my + ey)) + 1)
+            for py in range(by0, by1):
+                dy = my - (py + 0.5)
+                row = (py - y0) * tw - x0
+                for px in range(bx0, bx1):
+                    i = row + px
+                    if done[i]:
+                        continue
+                    dx = mx - (px + 0.5)
+                    power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
                     if power > 0.0:
                         continue
-                    alpha = min(ALPHA_MAX, opacities[g] * math.exp(power))
+                    alpha = min(ALPHA_MAX, o * math.exp(power))
                     if alpha < ALPHA_MIN:
                         continue
-                    next_T = T * (1.0 - alpha)
+                    Ti = T[i]
+                    next_T = Ti * (1.0 - alpha)
                     if next_T < T_MIN:
-                        break
-                    w = alpha * T
-                    c0 += colors[g, 0] * w
-                    c1 += colors[g, 1] * w
-                    c2 += colors[g, 2] * w
-                    T = next_T
-                    end = k
-                image[py, px, 0] = c0 + T * background[0]
-                image[py, px, 1] = c1 + T * background[1]
-                image[py, px, 2] = c2 + T * background[2]
-                transmittance[py, px] = T
-                last[py, px] = end
+                        done[i] = True
+                        n_done += 1
+                        continue
+                    w = alpha * Ti
+                    C[i, 0] += colors[g, 0] * w
+                    C[i, 1] += colors[g, 1] * w
+                    C[i, 2] += colors[g, 2] * w
+                    T[i] = next_T
+                    end[i] = k
+            if n_done == n_pix:
+                break
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                i = (py - y0) * tw + (px - x0)
+                image[py, px, 0] = C[i, 0] + T[i] * background[0]
+                image[py, px, 1] = C[i, 1] + T[i] * background[1]
+                image[py, px, 2] = C[i, 2] + T[i] * background[2]
+                transmittance[py, px] = T[i]
+                last[py, px] = end[i]
 
 
 @njit(parallel=True, cache=True)
@@ -109,69 +145,106 @@ def rasterize_backward(means2d, conics, colors, opacities, offsets, ids, width, 
                        transmittance, last, grad_image, grad_alpha, n_threads,
                        g_means2d, g_conics, g_colors, g_opacities):
     """Gradients of the blend w.r.t. means2d, conics, colours and opacities, into per-thread buffers
-    (first axis: thread). Walks each pixel's Gaussians back to front, recovering transmittance by division
-    and carrying the colour accumulated behind the current Gaussian."""
+    (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse boxes as the
+    forward; every pixel recovers its transmittance by division and carries the colour accumulated behind
+    the current Gaussian."""
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
     for th in prange(n_threads):
         for t in range(th, n_tiles, n_threads):
             x0 = (t % tiles_x) * tile
             y0 = (t // tiles_x) * tile
-            for py in range(y0, min(y0 + tile, height)):
-                for px in range(x0, min(x0 + tile, width)):
-                    end = last[py, px]
-                    if end < 0:
-                        continue
-                    pxf = px + 0.5
-                    pyf = py + 0.5
-                    T_final = transmittance[py, px]
-                    T = T_final
-                    d0 = grad_image[py, px, 0]
-                    d1 = grad_image[py, px, 1]
-                    d2 = grad_image[py, px, 2]
+            x1 = min(x0 + tile, width)
+            y1 = min(y0 + tile, height)
+            tw = x1 - x0
+            n_pix = tw * (y1 - y0)
+            T = np.empty(n_pix, transmittance.dtype)
+            T_final = np.empty(n_pix, transmittance.dtype)
+            d_pix = np.empty((n_pix, 3), transmittance.dtype)
+            d_T_final = np.empty(n_pix, transmittance.dtype)
+            acc = np.zeros((n_pix, 3), transmittance.dtype)
+            last_color = np.zeros((n_pix, 3), transmittance.dtype)
+            last_alpha = np.zeros(n_pix, transmittance.dtype)
+            end = np.empty(n_pix, np.int64)
+            k_max = -1
+            for py in range(y0, y1):
+                for px in range(x0, x1):
+                    i = (py - y0) * tw + (px - x0)
+                    T[i] = transmittance[py, px]
+                    T_final[i] = T[i]
+                    for ch in range(3):
+                        d_pix[i, ch] = grad_image[py, px, ch]
                     # image = C + T_final * bg and alpha_out = 1 - T_final both depend on every alpha.
-                    d_T_final = background[0] * d0 + background[1] * d1 + background[2] * d2 - grad_alpha[py, px]
-                    acc0 = 0.0
-                    acc1 = 0.0
-                    acc2 = 0.0
-                    last_alpha = 0.0
-                    last0 = 0.0
-                    last1 = 0.0
-                    last2 = 0.0
-                    for k in range(end, offsets[t] - 1, -1):
-                        g = ids[k]
-                        dx = means2d[g, 0] - pxf
-                        dy = means2d[g, 1] - pyf
-                        ca = conics[g, 0]
-                        cb = conics[g, 1]
-                        cc = conics[g, 2]
+                    d_T_final[i] = (background[0] * d_pix[i, 0] + background[1] * d_pix[i, 1]
+                                    + background[2] * d_pix[i, 2] - grad_alpha[py, px])
+                    end[i] = last[py, px]
+                    k_max = max(k_max, end[i])
+            for k in range(k_max, offsets[t] - 1, -1):
+                g = ids[k]
+                o = opacities[g]
+                if o * 255.0 < 1.0:
+                    continue
+                ca = conics[g, 0]
+                cb = conics[g, 1]
+                cc = conics[g, 2]
+                det = ca * cc - cb * cb
+                if det <= 0.0:
+                    continue
+                level = 2.0 * math.log(255.0 * o)
+                ex = math.sqrt(level * cc / det) + 1.0
+                ey = math.sqrt(level * ca / det) + 1.0
+                mx = means2d[g, 0]
+                my = means2d[g, 1]
+                c0 = colors[g, 0]
+                c1 = colors[g, 1]
+                c2 = colors[g, 2]
+                bx0 = max(x0, int(math.floor(mx - ex)))
+                bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
+                by0 = max(y0, int(math.floor(my - ey)))
+                by1 = min(y1, int(math.ceil(my + ey)) + 1)
+                for py in range(by0, by1):
+                    dy = my - (py + 0.5)
+                    row = (py - y0) * tw - x0
+                    for px in range(bx0, bx1):
+                        i = row + px
+                        if k > end[i]:
+                            continue
+                        dx = mx - (px + 0.5)
                         power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
                         if power > 0.0:
                             continue
                         G = math.exp(power)
-                        raw = opacities[g] * G
+                        raw = o * G
                         alpha = min(ALPHA_MAX, raw)
                         if alpha < ALPHA_MIN:
                             continue
-                        T = T / (1.0 - alpha)
-                        w = alpha * T
+                        Ti = T[i] / (1.0 - alpha)
+                        T[i] = Ti
+                        w = alpha * Ti
+                        d0 = d_pix[i, 0]
+                        d1 = d_pix[i, 1]
+                        d2 = d_pix[i, 2]
                         g_colors[th, g, 0] += w * d0
                         g_colors[th, g, 1] += w * d1
                         g_colors[th, g, 2] += w * d2
                         # colour blended behind this Gaussian, as seen from it
-                        acc0 = last_alpha * last0 + (1.0 - last_alpha) * acc0
-                        acc1 = last_alpha * last1 + (1.0 - last_alpha) * acc1
-                        acc2 = last_alpha * last2 + (1.0 - last_alpha) * acc2
-                        last0 = colors[g, 0]
-                        last1 = colors[g, 1]
-                        last2 = colors[g, 2]
-                        last_alpha = alpha
-                        d_alpha = ((last0 - acc0) * d0 + (last1 - acc1) * d1 + (last2 - acc2) * d2) * T
-                        d_alpha -= T_final / (1.0 - alpha) * d_T_final
+                        la = last_alpha[i]
+                        a0 = la * last_color[i, 0] + (1.0 - la) * acc[i, 0]
+                        a1 = la * last_color[i, 1] + (1.0 - la) * acc[i, 1]
+                        a2 = la * last_color[i, 2] + (1.0 - la) * acc[i, 2]
+                        acc[i, 0] = a0
+                        acc[i, 1] = a1
+                        acc[i, 2] = a2
+                        last_color[i, 0] = c0
+                        last_color[i, 1] = c1
+                        last_color[i, 2] = c2
+                        last_alpha[i] = alpha
+                        d_alpha = ((c0 - a0) * d0 + (c1 - a1) * d1 + (c2 - a2) * d2) * Ti
+                        d_alpha -= T_final[i] / (1.0 - alpha) * d_T_final[i]
                         if raw >= ALPHA_MAX:
                             continue  # alpha is clamped: no gradient to opacity or shape
                         g_opacities[th, g] += G * d_alpha
-                        d_G = opacities[g] * d_alpha * G  # d L / d power
+                        d_G = o * d_alpha * G  # d L / d power
                         g_means2d[th, g, 0] += -d_G * (ca * dx + cb * dy)
                         g_means2d[th, g, 1] += -d_G * (cc * dy + cb * dx)
                         g_conics[th, g, 0] += -0.5 * d_G * dx * dx

@@ -59,6 +59,24 @@ def bin_gaussians(means2d, radii, order, width, height, tile):
     return offsets, ids
 
 
+@njit(inline="always")
+def _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1):
+    """Pixel ranges [bx0, bx1) x [by0, by1) of a tile holding every pixel where a Gaussian's alpha can reach
+    1/255: the bounding box of the ellipse d^T conic d <= 2 ln(255 o), plus a pixel of margin for rounding.
+    Empty when the opacity alone is below 1/255 or the conic is degenerate."""
+    det = ca * cc - cb * cb
+    if o * 255.0 < 1.0 or det <= 0.0:
+        return x0, x0, y0, y0
+    level = 2.0 * math.log(255.0 * o)
+    ex = math.sqrt(level * cc / det) + 1.0
+    ey = math.sqrt(level * ca / det) + 1.0
+    bx0 = max(x0, int(math.floor(mx - ex)))
+    bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
+    by0 = max(y0, int(math.floor(my - ey)))
+    by1 = min(y1, int(math.ceil(my + ey)) + 1)
+    return bx0, bx1, by0, by1
+
+
 @njit(parallel=True, cache=True)
 def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, height, tile, background,
                       image, transmittance, last):
@@ -85,23 +103,12 @@ def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, h
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
             o = opacities[g]
-            if o * 255.0 < 1.0:
-                continue
             ca = conics[g, 0]
             cb = conics[g, 1]
             cc = conics[g, 2]
-            det = ca * cc - cb * cb
-            if det <= 0.0:
-                continue
-            level = 2.0 * math.log(255.0 * o)
-            ex = math.sqrt(level * cc / det) + 1.0
-            ey = math.sqrt(level * ca / det) + 1.0
             mx = means2d[g, 0]
             my = means2d[g, 1]
-            bx0 = max(x0, int(math.floor(mx - ex)))
-            bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
-            by0 = max(y0, int(math.floor(my - ey)))
-            by1 = min(y1, int(math.ceil(my + ey)) + 1)
+            bx0, bx1, by0, by1 = _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1)
             for py in range(by0, by1):
                 dy = my - (py + 0.5)
                 row = (py - y0) * tw - x0
@@ -182,26 +189,15 @@ def rasterize_backward(means2d, conics, colors, opacities, offsets, ids, width, 
             for k in range(k_max, offsets[t] - 1, -1):
                 g = ids[k]
                 o = opacities[g]
-                if o * 255.0 < 1.0:
-                    continue
                 ca = conics[g, 0]
                 cb = conics[g, 1]
                 cc = conics[g, 2]
-                det = ca * cc - cb * cb
-                if det <= 0.0:
-                    continue
-                level = 2.0 * math.log(255.0 * o)
-                ex = math.sqrt(level * cc / det) + 1.0
-                ey = math.sqrt(level * ca / det) + 1.0
                 mx = means2d[g, 0]
                 my = means2d[g, 1]
                 c0 = colors[g, 0]
                 c1 = colors[g, 1]
                 c2 = colors[g, 2]
-                bx0 = max(x0, int(math.floor(mx - ex)))
-                bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
-                by0 = max(y0, int(math.floor(my - ey)))
-                by1 = min(y1, int(math.ceil(my + ey)) + 1)
+                bx0, bx1, by0, by1 = _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1)
                 for py in range(by0, by1):
                     dy = my - (py + 0.5)
                     row = (py - y0) * tw - x0

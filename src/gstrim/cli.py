@@ -25,11 +25,33 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="images named by the dataset but absent: stop (default) or leave those views out")
 
 
-def _load_data(args):
+def _data_options(args, saved: dict | None = None) -> dict:
+    """Dataset options from the command line, falling back to those a model was trained with."""
+    saved = {k: v for k, v in (saved or {}).items() if k != "path"}
+    given = {"images": args.images, "downscale": args.downscale, "background": args.background}
+    options = {**saved, **{k: v for k, v in given.items() if v is not None}}
+    if args.missing_images != "error" or "missing_images" not in options:
+        options["missing_images"] = args.missing_images
+    return options
+
+
+def _load_data(args, saved: dict | None = None):
     from gstrim.data import load_dataset
 
-    return load_dataset(args.data, images=args.images, downscale=args.downscale, background=args.background,
-                        missing_images=args.missing_images)
+    return load_dataset(args.data, **_data_options(args, saved))
+
+
+def _model_and_data(args):
+    """The model named on the command line and its dataset (--data, or the one it was trained on)."""
+    from gstrim.io.model import load_model
+
+    model = load_model(args.model, iteration=args.iteration, nonfinite=args.nonfinite)
+    saved = model.data_options
+    if args.data is None:
+        if not saved:
+            raise GstrimError("no dataset recorded with this model; pass --data DATA", model.source)
+        args.data = saved["path"]
+    return model, _load_data(args, saved)
 
 
 def _print_dataset(ds) -> None:
@@ -84,6 +106,62 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _train_config(args):
+    from gstrim.train import TrainConfig
+
+    return TrainConfig(iterations=args.iterations, sh_degree=args.sh_degree, seed=args.seed)
+
+
+def cmd_train(args) -> int:
+    from gstrim.train import DensifyConfig, train_model
+
+    densify = DensifyConfig(stop=args.densify_until, grad_threshold=args.densify_grad_threshold)
+    result = train_model(
+        args.data, args.output, data_options=_data_options(args), config=_train_config(args),
+        densify=densify, init_points=args.init_points, checkpoint_every=args.checkpoint_every,
+        save_iterations=args.save_iterations, resume=args.resume,
+    )
+    print(f"trained {result.iterations:,} iterations in {result.wall_s:.0f} s: {len(result.scene):,} Gaussians")
+    print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{result.iterations}' / 'point_cloud.ply'}")
+    if not args.no_eval:
+        args.model, args.iteration, args.data, args.split = str(result.model_dir), result.iterations, None, "test"
+        args.lpips, args.lpips_input, args.ssim, args.nonfinite = "vgg", "3dgs", "3dgs", "error"
+        _run_eval(args, quiet_if_no_views=True)
+    return 0
+
+
+def cmd_render(args) -> int:
+    from gstrim.evaluate import write_renders
+
+    model, ds = _model_and_data(args)
+    out = Path(args.output) if args.output else model.root / args.split / model.label
+    count = write_renders(model.scene, ds.split(args.split), out, background=ds.background)
+    print(f"wrote {count} renders and ground-truth images to {out}")
+    return 0
+
+
+def _run_eval(args, quiet_if_no_views: bool = False) -> None:
+    from gstrim.evaluate import evaluate, write_results
+
+    model, ds = _model_and_data(args)
+    cameras = ds.split(args.split)
+    if not cameras and quiet_if_no_views:
+        return
+    result = evaluate(model.scene, cameras, label=model.label, background=ds.background, lpips_net=args.lpips,
+                      lpips_input=args.lpips_input, ssim_mode=args.ssim)
+    write_results(model.root, result)
+    s = result.summary()
+    print(f"{model.label} on {len(cameras)} {args.split} views ({s['gaussians']:,} Gaussians):")
+    print(f"  PSNR {s['PSNR']:.3f}  SSIM {s['SSIM']:.4f}  LPIPS {s['LPIPS']:.4f}  "
+          f"render {s['render_ms']:.1f} ms/view  [{s['lpips']}, SSIM {s['ssim_mode']}]")
+    print(f"  results in {model.root / 'results.json'} and per_view.json")
+
+
+def cmd_eval(args) -> int:
+    _run_eval(args)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from gstrim.data import load_dataset
     from gstrim.example import generate_example
@@ -117,6 +195,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     _add_nonfinite(p)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train a 3DGS scene from photos (vanilla 3DGS with densification)")
+    p.add_argument("data", help="COLMAP or Blender dataset folder")
+    p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
+    p.add_argument("--iterations", type=int, default=30_000, help="training iterations (default: 30000)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sh-degree", type=int, choices=range(4), default=3, help="final SH degree (default: 3)")
+    p.add_argument("--init-points", type=int,
+                   help="start from N random points (default: COLMAP points, or 100000 for Blender data)")
+    p.add_argument("--densify-until", type=int, default=15_000, help="last densification iteration (15000)")
+    p.add_argument("--densify-grad-threshold", type=float, default=2e-4, help="(default: 0.0002)")
+    p.add_argument("--checkpoint-every", type=int, default=1_000, help="iterations between checkpoints (1000)")
+    p.add_argument("--save-iterations", type=int, nargs="*", default=[7_000, 30_000],
+                   help="also save the scene at these iterations (default: 7000 30000; the last is always saved)")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation at the end")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_train)
+
+    def add_model_options(p):
+        p.add_argument("model", help="model folder, point_cloud.ply / .splat, or checkpoint chkpnt*.pt")
+        p.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
+        p.add_argument("--split", choices=("train", "test"), default="test")
+        p.add_argument("--iteration", type=int, help="saved iteration of a model folder (default: latest)")
+        _add_nonfinite(p)
+        _add_data_options(p)
+
+    p = sub.add_parser("render", help="render a model's views to PNG, with the ground truth beside them")
+    add_model_options(p)
+    p.add_argument("-o", "--output", help="folder for renders/ and gt/ (default: MODEL/<split>/ours_<iteration>)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("eval", help="PSNR, SSIM and LPIPS on held-out views -> results.json, per_view.json")
+    add_model_options(p)
+    p.add_argument("--lpips", choices=("vgg", "alex"), default="vgg", help="LPIPS network (default: vgg, as 3DGS)")
+    p.add_argument("--lpips-input", choices=("3dgs", "standard"), default="3dgs",
+                   help="3dgs: [0,1] images as the 3DGS scripts feed them (default); standard: [-1,1]")
+    p.add_argument("--ssim", choices=("3dgs", "valid"), default="3dgs",
+                   help="3dgs: zero-padded windows as 3DGS (default); valid: interior windows only")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")

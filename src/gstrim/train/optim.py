@@ -1,0 +1,45 @@
+"""Per-attribute Adam with the learning rates of 3DGS (Kerbl et al. 2023, `arguments/__init__.py`;
+the same values as gsplat's `simple_trainer.py`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gstrim.train.ops import Optimizers, Params
+
+# Adam's epsilon in 3DGS and gsplat: small, so that rarely-seen Gaussians still move.
+ADAM_EPS = 1e-15
+
+
+@dataclass
+class LearningRates:
+    means: float = 1.6e-4  # times the scene extent; decays exponentially to means_final
+    means_final: float = 1.6e-6
+    scales: float = 5e-3
+    quats: float = 1e-3
+    opacities: float = 5e-2
+    sh0: float = 2.5e-3
+    shN: float = 2.5e-3 / 20
+
+
+def make_optimizers(params: Params, lrs: LearningRates, extent: float) -> Optimizers:
+    """One Adam per parameter, as gsplat does (a Gaussian-count edit then touches one state per key)."""
+    rate = {"means": lrs.means * extent, "scales": lrs.scales, "quats": lrs.quats,
+            "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
+    return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS) for name, p in params.items()}
+
+
+def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float) -> float:
+    """Log-linear decay of the position learning rate from `means` to `means_final` (times the extent)
+    over `total_steps` (3DGS `get_expon_lr_func` without its warm-up; gsplat decays over the run's length
+    too). Equal initial and final rates give a constant rate, as fine-tuning after pruning uses."""
+    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return extent * math.exp((1 - t) * math.log(lrs.means) + t * math.log(lrs.means_final))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,108 @@
+"""Running a `Trainer` to completion inside a model folder: progress, checkpoints, saved scenes, resume.
+
+Shared by `gstrim train` and every later verb that fine-tunes (trim, compress). A checkpoint is written
+every `checkpoint_every` iterations, on Ctrl-C and at the end; each replaces the previous one atomically,
+so an interrupted run resumes from its last checkpoint and finishes exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gstrim import progress
+from gstrim.io import save_scene
+from gstrim.io.atomic import atomic_path
+from gstrim.io.model import checkpoint_path, latest_checkpoint, load_checkpoint, point_cloud_path
+from gstrim.train.trainer import Trainer
+
+STATS_NAME = "train_stats.jsonl"
+
+
+def save_checkpoint(trainer: Trainer, model_dir: Path, extra: dict | None = None) -> Path:
+    path = checkpoint_path(model_dir, trainer.step)
+    with atomic_path(path) as tmp:
+        torch.save({**trainer.state_dict(), **(extra or {})}, tmp)
+    for old in path.parent.glob("chkpnt*.pt"):  # keep only the newest
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def resume(trainer: Trainer, model_dir: Path) -> dict:
+    """Load the newest checkpoint of `model_dir` into `trainer`; returns the checkpoint."""
+    path = latest_checkpoint(model_dir)
+    if path is None:
+        from gstrim.errors import GstrimError
+
+        raise GstrimError("nothing to resume: no checkpoints/chkpnt*.pt", model_dir)
+    ckpt = load_checkpoint(path)
+    trainer.load_state_dict(ckpt)
+    return ckpt
+
+
+def run(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, save_iterations=(),
+        description: str = "train", elapsed: float = 0.0,
+        on_step: Callable[[Trainer, dict], None] | None = None) -> float:
+    """Train until `trainer.config.iterations`; returns the total wall time in seconds (including the
+    `elapsed` time of earlier, interrupted parts)."""
+    model_dir = Path(model_dir)
+    total = trainer.config.iterations
+    saves = {int(s) for s in save_iterations if 0 < int(s) <= total} | {total}
+    stats_path = model_dir / STATS_NAME
+    start = time.perf_counter() - elapsed
+    window: list[dict] = []
+    ema_loss = ema_psnr = None
+    rate_t, rate_step = time.perf_counter(), trainer.step
+
+    def wall() -> float:
+        return time.perf_counter() - start
+
+    with progress.task(description, total) as advance:
+        advance(trainer.step)
+        try:
+            while trainer.step < total:
+                record = trainer.train_step()
+                if on_step is not None:
+                    on_step(trainer, record)
+                window.append(record)
+                ema_loss = record["loss"] if ema_loss is None else 0.6 * ema_loss + 0.4 * record["loss"]
+                ema_psnr = record["psnr"] if ema_psnr is None else 0.6 * ema_psnr + 0.4 * record["psnr"]
+                now = time.perf_counter()
+                if now - rate_t > 2.0:
+                    rate = (trainer.step - rate_step) / (now - rate_t)
+                    rate_t, rate_step = now, trainer.step
+                else:
+                    rate = None
+                fields = {"loss": f"{ema_loss:.4f}", "psnr": f"{ema_psnr:.2f}", "N": f"{len(trainer):,}"}
+                advance(1, **fields, **({"it/s": f"{rate:.1f}"} if rate else {}))
+                if trainer.step % 100 == 0 or trainer.step == total:
+                    _append_stats(stats_path, trainer, window, wall())
+                    window = []
+                if trainer.step in saves:
+                    save_scene(point_cloud_path(model_dir, trainer.step), trainer.scene())
+                if trainer.step % checkpoint_every == 0 or trainer.step == total:
+                    save_checkpoint(trainer, model_dir, {"elapsed": wall()})
+        except KeyboardInterrupt:
+            save_checkpoint(trainer, model_dir, {"elapsed": wall()})
+            progress.log(f"interrupted at iteration {trainer.step}; checkpoint saved, continue with --resume")
+            raise
+    return wall()
+
+
+def _append_stats(path: Path, trainer: Trainer, window: list[dict], wall: float) -> None:
+    if not window:
+        return
+    entry = {
+        "step": trainer.step,
+        "loss": sum(r["loss"] for r in window) / len(window),
+        "psnr": sum(r["psnr"] for r in window) / len(window),
+        "gaussians": len(trainer),
+        "wall_s": round(wall, 2),
+    }
+    with open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")

@@ -1,0 +1,175 @@
+"""Training: population edits keep Adam state aligned, 3DGS densification rules, the loop learns,
+and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_scene
+
+from gstrim.example import generate_example
+from gstrim.io.model import latest_checkpoint, load_model
+from gstrim.train import DensifyConfig, DensifyStrategy, LearningRates, TrainConfig, Trainer, ops, train_model
+from gstrim.train.init import mean_neighbour_distance
+from gstrim.train.optim import make_optimizers, means_lr
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return generate_example(tmp_path_factory.mktemp("data") / "ex", seed=3, n_train=8, n_test=2, size=40,
+                            supersample=1)
+
+
+def params_with_moments(rng, n=20):
+    scene = random_scene(rng, n, 1)
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in scene.params().items()}
+    optimizers = make_optimizers(params, LearningRates(), extent=1.0)
+    for p in params.values():
+        p.grad = torch.randn_like(p)
+    for opt in optimizers.values():
+        opt.step()
+    # tag each Gaussian's moments with its index so that reordering is visible
+    for name, p in params.items():
+        st = optimizers[name].state[p]
+        st["exp_avg"] = torch.arange(n, dtype=torch.float32).view(-1, *([1] * (p.ndim - 1))).expand_as(p).clone()
+        st["exp_avg_sq"] = st["exp_avg"].clone()
+    state = {"grad2d": torch.arange(n, dtype=torch.float32), "other": 3}
+    return params, optimizers, state
+
+
+def moments(optimizers, params, name):
+    return optimizers[name].state[params[name]]["exp_avg"]
+
+
+def test_remove_keeps_rows_aligned(rng):
+    params, optimizers, state = params_with_moments(rng)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    mask = torch.from_numpy(rng.random(20) < 0.4)
+    ops.remove(params, optimizers, state, mask)
+    kept = torch.nonzero(~mask).squeeze(1).float()
+    for name, p in params.items():
+        torch.testing.assert_close(p.detach(), before[name][~mask])
+        assert optimizers[name].param_groups[0]["params"][0] is p
+        assert torch.equal(moments(optimizers, params, name).reshape(len(kept), -1)[:, 0], kept)
+    assert torch.equal(state["grad2d"], kept) and state["other"] == 3
+
+
+def test_duplicate_and_split(rng):
+    params, optimizers, state = params_with_moments(rng)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    mask = torch.zeros(20, dtype=torch.bool)
+    mask[[2, 5, 7]] = True
+    ops.duplicate(params, optimizers, state, mask)
+    assert len(params["means"]) == 23
+    torch.testing.assert_close(params["sh0"].detach()[20:], before["sh0"][mask])
+    assert torch.all(moments(optimizers, params, "means")[20:] == 0) and torch.all(state["grad2d"][20:] == 0)
+
+    before = {k: v.detach().clone() for k, v in params.items()}
+    mask = torch.zeros(23, dtype=torch.bool)
+    mask[[1, 22]] = True
+    ops.split(params, optimizers, state, mask, torch.Generator().manual_seed(0))
+    assert len(params["means"]) == 25  # 23 - 2 + 2 x 2
+    torch.testing.assert_close(params["means"].detach()[:21], before["means"][~mask])
+    new_scales = params["scales"].detach()[21:]
+    expected = before["scales"][mask] - np.log(1.6)
+    torch.testing.assert_close(new_scales, torch.cat([expected, expected]))
+    torch.testing.assert_close(params["quats"].detach()[21:], before["quats"][mask].repeat(2, 1))
+    # samples lie within a few standard deviations of the parent
+    offsets = (params["means"].detach()[21:] - before["means"][mask].repeat(2, 1)).norm(dim=1)
+    assert torch.all(offsets < 6 * torch.exp(before["scales"][mask]).amax(1).repeat(2))
+    assert torch.all(moments(optimizers, params, "scales")[21:] == 0)
+
+
+def test_reset_opacity(rng):
+    params, optimizers, _ = params_with_moments(rng)
+    ops.reset_opacity(params, optimizers, 0.01)
+    assert torch.all(torch.sigmoid(params["opacities"].detach()) <= 0.01 + 1e-6)
+    assert torch.all(moments(optimizers, params, "opacities") == 0)
+    assert optimizers["opacities"].param_groups[0]["params"][0] is params["opacities"]
+
+
+def test_densify_rules():
+    n = 6
+    # extent 2: "small" means largest scale <= 0.02, "oversized" > 0.2
+    scales = torch.log(torch.tensor([0.001, 0.001, 0.15, 0.15, 0.001, 0.001]))[:, None].repeat(1, 3)
+    opac = torch.logit(torch.tensor([0.5, 0.5, 0.5, 0.5, 0.001, 0.5]))
+    params = {
+        "means": torch.nn.Parameter(torch.zeros(n, 3)), "scales": torch.nn.Parameter(scales),
+        "quats": torch.nn.Parameter(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
+        "opacities": torch.nn.Parameter(opac), "sh0": torch.nn.Parameter(torch.arange(n).float()[:, None, None]
+                                                                         .repeat(1, 1, 3)),
+        "shN": torch.nn.Parameter(torch.zeros(n, 0, 3)),
+    }
+    optimizers = make_optimizers(params, LearningRates(), 1.0)
+    strategy = DensifyStrategy(DensifyConfig(), extent=2.0)
+    state = strategy.initialize_state(n)
+    # mean gradients 3e-4 (>= 2e-4) for Gaussians 0 and 2, 1e-4 for 1 and 3; 4 is transparent; 5 spans 30 px
+    state["grad2d"] = torch.tensor([6e-4, 2e-4, 9e-4, 3e-4, 0.0, 0.0])
+    state["count"] = torch.tensor([2.0, 2.0, 3.0, 3.0, 1.0, 1.0])
+    state["max_radii"] = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 30.0])
+    counts = strategy.densify_and_prune(params, optimizers, state, prune_large=True,
+                                        generator=torch.Generator().manual_seed(0))
+    assert counts == {"cloned": 1, "split": 1, "pruned": 2}
+    # survivors: 0, 1, 3, the clone of 0, two halves of 2 (scale 0.15 / 1.6)
+    assert params["sh0"].detach()[:, 0, 0].tolist() == [0, 1, 3, 0, 2, 2]
+    torch.testing.assert_close(torch.exp(params["scales"].detach()[4:]), torch.full((2, 3), 0.15 / 1.6))
+    assert torch.all(state["grad2d"] == 0)
+
+
+def test_means_lr_schedule():
+    lrs = LearningRates()
+    assert means_lr(0, 100, lrs, 2.0) == pytest.approx(2 * 1.6e-4)
+    assert means_lr(100, 100, lrs, 2.0) == pytest.approx(2 * 1.6e-6)
+    assert means_lr(50, 100, lrs, 1.0) == pytest.approx(1.6e-5)  # geometric midpoint
+    constant = LearningRates(means=1.6e-6, means_final=1.6e-6)
+    assert means_lr(37, 100, constant, 3.0) == pytest.approx(4.8e-6)
+
+
+def test_mean_neighbour_distance(rng):
+    pts = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32))
+    d2 = ((pts[:, None] - pts[None]) ** 2).sum(-1).double()
+    d2.fill_diagonal_(float("inf"))
+    expected = torch.sqrt(torch.topk(d2, 3, largest=False).values.mean(1)).float()
+    torch.testing.assert_close(mean_neighbour_distance(pts, chunk=64), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_trainer_fits_views(tiny_data):
+    from gstrim.data import load_dataset
+    from gstrim.train.init import initial_scene
+
+    ds = load_dataset(tiny_data)
+    scene = initial_scene(ds, random_points=800, half_size=1.0, seed=1)
+    trainer = Trainer(scene, ds.train, extent=ds.extent, config=TrainConfig(iterations=120, sh_degree=1))
+    first = [trainer.train_step()["loss"] for _ in range(8)]
+    for _ in range(104):
+        trainer.train_step()
+    last = [trainer.train_step()["loss"] for _ in range(8)]
+    assert np.mean(last) < 0.6 * np.mean(first)
+    assert trainer.active_sh_degree() == 0 and trainer.step == 120
+
+
+def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
+    densify = DensifyConfig(start=20, every=20, reset_every=60)
+    common = dict(densify=densify, init_points=400, save_iterations=(), checkpoint_every=1000)
+    full = train_model(tiny_data, tmp_path / "full", config=TrainConfig(iterations=80), **common)
+
+    original_step = Trainer.train_step
+
+    def interrupted_step(self):
+        if self.step == 43:
+            raise KeyboardInterrupt
+        return original_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(tiny_data, tmp_path / "part", config=TrainConfig(iterations=80), **common)
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    assert latest_checkpoint(tmp_path / "part").name == "chkpnt43.pt"  # written on the interrupt
+    resumed = train_model(tiny_data, tmp_path / "part", resume=True)
+    assert resumed.iterations == 80 and len(full.scene) != 400  # densification ran
+    for name, value in full.scene.params().items():
+        torch.testing.assert_close(getattr(resumed.scene, name), value, rtol=0, atol=0, msg=name)
+    model = load_model(tmp_path / "part")
+    assert model.iteration == 80 and model.label == "ours_80" and len(model.scene) == len(full.scene)
+    assert model.data_options["path"] == str(tiny_data.resolve())

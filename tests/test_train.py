@@ -127,11 +127,13 @@ def test_means_lr_schedule():
 
 
 def test_mean_neighbour_distance(rng):
-    pts = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32))
+    # a clustered cloud with outliers, so that the grid search needs several shells
+    pts = np.concatenate([rng.normal(size=(250, 3)) * 0.05, rng.normal(size=(50, 3)) * 3])
+    pts = torch.from_numpy(pts.astype(np.float32))
     d2 = ((pts[:, None] - pts[None]) ** 2).sum(-1).double()
     d2.fill_diagonal_(float("inf"))
     expected = torch.sqrt(torch.topk(d2, 3, largest=False).values.mean(1)).float()
-    torch.testing.assert_close(mean_neighbour_distance(pts, chunk=64), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mean_neighbour_distance(pts), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_trainer_fits_views(tiny_data):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numba import njit, prange
 
 from gstrim.data import Dataset
 from gstrim.errors import GstrimError
@@ -16,22 +17,63 @@ RANDOM_POINTS = 100_000
 RANDOM_HALF_SIZE = 1.3
 
 
-def mean_neighbour_distance(points: torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Tensor:
+def mean_neighbour_distance(points: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Root of the mean squared distance of each point to its k nearest other points (3DGS `distCUDA2`),
-    by chunked brute force."""
+    exact, through a uniform grid (Numba)."""
     n = points.shape[0]
     k = min(k, n - 1)
     if k <= 0:
         return torch.ones(n)
-    points = points.double()
-    out = torch.empty(n, dtype=torch.float64)
-    sq = (points * points).sum(1)
-    for start in range(0, n, chunk):
-        block = points[start:start + chunk]
-        d2 = sq[start:start + chunk, None] - 2 * block @ points.T + sq[None, :]
-        d2[torch.arange(block.shape[0]), torch.arange(start, start + block.shape[0])] = float("inf")
-        out[start:start + chunk] = torch.topk(d2, k, dim=1, largest=False).values.clamp_min(0).mean(1)
-    return torch.sqrt(out.clamp_min(1e-14)).float()
+    pts = points.detach().double().numpy()
+    lo = pts.min(axis=0)
+    span = np.maximum(pts.max(axis=0) - lo, 1e-9)
+    # about two points per occupied cell on average for a uniform cloud
+    cell = float(np.cbrt(np.prod(span) * 2.0 / n)) or float(span.max())
+    dims = np.minimum(np.floor(span / cell).astype(np.int64) + 1, 1 << 20)
+    cells = np.minimum(((pts - lo) / cell).astype(np.int64), dims - 1)
+    keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    d2 = _grid_knn(pts, cells, dims, order, sorted_keys, cell, k)
+    return torch.from_numpy(np.sqrt(np.maximum(d2, 1e-14))).float()
+
+
+@njit(parallel=True, cache=True)
+def _grid_knn(pts, cells, dims, order, sorted_keys, cell, k):
+    """Mean squared distance to the k nearest neighbours, searching grid shells of growing radius until no
+    unvisited cell can hold a closer point."""
+    n = pts.shape[0]
+    out = np.empty(n)
+    max_ring = int(max(dims[0], dims[1], dims[2]))
+    for p in prange(n):
+        best = np.full(k, np.inf)
+        cx, cy, cz = cells[p, 0], cells[p, 1], cells[p, 2]
+        for ring in range(max_ring + 1):
+            for ix in range(max(cx - ring, 0), min(cx + ring, dims[0] - 1) + 1):
+                for iy in range(max(cy - ring, 0), min(cy + ring, dims[1] - 1) + 1):
+                    for iz in range(max(cz - ring, 0), min(cz + ring, dims[2] - 1) + 1):
+                        if max(abs(ix - cx), abs(iy - cy), abs(iz - cz)) != ring:
+                            continue  # only the shell; inner cells were searched already
+                        key = (ix * dims[1] + iy) * dims[2] + iz
+                        j = np.searchsorted(sorted_keys, key)
+                        while j < n and sorted_keys[j] == key:
+                            q = order[j]
+                            j += 1
+                            if q == p:
+                                continue
+                            d = ((pts[p, 0] - pts[q, 0]) ** 2 + (pts[p, 1] - pts[q, 1]) ** 2
+                                 + (pts[p, 2] - pts[q, 2]) ** 2)
+                            if d < best[k - 1]:
+                                m = k - 1
+                                while m > 0 and best[m - 1] > d:
+                                    best[m] = best[m - 1]
+                                    m -= 1
+                                best[m] = d
+            # every point outside the searched cube is at least ring * cell away
+            if best[k - 1] <= (ring * cell) ** 2:
+                break
+        out[p] = best.sum() / k
+    return out
 
 
 def scene_from_points(points: np.ndarray, colors: np.ndarray, sh_degree: int = 3) -> GaussianScene:

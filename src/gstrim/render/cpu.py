@@ -27,10 +27,11 @@ class RasterizePixels(torch.autograd.Function):
         image = np.empty((height, width, 3), m2d.dtype)
         transmittance = np.empty((height, width), m2d.dtype)
         last = np.empty((height, width), np.int64)
-        kernels.rasterize_forward(m2d, con, col, opa, offsets, ids, width, height, TILE, bg,
+        levels = kernels.alpha_levels(opa, con)
+        kernels.rasterize_forward(m2d, con, col, opa, levels, offsets, ids, width, height, TILE, bg,
                                   image, transmittance, last)
         ctx.save_for_backward(means2d, conics, colors, opacities, background)
-        ctx.state = (offsets, ids, transmittance, last, width, height)
+        ctx.state = (levels, offsets, ids, transmittance, last, width, height)
         image_t = torch.from_numpy(image)
         alpha_t = torch.from_numpy(1.0 - transmittance)
         return image_t, alpha_t
@@ -38,7 +39,7 @@ class RasterizePixels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_image, grad_alpha):
         means2d, conics, colors, opacities, background = ctx.saved_tensors
-        offsets, ids, transmittance, last, width, height = ctx.state
+        levels, offsets, ids, transmittance, last, width, height = ctx.state
         dtype = means2d.dtype
         n = means2d.shape[0]
         threads = kernels.num_threads()
@@ -49,7 +50,7 @@ class RasterizePixels(torch.autograd.Function):
         grad_image = torch.zeros(height, width, 3, dtype=dtype) if grad_image is None else grad_image
         grad_alpha = torch.zeros(height, width, dtype=dtype) if grad_alpha is None else grad_alpha
         kernels.rasterize_backward(
-            _np(means2d), _np(conics), _np(colors), _np(opacities), offsets, ids, width, height, TILE,
+            _np(means2d), _np(conics), _np(colors), _np(opacities), levels, offsets, ids, width, height, TILE,
             _np(background.to(dtype)), transmittance, last, _np(grad_image.to(dtype)), _np(grad_alpha.to(dtype)),
             threads, g_m, g_con, g_col, g_opa,
         )

@@ -59,33 +59,48 @@ def bin_gaussians(means2d, radii, order, width, height, tile):
     return offsets, ids
 
 
+# Floating-point freedoms that let LLVM fuse and reorder arithmetic; NaN and infinity semantics stay exact.
+FASTMATH = {"contract", "arcp", "afn", "reassoc", "nsz"}
+
+
+def alpha_levels(opacities: np.ndarray, conics: np.ndarray) -> np.ndarray:
+    """Per Gaussian, the level 2 ln(255 o) of the ellipse d^T conic d <= level outside which its alpha is
+    below 1/255; -1 where it is never drawn (opacity below 1/255 or a degenerate conic)."""
+    det = conics[:, 0] * conics[:, 2] - conics[:, 1] ** 2
+    drawn = (opacities * 255.0 >= 1.0) & (det > 0) & (conics[:, 0] > 0)
+    level = 2.0 * np.log(np.maximum(255.0 * opacities, 1.0))
+    return np.where(drawn, level, -1.0).astype(opacities.dtype)
+
+
 @njit(inline="always")
-def _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1):
-    """Pixel ranges [bx0, bx1) x [by0, by1) of a tile holding every pixel where a Gaussian's alpha can reach
-    1/255: the bounding box of the ellipse d^T conic d <= 2 ln(255 o), plus a pixel of margin for rounding.
-    Empty when the opacity alone is below 1/255 or the conic is degenerate."""
-    det = ca * cc - cb * cb
-    if o * 255.0 < 1.0 or det <= 0.0:
-        return x0, x0, y0, y0
-    level = 2.0 * math.log(255.0 * o)
-    ex = math.sqrt(level * cc / det) + 1.0
-    ey = math.sqrt(level * ca / det) + 1.0
-    bx0 = max(x0, int(math.floor(mx - ex)))
-    bx1 = min(x1, int(math.ceil(mx + ex)) + 1)
-    by0 = max(y0, int(math.floor(my - ey)))
-    by1 = min(y1, int(math.ceil(my + ey)) + 1)
-    return bx0, bx1, by0, by1
+def _ellipse_rows(my, ca, cb, cc, level, y0, y1):
+    """Rows [by0, by1) of a tile that the ellipse d^T conic d <= level reaches, with a pixel of margin."""
+    ey = math.sqrt(level * ca / (ca * cc - cb * cb)) + 1.0
+    return max(y0, int(math.floor(my - ey))), min(y1, int(math.ceil(my + ey)) + 1)
 
 
-@njit(parallel=True, cache=True)
-def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, height, tile, background,
+@njit(inline="always")
+def _row_span(mx, dy, ca, cb, cc, level, x0, x1):
+    """Columns [bx0, bx1) of a tile row (pixel-centre offset dy = my - y) inside the ellipse: the roots of
+    ca dx^2 + 2 cb dy dx + cc dy^2 = level in dx = mx - x, widened by a pixel for rounding. The exact
+    per-pixel tests still decide, so the result equals a visit of every pixel."""
+    disc = (cb * dy) ** 2 - ca * (cc * dy * dy - level)
+    if disc < 0.0:
+        return x0, x0
+    root = math.sqrt(disc)
+    dx_lo = (-cb * dy - root) / ca
+    dx_hi = (-cb * dy + root) / ca
+    return max(x0, int(math.floor(mx - dx_hi - 0.5)) - 1), min(x1, int(math.ceil(mx - dx_lo - 0.5)) + 2)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, width, height, tile, background,
                       image, transmittance, last):
     """Blend front to back. Writes image [H, W, 3], final transmittance [H, W] and, per pixel, the position
     in `ids` of the last Gaussian blended (-1 if none), which the backward starts from.
 
-    Gaussian-major within a tile: each Gaussian visits only the tile pixels inside the bounding box of its
-    ellipse d^T conic d <= 2 ln(255 o), outside which alpha < 1/255 (plus a pixel of margin for rounding);
-    the exact per-pixel tests still decide, so the result equals a visit of every pixel."""
+    Gaussian-major within a tile: each Gaussian visits only the tile pixels inside its ellipse
+    d^T conic d <= levels[g] (row by row), outside which alpha < 1/255."""
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
     for t in prange(n_tiles):
@@ -102,15 +117,19 @@ def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, h
         n_done = 0
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
+            level = levels[g]
+            if level < 0.0:
+                continue
             o = opacities[g]
             ca = conics[g, 0]
             cb = conics[g, 1]
             cc = conics[g, 2]
             mx = means2d[g, 0]
             my = means2d[g, 1]
-            bx0, bx1, by0, by1 = _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1)
+            by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
             for py in range(by0, by1):
                 dy = my - (py + 0.5)
+                bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
                 row = (py - y0) * tw - x0
                 for px in range(bx0, bx1):
                     i = row + px
@@ -147,12 +166,12 @@ def rasterize_forward(means2d, conics, colors, opacities, offsets, ids, width, h
                 last[py, px] = end[i]
 
 
-@njit(parallel=True, cache=True)
-def rasterize_backward(means2d, conics, colors, opacities, offsets, ids, width, height, tile, background,
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids, width, height, tile, background,
                        transmittance, last, grad_image, grad_alpha, n_threads,
                        g_means2d, g_conics, g_colors, g_opacities):
     """Gradients of the blend w.r.t. means2d, conics, colours and opacities, into per-thread buffers
-    (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse boxes as the
+    (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse rows as the
     forward; every pixel recovers its transmittance by division and carries the colour accumulated behind
     the current Gaussian."""
     tiles_x = (width + tile - 1) // tile
@@ -188,6 +207,9 @@ def rasterize_backward(means2d, conics, colors, opacities, offsets, ids, width, 
                     k_max = max(k_max, end[i])
             for k in range(k_max, offsets[t] - 1, -1):
                 g = ids[k]
+                level = levels[g]
+                if level < 0.0:
+                    continue
                 o = opacities[g]
                 ca = conics[g, 0]
                 cb = conics[g, 1]
@@ -197,9 +219,10 @@ def rasterize_backward(means2d, conics, colors, opacities, offsets, ids, width, 
                 c0 = colors[g, 0]
                 c1 = colors[g, 1]
                 c2 = colors[g, 2]
-                bx0, bx1, by0, by1 = _ellipse_box(mx, my, ca, cb, cc, o, x0, x1, y0, y1)
+                by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):
                     dy = my - (py + 0.5)
+                    bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
                     row = (py - y0) * tw - x0
                     for px in range(bx0, bx1):
                         i = row + px

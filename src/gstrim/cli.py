@@ -16,6 +16,11 @@ def _add_nonfinite(p: argparse.ArgumentParser) -> None:
                    help="what to do with Gaussians that have NaN/Inf parameters (default: error)")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: an NVIDIA GPU through gsplat when available, else the CPU rasterizer")
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", help="COLMAP image folder name (default: images, or images_N with --downscale N)")
     p.add_argument("--downscale", type=int, help="divide the image resolution by N")
@@ -109,7 +114,7 @@ def cmd_convert(args) -> int:
 def _train_config(args):
     from gstrim.train import TrainConfig
 
-    return TrainConfig(iterations=args.iterations, sh_degree=args.sh_degree, seed=args.seed)
+    return TrainConfig(iterations=args.iterations, sh_degree=args.sh_degree, seed=args.seed, device=args.device)
 
 
 def cmd_train(args) -> int:
@@ -135,7 +140,7 @@ def cmd_render(args) -> int:
 
     model, ds = _model_and_data(args)
     out = Path(args.output) if args.output else model.root / args.split / model.label
-    count = write_renders(model.scene, ds.split(args.split), out, background=ds.background)
+    count = write_renders(model.scene, ds.split(args.split), out, background=ds.background, device=args.device)
     print(f"wrote {count} renders and ground-truth images to {out}")
     return 0
 
@@ -148,7 +153,7 @@ def _run_eval(args, quiet_if_no_views: bool = False) -> None:
     if not cameras and quiet_if_no_views:
         return
     result = evaluate(model.scene, cameras, label=model.label, background=ds.background, lpips_net=args.lpips,
-                      lpips_input=args.lpips_input, ssim_mode=args.ssim)
+                      lpips_input=args.lpips_input, ssim_mode=args.ssim, device=args.device)
     write_results(model.root, result)
     s = result.summary()
     print(f"{model.label} on {len(cameras)} {args.split} views ({s['gaussians']:,} Gaussians):")
@@ -211,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-iterations", type=int, nargs="*", default=[7_000, 30_000],
                    help="also save the scene at these iterations (default: 7000 30000; the last is always saved)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation at the end")
+    _add_device(p)
     _add_data_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -220,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", choices=("train", "test"), default="test")
         p.add_argument("--iteration", type=int, help="saved iteration of a model folder (default: latest)")
         _add_nonfinite(p)
+        _add_device(p)
         _add_data_options(p)
 
     p = sub.add_parser("render", help="render a model's views to PNG, with the ground truth beside them")

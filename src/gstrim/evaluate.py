@@ -23,7 +23,7 @@ from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path, write_text_atomic
 from gstrim.metrics import LPIPS, psnr, ssim
-from gstrim.render import rasterize
+from gstrim.render import rasterize, resolve_device
 from gstrim.scene import GaussianScene
 
 
@@ -42,23 +42,29 @@ def view_name(index: int) -> str:
     return f"{index:05d}.png"  # INRIA's naming of renders
 
 
-def render_views(scene: GaussianScene, cameras: list[Camera], *, background=None, backend: str = "auto",
+def render_views(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto",
                  description: str = "render") -> Iterator[tuple[int, Camera, torch.Tensor, float]]:
-    """(index, camera, 8-bit-quantised render, render seconds) per view, without gradients."""
+    """(index, camera, 8-bit-quantised render on the CPU, render seconds) per view, without gradients, on
+    the GPU (gsplat) when `device` is 'auto' and one is available."""
+    scene = scene.to(resolve_device(device))
+    cuda = scene.means.device.type == "cuda"
     with torch.no_grad():
         if cameras:  # untimed warm-up: the first call loads the compiled kernels
-            rasterize(scene, cameras[0], background=background, backend=backend)
+            rasterize(scene, cameras[0], background=background)
         for i, cam in enumerate(progress.track(cameras, description)):
             t0 = time.perf_counter()
-            image = rasterize(scene, cam, background=background, backend=backend).image
-            yield i, cam, quantize(image), time.perf_counter() - t0
+            image = rasterize(scene, cam, background=background).image
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+            yield i, cam, quantize(image.cpu()), seconds
 
 
 def write_renders(scene: GaussianScene, cameras: list[Camera], out_dir: Path, *, background=None,
-                  backend: str = "auto") -> int:
+                  device: str = "auto") -> int:
     """`out_dir/renders/00000.png` ... and the matching `out_dir/gt/00000.png` (INRIA's `render.py` layout)."""
     out_dir = Path(out_dir)
-    for i, cam, image, _ in render_views(scene, cameras, background=background, backend=backend):
+    for i, cam, image, _ in render_views(scene, cameras, background=background, device=device):
         save_png(out_dir / "renders" / view_name(i), image)
         save_png(out_dir / "gt" / view_name(i), cam.image)
     return len(cameras)
@@ -85,14 +91,14 @@ class Evaluation:
 
 def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours", background=None,
              lpips_net: str = "vgg", lpips_input: str = "3dgs", ssim_mode: str = "3dgs",
-             backend: str = "auto") -> Evaluation:
+             device: str = "auto") -> Evaluation:
     """PSNR, SSIM and LPIPS of every view's render against its photo."""
     if not cameras:
         raise GstrimError("no views to evaluate (the dataset has no test split?)")
     lpips = LPIPS(lpips_net, lpips_input)
     result = Evaluation(label, len(scene), lpips.label, ssim_mode)
     with torch.no_grad():
-        for i, cam, image, seconds in render_views(scene, cameras, background=background, backend=backend,
+        for i, cam, image, seconds in render_views(scene, cameras, background=background, device=device,
                                                    description="evaluate"):
             target = cam.image
             result.per_view[view_name(i)] = {

@@ -118,6 +118,9 @@ class GaussianScene:
         index = torch.as_tensor(mask)
         return GaussianScene(**{k: v[index] for k, v in self.params().items()})
 
+    def to(self, device: torch.device | str) -> GaussianScene:
+        return GaussianScene(**{k: v.to(device) for k, v in self.params().items()})
+
     def with_sh_degree(self, degree: int) -> GaussianScene:
         """Drop (or zero-pad) higher-order SH bands to reach `degree`."""
         k = num_sh_rest(degree)

@@ -1,7 +1,7 @@
 """`rasterize(scene, camera, ...)`: one entry point for every renderer of gstrim.
 
 Backends: 'cpu' (Numba kernels; per-Gaussian stages in torch) and, on NVIDIA GPUs, 'gsplat'. 'auto' picks
-gsplat when CUDA is available and the scene lives on the GPU, the CPU backend otherwise.
+gsplat when the scene lives on a CUDA device, the CPU backend otherwise.
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ from dataclasses import dataclass
 import torch
 
 from gstrim.data.camera import Camera
+from gstrim.errors import GstrimError
+from gstrim.render.gsplat_backend import gsplat_available, rasterize_gsplat
 from gstrim.render.project import Projection, project
 from gstrim.render.sh import sh_to_rgb
 from gstrim.scene import GaussianScene
 
-BACKENDS = ("auto", "cpu")
+BACKENDS = ("auto", "cpu", "gsplat")
 
 
 @dataclass
 class RenderOutput:
     image: torch.Tensor  # [H, W, 3]
     alpha: torch.Tensor  # [H, W]
-    means2d: torch.Tensor  # [N, 2] pixels; call .retain_grad() before backward to read its gradient
+    means2d: torch.Tensor  # [N, 2] pixels ([1, N, 2] from gsplat); .retain_grad() it before backward
     radii: torch.Tensor  # [N] int32, 0 where the Gaussian is not drawn
     depths: torch.Tensor  # [N]
     colors: torch.Tensor  # [N, 3] view-dependent colours
@@ -36,10 +38,20 @@ class RenderOutput:
     def normalized_means2d_grad(self) -> torch.Tensor:
         """dL/d(means2d) in the units of the 3DGS densification statistic: pixel gradient times W/2 and H/2
         (INRIA `backward.cu` and gsplat's DefaultStrategy both scale it so)."""
-        if self.means2d.grad is None:
+        grad = self.means2d.grad
+        if grad is None:
             raise RuntimeError("means2d has no gradient: call out.means2d.retain_grad() before backward()")
-        scale = torch.tensor([0.5 * self.width, 0.5 * self.height], dtype=self.means2d.grad.dtype)
-        return self.means2d.grad * scale
+        grad = grad.reshape(-1, 2)
+        return grad * torch.tensor([0.5 * self.width, 0.5 * self.height], dtype=grad.dtype, device=grad.device)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when gsplat and a GPU are available (the gsplat backend), else the CPU."""
+    if device == "auto":
+        device = "cuda" if gsplat_available() else "cpu"
+    if torch.device(device).type == "cuda" and not gsplat_available():
+        raise GstrimError("CUDA rendering needs the gsplat package and a CUDA GPU (pip install gstrim[gpu])")
+    return torch.device(device)
 
 
 def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = None,
@@ -47,19 +59,32 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
     """Render `scene` from `camera`; differentiable w.r.t. every scene parameter."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
-    from gstrim.render.cpu import RasterizePixels
-
+    device = scene.means.device
+    if backend == "auto":
+        backend = "gsplat" if device.type == "cuda" else "cpu"
+    if backend == "gsplat" and not gsplat_available():
+        raise GstrimError("the gsplat backend needs the gsplat package and a CUDA GPU (pip install gstrim[gpu])")
+    if backend == "cpu" and device.type != "cpu":
+        raise GstrimError(f"the cpu backend renders CPU tensors; the scene is on {device}")
     dtype = scene.means.dtype
     degree = scene.sh_degree if sh_degree is None else sh_degree
-    bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype)
-    viewmat, K = camera.viewmat.to(dtype), camera.K.to(dtype)
-    proj: Projection = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
+    bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype, device=device)
+    viewmat, K = camera.viewmat.to(device, dtype), camera.K.to(device, dtype)
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
+    if backend == "gsplat":
+        image, alpha, means2d, radii, depths = rasterize_gsplat(
+            scene.means, scene.quats, scene.scales, scene.opacities, colors, viewmat, K, camera.width,
+            camera.height, bg)
+        return RenderOutput(image, alpha, means2d, radii, depths, colors, camera.width, camera.height)
+
+    from gstrim.render.cpu import RasterizePixels
+
+    proj: Projection = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
     opacities = torch.sigmoid(scene.opacities)
     image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, opacities, proj.radii, proj.depths,
                                          camera.width, camera.height, bg)
     return RenderOutput(image, alpha, proj.means2d, proj.radii, proj.depths, colors, camera.width, camera.height)
 
 
-__all__ = ["BACKENDS", "RenderOutput", "rasterize"]
+__all__ = ["BACKENDS", "RenderOutput", "rasterize", "resolve_device"]

@@ -66,7 +66,7 @@ def split(params: Params, optimizers: Optimizers, state: dict, mask: torch.Tenso
     count = sel.numel() * samples
     scales = torch.exp(params["scales"].detach()[sel])  # [M, 3]
     rot = quat_to_rotmat(params["quats"].detach()[sel])  # [M, 3, 3]
-    noise = torch.randn((samples, sel.numel(), 3), generator=generator, dtype=scales.dtype)
+    noise = torch.randn((samples, sel.numel(), 3), generator=generator, dtype=scales.dtype).to(scales.device)
     offsets = torch.einsum("mij,smj->smi", rot, noise * scales).reshape(-1, 3)
 
     def param_fn(name: str, p: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,7 @@ def split(params: Params, optimizers: Optimizers, state: dict, mask: torch.Tenso
 
 def reset_opacity(params: Params, optimizers: Optimizers, value: float) -> None:
     """Clamp every opacity to at most `value` and zero its Adam moments (3DGS opacity reset)."""
-    cap = torch.logit(torch.tensor(value, dtype=params["opacities"].dtype))
+    cap = torch.logit(torch.tensor(value, dtype=params["opacities"].dtype, device=params["opacities"].device))
     opacity_only = {"opacities": params["opacities"]}
     _edit(opacity_only, {"opacities": optimizers["opacities"]}, {},
           lambda _, p: torch.clamp_max(p, cap), torch.zeros_like)

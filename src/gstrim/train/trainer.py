@@ -15,7 +15,7 @@ import torch
 
 from gstrim.data.camera import Camera
 from gstrim.metrics.image import psnr
-from gstrim.render import rasterize
+from gstrim.render import rasterize, resolve_device
 from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train.loss import SSIM_WEIGHT, photometric_loss
 from gstrim.train.optim import LearningRates, make_optimizers, means_lr, set_lr
@@ -30,7 +30,7 @@ class TrainConfig:
     ssim_weight: float = SSIM_WEIGHT
     lrs: LearningRates = field(default_factory=LearningRates)
     seed: int = 0
-    backend: str = "auto"
+    device: str = "auto"  # "auto": CUDA (gsplat) when available, else the CPU rasterizer
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,17 +50,20 @@ class Trainer:
         self.config = config
         self.strategy = strategy or Strategy()
         self.background = background
-        self.params = {k: torch.nn.Parameter(v.detach().float().clone()) for k, v in scene.params().items()}
+        self.device = resolve_device(config.device)
+        self.params = {k: torch.nn.Parameter(v.detach().float().to(self.device).clone())
+                       for k, v in scene.params().items()}
         self.optimizers = make_optimizers(self.params, config.lrs, extent)
-        self.state = self.strategy.initialize_state(len(scene))
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state = self._to_device(self.strategy.initialize_state(len(scene)))
+        self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU for every device
+        self._targets: dict[int, torch.Tensor] = {}
         self.step = 0
         self._order = torch.empty(0, dtype=torch.long)
 
     # ---- the population ------------------------------------------------------------------------
     def scene(self) -> GaussianScene:
-        """The current Gaussians, detached (a snapshot to save or evaluate)."""
-        return GaussianScene(**{k: self.params[k].detach().clone() for k in PARAM_NAMES})
+        """The current Gaussians, detached, on the CPU (a snapshot to save or evaluate)."""
+        return GaussianScene(**{k: self.params[k].detach().cpu().clone() for k in PARAM_NAMES})
 
     def _live_scene(self) -> GaussianScene:
         return GaussianScene(**{k: self.params[k] for k in PARAM_NAMES})
@@ -71,6 +74,17 @@ class Trainer:
     def active_sh_degree(self) -> int:
         # 3DGS raises the degree at the start of iterations 1000, 2000, ... (counted from 1)
         return min(self.config.sh_degree, (self.step + 1) // self.config.sh_interval)
+
+    def _to_device(self, state: dict) -> dict:
+        return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+
+    def _target(self, camera: Camera) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return camera.image
+        key = id(camera)
+        if key not in self._targets:
+            self._targets[key] = camera.image.to(self.device)
+        return self._targets[key]
 
     def _next_camera(self) -> Camera:
         position = self.step % len(self.cameras)
@@ -84,9 +98,9 @@ class Trainer:
         camera = self._next_camera()
         set_lr(self.optimizers["means"], means_lr(self.step, cfg.iterations, cfg.lrs, self.extent))
         out = rasterize(self._live_scene(), camera, sh_degree=self.active_sh_degree(),
-                        background=self.background, backend=cfg.backend)
+                        background=self.background)
         self.strategy.step_pre_backward(self.params, self.optimizers, self.state, self.step, out)
-        target = camera.image
+        target = self._target(camera)
         loss = photometric_loss(out.image, target, cfg.ssim_weight)
         loss.backward()
         for optimizer in self.optimizers.values():
@@ -102,9 +116,10 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step,
-            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "params": {k: v.detach().cpu().clone() for k, v in self.params.items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
-            "strategy_state": {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in self.state.items()},
+            "strategy_state": {k: (v.cpu().clone() if isinstance(v, torch.Tensor) else v)
+                               for k, v in self.state.items()},
             "generator": self.generator.get_state(),
             "order": self._order.clone(),
             "config": self.config.to_dict(),
@@ -112,10 +127,10 @@ class Trainer:
 
     def load_state_dict(self, d: dict) -> None:
         self.step = int(d["step"])
-        self.params = {k: torch.nn.Parameter(v.clone()) for k, v in d["params"].items()}
+        self.params = {k: torch.nn.Parameter(v.to(self.device).clone()) for k, v in d["params"].items()}
         self.optimizers = make_optimizers(self.params, self.config.lrs, self.extent)
         for k, opt in self.optimizers.items():
             opt.load_state_dict(d["optimizers"][k])
-        self.state = dict(d["strategy_state"])
+        self.state = self._to_device(dict(d["strategy_state"]))
         self.generator.set_state(d["generator"])
         self._order = d["order"].clone()

@@ -108,12 +108,19 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"gstrim: error: {tmp_path / 'nope.splat'}: no such file"
 
 
-def test_demo_generates_the_example(tmp_path, capsys, monkeypatch):
-    import gstrim.example as example
+def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
+    import gstrim.demo as demo
 
-    real = example.generate_example
-    monkeypatch.setattr(example, "generate_example",
-                        lambda out, **kw: real(out, **kw, n_train=8, n_test=2, size=48))
-    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo")
+    real = demo.generate_example
+    monkeypatch.setattr(demo, "generate_example", lambda out, **kw: real(out, **kw, n_train=8, n_test=2, size=48))
+    monkeypatch.setattr(demo, "DEMO_INIT_POINTS", 500)
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--iterations", "40")
     assert code == 0 and "8 train, 2 test" in out and "48x48" in out
-    assert (tmp_path / "demo" / "data" / "transforms_test.json").is_file()
+    assert "baseline: 40 iterations" in out and "test PSNR" in out
+    assert (tmp_path / "demo" / "baseline" / "point_cloud" / "iteration_40" / "point_cloud.ply").is_file()
+    results = json.loads((tmp_path / "demo" / "baseline" / "results.json").read_text())
+    assert results["ours_40"]["views"] == 2
+    # a second run reuses the example and the finished baseline
+    mtime = (tmp_path / "demo" / "data" / "transforms_train.json").stat().st_mtime
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--iterations", "40")
+    assert code == 0 and (tmp_path / "demo" / "data" / "transforms_train.json").stat().st_mtime == mtime

@@ -168,14 +168,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from gstrim.data import load_dataset
-    from gstrim.example import generate_example
+    from gstrim.demo import run_demo
 
-    out = Path(args.output)
-    data_dir = out / "data"
-    generate_example(data_dir, seed=args.seed, overwrite=True)
+    summary = run_demo(Path(args.output), seed=args.seed, iterations=args.iterations)
     print(f"built-in example scene (seed {args.seed}), Blender format:")
-    _print_dataset(load_dataset(data_dir))
+    _print_dataset(summary["dataset"])
+    trained = summary["train"]
+    print(f"baseline: {trained.iterations:,} iterations in {trained.wall_s:.0f} s -> {len(trained.scene):,} Gaussians "
+          f"({trained.model_dir})")
+    s = summary["eval"].summary()
+    print(f"  test PSNR {s['PSNR']:.2f}  SSIM {s['SSIM']:.4f}  LPIPS {s['LPIPS']:.4f}  ({s['lpips']})")
     return 0
 
 
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=2_000, help="baseline training iterations (default: 2000)")
     p.set_defaults(func=cmd_demo)
     return parser
 

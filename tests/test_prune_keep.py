@@ -7,6 +7,7 @@ import torch
 
 from gstrim.errors import GstrimError
 from gstrim.prune.keep import prune_mask_count, prune_mask_gamma, removal_order, survivors_schedule
+from gstrim.scene import GaussianScene
 
 
 def strict_rule(opacity, gradient, gamma):
@@ -98,3 +99,31 @@ def test_schedule_errors(kwargs):
 def test_gamma_out_of_range(gamma):
     with pytest.raises(GstrimError, match="gamma"):
         prune_mask_gamma(torch.rand(10), torch.rand(10), gamma)
+
+
+def test_gradient_score_is_the_densification_statistic(rng):
+    from test_render import make_camera, make_scene
+
+    from gstrim.prune.scores import gradient_score, opacity_score
+    from gstrim.render import rasterize
+    from gstrim.train.loss import photometric_loss
+
+    scene = make_scene(rng, 80, 1, torch.float32)
+    scene = GaussianScene(**{**scene.params(), "means": torch.cat([scene.means[:-1], torch.tensor([[0, 0, 50.0]])])})
+    cams = [make_camera(rng, 32, 24, torch.float32) for _ in range(3)]
+    for cam in cams:
+        cam.set_image(torch.from_numpy(rng.random((24, 32, 3)).astype("float32")))
+    score = gradient_score(scene, cams, device="cpu")
+    total, count = torch.zeros(80), torch.zeros(80)
+    for cam in cams:
+        s = GaussianScene(**{k: v.clone().requires_grad_(True) for k, v in scene.params().items()})
+        out = rasterize(s, cam)
+        out.means2d.retain_grad()
+        photometric_loss(out.image, cam.image).backward()
+        g = out.normalized_means2d_grad().norm(dim=-1)
+        total[out.visible] += g[out.visible]
+        count[out.visible] += 1
+    expected = torch.where(count > 0, total / count.clamp_min(1), torch.zeros(80))
+    torch.testing.assert_close(score, expected, rtol=1e-5, atol=1e-9)
+    assert score.shape == (80,) and (score > 0).any()
+    torch.testing.assert_close(opacity_score(scene), torch.sigmoid(scene.opacities))

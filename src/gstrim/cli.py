@@ -167,6 +167,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_trim(args) -> int:
+    from gstrim.prune.run import trim_scene
+    from gstrim.prune.trim import PRESETS, TrimConfig
+
+    schedule = dict(PRESETS[args.preset])
+    for key in ("steps", "every", "finetune"):
+        if getattr(args, key) is not None:
+            schedule[key] = getattr(args, key)
+    config = TrimConfig(score=args.score, gamma=args.gamma, target_removal=args.target_removal,
+                        target_count=args.target_count, target_mb=args.target_mb, one_shot=args.one_shot,
+                        no_prune=args.no_prune, stats=args.stats, stats_views=args.stats_views, seed=args.seed,
+                        **schedule)
+    given = {"images": args.images, "downscale": args.downscale, "background": args.background}
+    options = {k: v for k, v in given.items() if v is not None}
+    if args.missing_images != "error":
+        options["missing_images"] = args.missing_images
+    result = trim_scene(args.scene, args.output, data=args.data, data_options=options, config=config,
+                        device=args.device, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                        evaluate_test=not args.no_eval)
+    s = result.summary
+    print(f"trimmed {s['gaussians_in']:,} -> {s['gaussians_out']:,} Gaussians ({100 * s['removed']:.1f} % removed, "
+          f"{s['variant']}, score {s['score']}) in {s['wall_s']:.0f} s")
+    print(f"  size         {s['mb_in']:.2f} MB -> {s['mb_out']:.2f} MB (x{s['ratio']:.2f} smaller)")
+    if "input" in s and "output" in s:
+        i, o = s["input"], s["output"]
+        print(f"  test PSNR    {i['PSNR']:.3f} -> {o['PSNR']:.3f}   SSIM {i['SSIM']:.4f} -> {o['SSIM']:.4f}   "
+              f"LPIPS {i['LPIPS']:.4f} -> {o['LPIPS']:.4f}")
+        print(f"  render       {i['fps']:.1f} -> {o['fps']:.1f} FPS")
+    iteration = s["iterations"]
+    print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{iteration}' / 'point_cloud.ply'}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from gstrim.demo import run_demo
 
@@ -244,6 +277,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssim", choices=("3dgs", "valid"), default="3dgs",
                    help="3dgs: zero-padded windows as 3DGS (default); valid: interior windows only")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("trim", help="prune a trained scene (Trimming the Fat) and fine-tune it")
+    p.add_argument("scene", help="trained scene: .ply, model folder, or checkpoint chkpnt*.pt")
+    p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
+    p.add_argument("--data", help="dataset folder (default: the one the scene was trained on)")
+    p.add_argument("--score", choices=("gradient", "opacity"), default="gradient",
+                   help="importance score: gradient (Trimming the Fat, default) or opacity only")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--gamma", type=float, help="quantile level per prune step (paper: 0.225-0.6)")
+    target.add_argument("--target-removal", type=float, help="fraction of the Gaussians to remove (default 0.75)")
+    target.add_argument("--target-count", type=int, help="Gaussians to keep")
+    target.add_argument("--target-mb", type=float, help="largest .ply size to reach, in MB")
+    variant = p.add_mutually_exclusive_group()
+    variant.add_argument("--one-shot", action="store_true", help="remove the whole target at once, then fine-tune")
+    variant.add_argument("--no-prune", action="store_true", help="fine-tune only (the fair baseline)")
+    p.add_argument("--preset", choices=("paper", "cpu"), default="paper",
+                   help="paper: 10 prunes 500 apart + 10000 fine-tuning iterations; cpu: 100 apart + 2000")
+    p.add_argument("--steps", type=int, help="number of prune steps")
+    p.add_argument("--every", type=int, help="iterations between prune steps")
+    p.add_argument("--finetune", type=int, help="fine-tuning iterations after the last prune step")
+    p.add_argument("--stats", choices=("refresh", "checkpoint"), default="refresh",
+                   help="refresh the gradient score before each prune (default) or reuse a checkpoint's")
+    p.add_argument("--stats-views", type=int, help="training views per gradient refresh (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=1_000)
+    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluations")
+    _add_device(p)
+    _add_data_options(p)
+    p.set_defaults(func=cmd_trim)
 
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")

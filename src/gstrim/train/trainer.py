@@ -26,7 +26,7 @@ from gstrim.train.strategy import Strategy
 class TrainConfig:
     iterations: int = 30_000
     sh_degree: int = 3  # the degree reached at the end; raised by one every sh_interval iterations
-    sh_interval: int = 1_000
+    sh_interval: int = 1_000  # 0: the final degree from the first iteration (fine-tuning)
     ssim_weight: float = SSIM_WEIGHT
     lrs: LearningRates = field(default_factory=LearningRates)
     seed: int = 0
@@ -72,6 +72,8 @@ class Trainer:
         return self.params["means"].shape[0]
 
     def active_sh_degree(self) -> int:
+        if self.config.sh_interval <= 0:
+            return self.config.sh_degree
         # 3DGS raises the degree at the start of iterations 1000, 2000, ... (counted from 1)
         return min(self.config.sh_degree, (self.step + 1) // self.config.sh_interval)
 

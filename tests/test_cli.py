@@ -116,7 +116,7 @@ def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo, "DEMO_INIT_POINTS", 500)
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--iterations", "40")
     assert code == 0 and "8 train, 2 test" in out and "48x48" in out
-    assert "baseline: 40 iterations" in out and "test PSNR" in out
+    assert "baseline: 40 iterations" in out and "test PSNR" in out and "75 % removed" in out
     assert (tmp_path / "demo" / "baseline" / "point_cloud" / "iteration_40" / "point_cloud.ply").is_file()
     results = json.loads((tmp_path / "demo" / "baseline" / "results.json").read_text())
     assert results["ours_40"]["views"] == 2

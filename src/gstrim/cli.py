@@ -211,6 +211,12 @@ def cmd_demo(args) -> int:
           f"({trained.model_dir})")
     s = summary["eval"].summary()
     print(f"  test PSNR {s['PSNR']:.2f}  SSIM {s['SSIM']:.4f}  LPIPS {s['LPIPS']:.4f}  ({s['lpips']})")
+    t = summary["trim"].summary
+    print(f"trimmed (Trimming the Fat, {100 * t['removed']:.0f} % removed): {t['gaussians_out']:,} Gaussians, "
+          f"{t['mb_in']:.2f} -> {t['mb_out']:.2f} MB, {t['wall_s']:.0f} s ({summary['trim'].model_dir})")
+    o = t["output"]
+    print(f"  test PSNR {o['PSNR']:.2f}  SSIM {o['SSIM']:.4f}  LPIPS {o['LPIPS']:.4f}  "
+          f"render {t['input']['fps']:.0f} -> {o['fps']:.0f} FPS on this machine")
     return 0
 
 

@@ -14,6 +14,8 @@ from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate, write_results
 from gstrim.example import GENERATOR_VERSION, generate_example
 from gstrim.io.model import read_config
+from gstrim.prune.run import trim_scene
+from gstrim.prune.trim import TrimConfig
 from gstrim.train import DensifyConfig, TrainConfig, train_model
 
 # A short 3DGS schedule for 200x200 views: fewer random starting points than the 100,000 of 3DGS, SH
@@ -45,4 +47,20 @@ def run_demo(out: Path, *, seed: int = 0, iterations: int = 2_000) -> dict:
     result = evaluate(trained.scene, dataset.test, label=f"ours_{trained.iterations}",
                       background=dataset.background)
     write_results(model_dir, result)
-    return {"dataset": dataset, "train": trained, "eval": result}
+    trimmed = _trim(model_dir, out / "trimmed", iterations, seed)
+    return {"dataset": dataset, "train": trained, "eval": result, "trim": trimmed}
+
+
+def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
+    """Trimming the Fat on the baseline: 75 % removed over 10 prune steps, then a quarter of the baseline's
+    length of fine-tuning, scoring each step on 20 training views."""
+    every = max(iterations // 40, 1)
+    config = TrimConfig(target_removal=0.75, steps=10, every=every, finetune=max(iterations // 4, 1),
+                        stats_views=20, seed=seed)
+    saved = read_config(trim_dir)
+    same_input = saved is not None and saved["input"].startswith(str(model_dir.resolve()))
+    if same_input and saved.get("trim") == config.__dict__:
+        return trim_scene(None, trim_dir, resume=True)
+    if trim_dir.exists():
+        shutil.rmtree(trim_dir)
+    return trim_scene(model_dir, trim_dir, config=config)

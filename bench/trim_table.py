@@ -1,0 +1,68 @@
+"""The paper's Table 1 on one trained baseline: gradient-aware vs opacity-only iterative pruning, one-shot,
+and the unpruned model fine-tuned as long, at several removal fractions.
+
+Usage: python bench/trim_table.py MODEL OUT [--removals 0.8 0.85 0.9] [--preset cpu] [--data DATA ...]
+Each run is a `gstrim trim` into OUT/<variant>-<removal>; finished runs are reused, interrupted ones resumed.
+Prints a Markdown table (PSNR, SSIM, LPIPS, Gaussians, MB, CPU FPS, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gstrim import progress
+from gstrim.prune.run import trim_scene
+from gstrim.prune.trim import PRESETS, TrimConfig
+
+
+def run_variant(model: str, out: Path, config: TrimConfig, data: str | None, options: dict) -> dict:
+    results = out / "results.json"
+    if results.is_file() and "trim" in json.loads(results.read_text()):
+        return json.loads(results.read_text())["trim"]
+    resume = (out / "config.json").is_file()
+    result = trim_scene(None if resume else model, out, data=data, data_options=options, config=config,
+                        resume=resume)
+    return result.summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("out")
+    parser.add_argument("--data")
+    parser.add_argument("--images")
+    parser.add_argument("--downscale", type=int)
+    parser.add_argument("--removals", type=float, nargs="+", default=[0.8, 0.85, 0.9])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--variants", nargs="+", default=["gradient", "opacity", "one-shot", "no-prune"])
+    args = parser.parse_args()
+    options = {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
+    schedule = PRESETS[args.preset]
+    rows = []
+    for variant in args.variants:
+        for removal in [None] if variant == "no-prune" else args.removals:
+            kwargs = {"no_prune": True} if variant == "no-prune" else {"target_removal": removal}
+            if variant == "opacity":
+                kwargs["score"] = "opacity"
+            if variant == "one-shot":
+                kwargs["one_shot"] = True
+            name = variant if removal is None else f"{variant}-{removal}"
+            progress.log(f"== {name}")
+            s = run_variant(args.model, Path(args.out) / name, TrimConfig(**kwargs, **schedule), args.data, options)
+            rows.append((name, s))
+    print("| run | removed | Gaussians | MB | PSNR | SSIM | LPIPS | FPS (CPU) | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    first = rows[0][1]
+    i = first["input"]
+    print(f"| input | 0 % | {first['gaussians_in']:,} | {first['mb_in']:.2f} | {i['PSNR']:.3f} | {i['SSIM']:.4f} | "
+          f"{i['LPIPS']:.4f} | {i['fps']:.1f} | |")
+    for name, s in rows:
+        o = s["output"]
+        print(f"| {name} | {100 * s['removed']:.0f} % | {s['gaussians_out']:,} | {s['mb_out']:.2f} | {o['PSNR']:.3f} | "
+              f"{o['SSIM']:.4f} | {o['LPIPS']:.4f} | {o['fps']:.1f} | {s['wall_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -30,14 +30,17 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="images named by the dataset but absent: stop (default) or leave those views out")
 
 
+def _given_data_options(args) -> dict:
+    """The dataset options typed on the command line (defaults left out)."""
+    given = {"images": args.images, "downscale": args.downscale, "background": args.background,
+             "missing_images": None if args.missing_images == "error" else args.missing_images}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _data_options(args, saved: dict | None = None) -> dict:
     """Dataset options from the command line, falling back to those a model was trained with."""
     saved = {k: v for k, v in (saved or {}).items() if k != "path"}
-    given = {"images": args.images, "downscale": args.downscale, "background": args.background}
-    options = {**saved, **{k: v for k, v in given.items() if v is not None}}
-    if args.missing_images != "error" or "missing_images" not in options:
-        options["missing_images"] = args.missing_images
-    return options
+    return {"missing_images": "error", **saved, **_given_data_options(args)}
 
 
 def _load_data(args, saved: dict | None = None):
@@ -179,11 +182,7 @@ def cmd_trim(args) -> int:
                         target_count=args.target_count, target_mb=args.target_mb, one_shot=args.one_shot,
                         no_prune=args.no_prune, stats=args.stats, stats_views=args.stats_views, seed=args.seed,
                         **schedule)
-    given = {"images": args.images, "downscale": args.downscale, "background": args.background}
-    options = {k: v for k, v in given.items() if v is not None}
-    if args.missing_images != "error":
-        options["missing_images"] = args.missing_images
-    result = trim_scene(args.scene, args.output, data=args.data, data_options=options, config=config,
+    result = trim_scene(args.scene, args.output, data=args.data, data_options=_given_data_options(args), config=config,
                         device=args.device, resume=args.resume, checkpoint_every=args.checkpoint_every,
                         evaluate_test=not args.no_eval)
     s = result.summary

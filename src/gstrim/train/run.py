@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from gstrim import progress
+from gstrim.errors import GstrimError
 from gstrim.io import save_scene
 from gstrim.io.atomic import atomic_path
 from gstrim.io.model import checkpoint_path, latest_checkpoint, load_checkpoint, point_cloud_path
@@ -37,8 +38,6 @@ def resume(trainer: Trainer, model_dir: Path) -> dict:
     """Load the newest checkpoint of `model_dir` into `trainer`; returns the checkpoint."""
     path = latest_checkpoint(model_dir)
     if path is None:
-        from gstrim.errors import GstrimError
-
         raise GstrimError("nothing to resume: no checkpoints/chkpnt*.pt", model_dir)
     ckpt = load_checkpoint(path)
     trainer.load_state_dict(ckpt)

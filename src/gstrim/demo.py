@@ -59,7 +59,7 @@ def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
                         stats_views=20, seed=seed)
     saved = read_config(trim_dir)
     same_input = saved is not None and saved["input"].startswith(str(model_dir.resolve()))
-    if same_input and saved.get("trim") == config.__dict__:
+    if same_input and saved.get("trim") == config.to_dict():
         return trim_scene(None, trim_dir, resume=True)
     if trim_dir.exists():
         shutil.rmtree(trim_dir)

@@ -112,13 +112,17 @@ def write_results(model_dir: Path, evaluation: Evaluation) -> None:
     """Merge into `results.json` and `per_view.json` of a model folder (other methods' entries are kept)."""
     model_dir = Path(model_dir)
     per_metric = {key: {view: m[key] for view, m in evaluation.per_view.items()} for key in ("SSIM", "PSNR", "LPIPS")}
-    for name, entry in (("results.json", evaluation.summary()), ("per_view.json", per_metric)):
-        path = model_dir / name
-        existing = {}
-        if path.is_file():
-            try:
-                existing = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                existing = {}
-        existing[evaluation.label] = entry
-        write_text_atomic(path, json.dumps(existing, indent=1))
+    merge_json(model_dir / "results.json", evaluation.label, evaluation.summary())
+    merge_json(model_dir / "per_view.json", evaluation.label, per_metric)
+
+
+def merge_json(path: Path, key: str, entry) -> None:
+    """Set `key` in a JSON object file, keeping its other entries (an unreadable file starts afresh)."""
+    existing = {}
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            existing = {}
+    existing[key] = entry
+    write_text_atomic(path, json.dumps(existing, indent=1))

@@ -14,7 +14,7 @@ import torch
 from gstrim import __version__
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import GstrimError
-from gstrim.evaluate import Evaluation, evaluate, write_results
+from gstrim.evaluate import Evaluation, evaluate, merge_json, write_results
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.model import CONFIG_NAME, load_model, read_config, write_cameras_json, write_cfg_args
 from gstrim.prune.trim import TrimConfig, TrimStrategy, finetune_rates, ply_size_mb
@@ -102,7 +102,7 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         run_config = {"gstrim": __version__, "verb": "trim", "input": str(Path(model.source).resolve()),
-                      "data": {"path": str(Path(data).resolve()), **data_options}, "trim": config.__dict__.copy()}
+                      "data": {"path": str(Path(data).resolve()), **data_options}, "trim": config.to_dict()}
         write_text_atomic(out_dir / CONFIG_NAME, json.dumps(run_config, indent=1))
         white = tuple(dataset.background) == (1.0, 1.0, 1.0)
         write_cfg_args(out_dir / "cfg_args", out_dir, run_config["data"], scene.sh_degree, white)
@@ -125,10 +125,7 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
         if before is not None:
             write_results(out_dir, before)
     summary = _summary(len(scene), result_scene, before, after, wall, config)
-    results_path = out_dir / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["trim"] = summary
-    write_text_atomic(results_path, json.dumps(results, indent=1))
+    merge_json(out_dir / "results.json", "trim", summary)
     return TrimResult(out_dir, result_scene, len(scene), before, after, wall, summary)
 
 

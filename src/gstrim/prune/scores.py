@@ -19,6 +19,7 @@ from gstrim.data.camera import Camera
 from gstrim.render import rasterize, resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.loss import photometric_loss
+from gstrim.train.strategy import accumulate_grad2d
 
 Score = Callable[..., torch.Tensor]
 
@@ -33,26 +34,26 @@ def gradient_statistics(scene: GaussianScene, cameras: list[Camera], *, backgrou
     live = scene.to(resolve_device(device))
     params = {k: v.detach().clone().requires_grad_(True) for k, v in live.params().items()}
     live = GaussianScene(**params)
-    total = torch.zeros(len(scene), dtype=torch.float64)
-    count = torch.zeros(len(scene), dtype=torch.float64)
+    stats = {"grad2d": torch.zeros(len(scene), dtype=torch.float64, device=live.means.device)}
+    stats["count"] = torch.zeros_like(stats["grad2d"])
     for cam in progress.track(cameras, "gradient score"):
         out = rasterize(live, cam, background=background)
         out.means2d.retain_grad()
-        target = cam.image.to(out.image.device)
-        photometric_loss(out.image, target).backward()
-        visible = out.visible.cpu()
-        norms = out.normalized_means2d_grad().norm(dim=-1).double().cpu()
-        total[visible] += norms[visible]
-        count[visible] += 1
+        photometric_loss(out.image, cam.image.to(out.image.device)).backward()
+        accumulate_grad2d(stats, out)
         for p in params.values():
             p.grad = None
-    return total, count
+    return stats["grad2d"].cpu(), stats["count"].cpu()
+
+
+def mean_gradient(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The per-view mean of an accumulated gradient statistic; 0 where no view drew the Gaussian."""
+    return (total.double() / count.double().clamp_min(1)).float().cpu()
 
 
 def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=None,
                    device: str = "auto") -> torch.Tensor:
-    total, count = gradient_statistics(scene, cameras, background=background, device=device)
-    return (total / count.clamp_min(1)).float()
+    return mean_gradient(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
 SCORES: dict[str, Score] = {"opacity": opacity_score, "gradient": gradient_score}

@@ -9,14 +9,16 @@ constant at 1.6e-6 x extent, no densification, SH at the scene's degree from the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import torch
 
 from gstrim import progress
 from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
+from gstrim.io.ply import ply_bytes
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
-from gstrim.prune.scores import SCORES, gradient_statistics
+from gstrim.prune.scores import SCORES, gradient_statistics, mean_gradient
 from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train import ops
 from gstrim.train.optim import LearningRates
@@ -46,6 +48,9 @@ class TrimConfig:
     stats: str = "refresh"  # or "checkpoint": the statistics stored in a training checkpoint
     stats_views: int | None = None  # training views per refresh (default: all)
     seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @property
     def iterations(self) -> int:
@@ -77,11 +82,10 @@ class TrimConfig:
             raise GstrimError(f"--target-mb must be positive, got {self.target_mb}")
 
 
+@cache
 def ply_layout(sh_degree: int) -> tuple[int, int]:
     """(header bytes without the digits of the vertex count, bytes per Gaussian) of the INRIA .ply gstrim
     writes, measured on the writer itself."""
-    from gstrim.io.ply import ply_bytes
-
     empty = GaussianScene.empty(sh_degree)
     one, two = (len(ply_bytes(GaussianScene(**{k: torch.zeros((n, *v.shape[1:])) for k, v in empty.params().items()})))
                 for n in (1, 2))
@@ -147,11 +151,9 @@ class TrimStrategy(Strategy):
         if self.config.score == "opacity":
             return opacity, opacity
         if self.config.stats == "checkpoint":
-            total, count = state["grad2d"].cpu().double(), state["count"].cpu().double()
-        else:
-            total, count = gradient_statistics(scene, self.cameras, background=self.background,
-                                               device=str(scene.means.device))
-        return opacity, (total / count.clamp_min(1)).float()
+            return opacity, mean_gradient(state["grad2d"], state["count"])
+        return opacity, mean_gradient(*gradient_statistics(scene, self.cameras, background=self.background,
+                                                           device=str(scene.means.device)))
 
     def prune(self, params, optimizers, state) -> None:
         n = params["means"].shape[0]
@@ -171,6 +173,3 @@ def finetune_rates() -> LearningRates:
     """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps)."""
     return LearningRates(means=1.6e-6, means_final=1.6e-6)
 
-
-def config_dict(config: TrimConfig) -> dict:
-    return asdict(config)

@@ -65,7 +65,7 @@ class DensifyStrategy(Strategy):
     def densify_and_prune(self, params: Params, optimizers: Optimizers, state: dict, prune_large: bool,
                           generator: torch.Generator) -> dict[str, int]:
         cfg = self.config
-        grads = state["grad2d"] / state["count"].clamp_min(1)
+        grads = state["grad2d"] / state["count"].clamp_min(1)  # mean over the views that drew each Gaussian
         high = grads >= cfg.grad_threshold
         small = torch.exp(params["scales"].detach()).amax(dim=1) <= cfg.percent_dense * self.extent
         clone, split = high & small, high & ~small

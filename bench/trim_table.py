@@ -2,7 +2,9 @@
 and the unpruned model fine-tuned as long, at several removal fractions.
 
 Usage: python bench/trim_table.py MODEL OUT [--removals 0.8 0.85 0.9] [--preset cpu] [--data DATA ...]
-Each run is a `gstrim trim` into OUT/<variant>-<removal>; finished runs are reused, interrupted ones resumed.
+       [--variants gradient opacity lightgaussian pup one-shot no-prune]
+Each run is a `gstrim trim` into OUT/<variant>-<removal>; finished runs are reused, interrupted ones resumed,
+and the input's test evaluation is shared between them.
 Prints a Markdown table (PSNR, SSIM, LPIPS, Gaussians, MB, CPU FPS, wall time).
 """
 
@@ -13,7 +15,8 @@ import json
 from pathlib import Path
 
 from gstrim import progress
-from gstrim.prune.run import trim_scene
+from gstrim.prune.run import read_input_evaluation, trim_scene
+from gstrim.prune.scores import SCORES
 from gstrim.prune.trim import PRESETS, TrimConfig
 
 
@@ -22,8 +25,10 @@ def run_variant(model: str, out: Path, config: TrimConfig, data: str | None, opt
     if results.is_file() and "trim" in json.loads(results.read_text()):
         return json.loads(results.read_text())["trim"]
     resume = (out / "config.json").is_file()
+    # every variant trims the same input: evaluate it once
+    known = next(filter(None, map(read_input_evaluation, out.parent.glob("*/"))), None)
     result = trim_scene(None if resume else model, out, data=data, data_options=options, config=config,
-                        resume=resume)
+                        resume=resume, input_evaluation=known)
     return result.summary
 
 
@@ -36,7 +41,8 @@ def main() -> None:
     parser.add_argument("--downscale", type=int)
     parser.add_argument("--removals", type=float, nargs="+", default=[0.8, 0.85, 0.9])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--variants", nargs="+", default=["gradient", "opacity", "one-shot", "no-prune"])
+    parser.add_argument("--variants", nargs="+", default=["gradient", "opacity", "one-shot", "no-prune"],
+                        choices=[*SCORES, "one-shot", "no-prune"], help="a score name runs iterative pruning by it")
     args = parser.parse_args()
     options = {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
     schedule = PRESETS[args.preset]
@@ -44,8 +50,8 @@ def main() -> None:
     for variant in args.variants:
         for removal in [None] if variant == "no-prune" else args.removals:
             kwargs = {"no_prune": True} if variant == "no-prune" else {"target_removal": removal}
-            if variant == "opacity":
-                kwargs["score"] = "opacity"
+            if variant in SCORES:
+                kwargs["score"] = variant
             if variant == "one-shot":
                 kwargs["one_shot"] = True
             name = variant if removal is None else f"{variant}-{removal}"

@@ -39,8 +39,10 @@ def test_target_count_is_exact(baseline, tmp_path):
     assert results["input"]["gaussians"] == n_in
 
 
-@pytest.mark.parametrize("variant", [dict(score="opacity", target_removal=0.5), dict(one_shot=True, target_removal=0.5),
-                                     dict(no_prune=True), dict(gamma=0.4)])
+@pytest.mark.parametrize("variant", [
+    dict(score="opacity", target_removal=0.5), dict(score="lightgaussian", target_removal=0.5),
+    dict(score="pup", target_removal=0.5), dict(one_shot=True, target_removal=0.5), dict(no_prune=True),
+    dict(gamma=0.4)])
 def test_variants(baseline, tmp_path, variant):
     data, model = baseline
     n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))

@@ -287,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scene", help="trained scene: .ply, model folder, or checkpoint chkpnt*.pt")
     p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
     p.add_argument("--data", help="dataset folder (default: the one the scene was trained on)")
-    p.add_argument("--score", choices=("gradient", "opacity"), default="gradient",
-                   help="importance score: gradient (Trimming the Fat, default) or opacity only")
+    p.add_argument("--score", choices=("gradient", "opacity", "lightgaussian", "pup"), default="gradient",
+                   help="importance score: gradient (Trimming the Fat: kept if opacity OR gradient is high; "
+                        "default); opacity, lightgaussian (global significance) or pup (PUP-3DGS Fisher) "
+                        "rank alone")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--gamma", type=float, help="quantile level per prune step (paper: 0.225-0.6)")
     target.add_argument("--target-removal", type=float, help="fraction of the Gaussians to remove (default 0.75)")

@@ -61,7 +61,10 @@ def _stats_cameras(dataset: Dataset, views: int | None, seed: int):
 
 def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path | None = None,
                data_options: dict | None = None, config: TrimConfig | None = None, device: str = "auto",
-               resume: bool = False, checkpoint_every: int = 1_000, evaluate_test: bool = True) -> TrimResult:
+               resume: bool = False, checkpoint_every: int = 1_000, evaluate_test: bool = True,
+               input_evaluation: Evaluation | None = None) -> TrimResult:
+    """Trim `scene_path` into `out_dir`. `input_evaluation`: the input's test evaluation when already known
+    (another trim of the same scene wrote it to input_results.json), which skips that pass."""
     out_dir = Path(out_dir)
     if resume:
         saved = read_config(out_dir)
@@ -96,9 +99,7 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
     before = None
     if resume:
         elapsed = float(run.resume(trainer, out_dir).get("elapsed", 0.0))
-        before_path = out_dir / "input_results.json"
-        if before_path.is_file():
-            before = _evaluation_from_json(json.loads(before_path.read_text()))
+        before = read_input_evaluation(out_dir)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         run_config = {"gstrim": __version__, "verb": "trim", "input": str(Path(model.source).resolve()),
@@ -108,7 +109,8 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
         write_cfg_args(out_dir / "cfg_args", out_dir, run_config["data"], scene.sh_degree, white)
         write_cameras_json(out_dir / "cameras.json", dataset.train + dataset.test)
         if evaluate_test and dataset.test:
-            before = evaluate(scene, dataset.test, label="input", background=dataset.background, device=device)
+            before = input_evaluation or evaluate(scene, dataset.test, label="input", background=dataset.background,
+                                                  device=device)
             write_text_atomic(out_dir / "input_results.json", json.dumps(_evaluation_to_json(before)))
         t0 = time.perf_counter()
         if strategy.due(trainer.state, 0):
@@ -158,5 +160,10 @@ def _evaluation_to_json(ev: Evaluation) -> dict:
             "per_view": ev.per_view}
 
 
-def _evaluation_from_json(d: dict) -> Evaluation:
+def read_input_evaluation(out_dir: Path) -> Evaluation | None:
+    """The input's test evaluation a trim run saved in `out_dir`, if any."""
+    path = Path(out_dir) / "input_results.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
     return Evaluation(d["label"], d["gaussians"], d["lpips_label"], d["ssim_mode"], d["per_view"])

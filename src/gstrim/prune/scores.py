@@ -6,6 +6,13 @@ higher = more important.
   views that draw it of |dL/d(means2d)|, L the training loss 0.8 L1 + 0.2 D-SSIM, in the units of the 3DGS
   densification statistic (pixel gradient times W/2, H/2; ../shared/notes/reference-methods.md §1.1).
   Gaussians no view draws score 0.
+* `lightgaussian`: LightGaussian's global significance (Fan et al. 2024, ../shared/notes/reference-methods.md
+  §3.2): opacity times the number of training pixels where the Gaussian is blended, times (V / V_90)^0.1,
+  V the product of the scales and V_90 the volume at the 90 % position of the descending sort.
+* `pup`: PUP-3DGS's sensitivity (Hanson et al. 2025, notes §3.1): log |det F|, F the 6x6 Fisher
+  sum over views, pixels and channels of g g^T, g = d pixel / d(mean, log-scale). gstrim evaluates it
+  per pixel (the authors pool 4x4 patches) and through means2d and the conic only: the small path from
+  the mean through the SH view direction is left out.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import torch
 
 from gstrim import progress
 from gstrim.data.camera import Camera
-from gstrim.render import rasterize, resolve_device
+from gstrim.render import pixel_statistics, rasterize, resolve_device
+from gstrim.render.project import project
 from gstrim.scene import GaussianScene
 from gstrim.train.loss import photometric_loss
 from gstrim.train.strategy import accumulate_grad2d
@@ -56,4 +64,69 @@ def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=No
     return mean_gradient(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
-SCORES: dict[str, Score] = {"opacity": opacity_score, "gradient": gradient_score}
+LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (notes §3.2)
+
+
+def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
+    hits = torch.zeros(len(scene), dtype=torch.float64)
+    for cam in progress.track(cameras, "LightGaussian score"):
+        hits += pixel_statistics(scene, cam, background=background).hits.double()
+    volume = torch.exp(scene.scales.detach().double().cpu()).prod(dim=1)
+    if len(scene) == 0:
+        return hits.float()
+    v90 = torch.sort(volume, descending=True).values[int(0.9 * len(scene))]
+    opacity = torch.sigmoid(scene.opacities.detach().double().cpu())
+    return (hits * opacity * (volume / v90) ** LIGHTGAUSSIAN_V_POW).float()
+
+
+def spatial_jacobian(scene: GaussianScene, camera: Camera) -> torch.Tensor:
+    """[N, 5, 6] d(means2d x, y, conic a, b, c) / d(mean xyz, log-scale xyz) per Gaussian, float64, by
+    forward-mode differentiation of the projection (each Gaussian depends on its own parameters only, so one
+    batched tangent per input coordinate gives every Gaussian's column)."""
+    means, scales = scene.means.detach().double().cpu(), scene.scales.detach().double().cpu()
+    quats = scene.quats.detach().double().cpu()
+    viewmat, K = camera.viewmat.double(), camera.K.double()
+
+    def screen(m, s):
+        proj = project(m, quats, s, viewmat, K, camera.width, camera.height)
+        return torch.cat([proj.means2d, proj.conics], dim=1)
+
+    columns = []
+    for k in range(6):
+        tangent = torch.zeros(len(scene), 6, dtype=torch.float64)
+        tangent[:, k] = 1.0
+        _, column = torch.func.jvp(screen, (means, scales), (tangent[:, :3], tangent[:, 3:]))
+        columns.append(column)
+    return torch.stack(columns, dim=2)
+
+
+def _symmetric(upper: torch.Tensor, size: int) -> torch.Tensor:
+    rows, cols = torch.triu_indices(size, size)
+    full = upper.new_zeros(upper.shape[0], size, size)
+    full[:, rows, cols] = upper
+    full[:, cols, rows] = upper
+    return full
+
+
+def spatial_fisher(scene: GaussianScene, cameras: list[Camera], *, background=None) -> torch.Tensor:
+    """[N, 6, 6] PUP-3DGS's Fisher over `cameras`: sum of J^T M J, M the per-view 5x5 screen-space Fisher."""
+    fisher = torch.zeros(len(scene), 6, 6, dtype=torch.float64)
+    for cam in progress.track(cameras, "PUP-3DGS score"):
+        stats = pixel_statistics(scene, cam, background=background)
+        seen = stats.hits > 0
+        if not bool(seen.any()):
+            continue
+        J = spatial_jacobian(scene.subset(seen), cam)
+        M = _symmetric(stats.fisher2d[seen].double(), 5)
+        fisher[seen] += J.transpose(1, 2) @ M @ J
+    return fisher
+
+
+def pup_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
+    singular = torch.linalg.svdvals(spatial_fisher(scene, cameras, background=background))
+    # Gaussians no view constrains in some direction get a floor, not -inf: the least important, still ordered
+    return torch.log(singular.clamp_min(1e-300)).sum(dim=1).float()
+
+
+SCORES: dict[str, Score] = {"opacity": opacity_score, "gradient": gradient_score,
+                            "lightgaussian": lightgaussian_score, "pup": pup_score}

@@ -146,10 +146,13 @@ class TrimStrategy(Strategy):
             self.prune(params, optimizers, state)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """(opacity, score) for the OR rule of eq. 5; a score other than `gradient` stands alone: (score, score)."""
         scene = GaussianScene(**{k: params[k].detach() for k in PARAM_NAMES})
+        if self.config.score != "gradient":
+            score = SCORES[self.config.score](scene, self.cameras, background=self.background,
+                                              device=str(scene.means.device))
+            return score, score
         opacity = torch.sigmoid(scene.opacities).cpu()
-        if self.config.score == "opacity":
-            return opacity, opacity
         if self.config.stats == "checkpoint":
             return opacity, mean_gradient(state["grad2d"], state["count"])
         return opacity, mean_gradient(*gradient_statistics(scene, self.cameras, background=self.background,

@@ -80,11 +80,37 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
 
     from gstrim.render.cpu import RasterizePixels
 
-    proj: Projection = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-    opacities = torch.sigmoid(scene.opacities)
-    image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, opacities, proj.radii, proj.depths,
-                                         camera.width, camera.height, bg)
+    proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
+    image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, torch.sigmoid(scene.opacities),
+                                         proj.radii, proj.depths, camera.width, camera.height, bg)
     return RenderOutput(image, alpha, proj.means2d, proj.radii, proj.depths, colors, camera.width, camera.height)
 
 
-__all__ = ["BACKENDS", "RenderOutput", "rasterize", "resolve_device"]
+@dataclass
+class PixelStatistics:
+    projection: Projection
+    hits: torch.Tensor  # [N] pixels where each Gaussian is blended
+    # [N, 15] upper triangle of the sum over pixels and channels of h h^T, h = d pixel / d(means2d, conic)
+    fisher2d: torch.Tensor
+
+
+def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = None,
+                     background: torch.Tensor | tuple | None = None) -> PixelStatistics:
+    """Per-Gaussian pixel statistics of one view for pruning scores (LightGaussian, PUP-3DGS), computed by the
+    CPU kernels whatever device the scene lives on (a scoring pass is one render per view)."""
+    from gstrim.render.cpu import pixel_statistics as kernel
+
+    with torch.no_grad():
+        scene = scene.to("cpu")
+        dtype = scene.means.dtype
+        degree = scene.sh_degree if sh_degree is None else sh_degree
+        bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype)
+        viewmat, K = camera.viewmat.to(dtype=dtype), camera.K.to(dtype=dtype)
+        campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
+        proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
+        hits, fisher = kernel(proj.means2d, proj.conics, colors, torch.sigmoid(scene.opacities), proj.radii,
+                              proj.depths, camera.width, camera.height, bg)
+    return PixelStatistics(proj, hits, fisher)
+
+__all__ = ["BACKENDS", "PixelStatistics", "RenderOutput", "pixel_statistics", "rasterize", "resolve_device"]

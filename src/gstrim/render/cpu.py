@@ -13,23 +13,29 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+def blend(means2d, conics, colors, opacities, radii, depths, width, height, background):
+    """Bin and blend front to back: (image, transmittance, alpha levels, tile offsets, tile ids, last blended
+    position per pixel), the arrays the backward and the pixel statistics walk again."""
+    m2d, con, col, opa = _np(means2d), _np(conics), _np(colors), _np(opacities)
+    visible = np.nonzero(_np(radii) > 0)[0]
+    order = visible[np.argsort(_np(depths)[visible], kind="stable")]
+    offsets, ids = kernels.bin_gaussians(m2d, _np(radii).astype(np.int64), order, width, height, TILE)
+    image = np.empty((height, width, 3), m2d.dtype)
+    transmittance = np.empty((height, width), m2d.dtype)
+    last = np.empty((height, width), np.int64)
+    levels = kernels.alpha_levels(opa, con)
+    kernels.rasterize_forward(m2d, con, col, opa, levels, offsets, ids, width, height, TILE,
+                              _np(background.to(means2d.dtype)), image, transmittance, last)
+    return image, transmittance, levels, offsets, ids, last
+
+
 class RasterizePixels(torch.autograd.Function):
     """(means2d, conics, colors, opacities) -> (image [H, W, 3], alpha [H, W])."""
 
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, radii, depths, width, height, background):
-        dtype = means2d.dtype
-        m2d, con, col, opa = _np(means2d), _np(conics), _np(colors), _np(opacities)
-        bg = _np(background.to(dtype))
-        visible = np.nonzero(_np(radii) > 0)[0]
-        order = visible[np.argsort(_np(depths)[visible], kind="stable")]
-        offsets, ids = kernels.bin_gaussians(m2d, _np(radii).astype(np.int64), order, width, height, TILE)
-        image = np.empty((height, width, 3), m2d.dtype)
-        transmittance = np.empty((height, width), m2d.dtype)
-        last = np.empty((height, width), np.int64)
-        levels = kernels.alpha_levels(opa, con)
-        kernels.rasterize_forward(m2d, con, col, opa, levels, offsets, ids, width, height, TILE, bg,
-                                  image, transmittance, last)
+        image, transmittance, levels, offsets, ids, last = blend(means2d, conics, colors, opacities, radii, depths,
+                                                                 width, height, background)
         ctx.save_for_backward(means2d, conics, colors, opacities, background)
         ctx.state = (levels, offsets, ids, transmittance, last, width, height)
         image_t = torch.from_numpy(image)
@@ -56,3 +62,17 @@ class RasterizePixels(torch.autograd.Function):
         )
         return (torch.from_numpy(g_m.sum(0)), torch.from_numpy(g_con.sum(0)), torch.from_numpy(g_col.sum(0)),
                 torch.from_numpy(g_opa.sum(0)), None, None, None, None, None)
+
+
+def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, height, background):
+    """(hits [N], fisher2d [N, 15]) of one render: see `cpu_kernels.pixel_statistics`."""
+    _, transmittance, levels, offsets, ids, last = blend(means2d, conics, colors, opacities, radii, depths,
+                                                         width, height, background)
+    threads, n = kernels.num_threads(), means2d.shape[0]
+    dtype = _np(means2d).dtype
+    hits = np.zeros((threads, n), dtype)
+    fisher = np.zeros((threads, n, 15), dtype)
+    kernels.pixel_statistics(_np(means2d), _np(conics), _np(colors), _np(opacities), levels, offsets, ids, width,
+                             height, TILE, _np(background.to(means2d.dtype)), transmittance, last, threads, hits,
+                             fisher)
+    return torch.from_numpy(hits.sum(0)), torch.from_numpy(fisher.sum(0))

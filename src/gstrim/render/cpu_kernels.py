@@ -273,3 +273,96 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
 
 def num_threads() -> int:
     return numba.get_num_threads()
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, width, height, tile, background,
+                     transmittance, last, n_threads, hits, fisher):
+    """Per-Gaussian statistics of one render that pruning scores need, into per-thread buffers:
+
+    * hits[th, g]: pixels where Gaussian g is blended (alpha >= 1/255 before the pixel saturates), the count
+      behind LightGaussian's global significance;
+    * fisher[th, g, :]: the 15 upper-triangle entries of sum_pixels sum_rgb h h^T, h = d(pixel colour) /
+      d(means2d x, y, conic a, b, c) of Gaussian g, the 2-D part of PUP-3DGS's Fisher (the 0.99-capped
+      pixels contribute nothing, as their alpha does not move).
+
+    Walks the tiles back to front exactly like `rasterize_backward`, which supplies d(pixel)/d(alpha)."""
+    tiles_x = (width + tile - 1) // tile
+    n_tiles = tiles_x * ((height + tile - 1) // tile)
+    for th in prange(n_threads):
+        u = np.empty(5, transmittance.dtype)
+        for t in range(th, n_tiles, n_threads):
+            x0 = (t % tiles_x) * tile
+            y0 = (t // tiles_x) * tile
+            x1 = min(x0 + tile, width)
+            y1 = min(y0 + tile, height)
+            tw = x1 - x0
+            n_pix = tw * (y1 - y0)
+            T = np.empty(n_pix, transmittance.dtype)
+            T_final = np.empty(n_pix, transmittance.dtype)
+            acc = np.zeros((n_pix, 3), transmittance.dtype)
+            last_color = np.zeros((n_pix, 3), transmittance.dtype)
+            last_alpha = np.zeros(n_pix, transmittance.dtype)
+            end = np.empty(n_pix, np.int64)
+            k_max = -1
+            for py in range(y0, y1):
+                for px in range(x0, x1):
+                    i = (py - y0) * tw + (px - x0)
+                    T[i] = transmittance[py, px]
+                    T_final[i] = T[i]
+                    end[i] = last[py, px]
+                    k_max = max(k_max, end[i])
+            for k in range(k_max, offsets[t] - 1, -1):
+                g = ids[k]
+                level = levels[g]
+                if level < 0.0:
+                    continue
+                o = opacities[g]
+                ca = conics[g, 0]
+                cb = conics[g, 1]
+                cc = conics[g, 2]
+                mx = means2d[g, 0]
+                my = means2d[g, 1]
+                by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
+                for py in range(by0, by1):
+                    dy = my - (py + 0.5)
+                    bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
+                    row = (py - y0) * tw - x0
+                    for px in range(bx0, bx1):
+                        i = row + px
+                        if k > end[i]:
+                            continue
+                        dx = mx - (px + 0.5)
+                        power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+                        if power > 0.0:
+                            continue
+                        raw = o * math.exp(power)
+                        alpha = min(ALPHA_MAX, raw)
+                        if alpha < ALPHA_MIN:
+                            continue
+                        hits[th, g] += 1.0
+                        Ti = T[i] / (1.0 - alpha)
+                        T[i] = Ti
+                        la = last_alpha[i]
+                        w_behind = T_final[i] / (1.0 - alpha)
+                        d_alpha2 = 0.0  # sum over channels of (d pixel_c / d alpha)^2
+                        for ch in range(3):
+                            a = la * last_color[i, ch] + (1.0 - la) * acc[i, ch]
+                            acc[i, ch] = a
+                            last_color[i, ch] = colors[g, ch]
+                            d = (colors[g, ch] - a) * Ti - w_behind * background[ch]
+                            d_alpha2 += d * d
+                        last_alpha[i] = alpha
+                        if raw >= ALPHA_MAX:
+                            continue
+                        # d alpha / d(means2d, conic) = alpha * d power / d(...)
+                        u[0] = -alpha * (ca * dx + cb * dy)
+                        u[1] = -alpha * (cc * dy + cb * dx)
+                        u[2] = -0.5 * alpha * dx * dx
+                        u[3] = -alpha * dx * dy
+                        u[4] = -0.5 * alpha * dy * dy
+                        e = 0
+                        for r in range(5):
+                            for c in range(r, 5):
+                                fisher[th, g, e] += d_alpha2 * u[r] * u[c]
+                                e += 1

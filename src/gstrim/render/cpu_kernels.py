@@ -13,7 +13,8 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -72,6 +73,36 @@ def alpha_levels(opacities: np.ndarray, conics: np.ndarray) -> np.ndarray:
     return np.where(drawn, level, -1.0).astype(opacities.dtype)
 
 
+def fast_exp(x):
+    """exp(x) for x <= 0 in the pixel loops: exact (libm) in float64, the oracle precision; in float32 a
+    polynomial that LLVM vectorises (libm's exp does not vectorise under Numba, notes/cpu-rasterizer.md):
+    exp(x) = p(x / 32)^32, p the degree-7 Taylor polynomial, relative error < 3e-6 for x in [-12, 0]
+    (inputs are clamped there: below, alpha < 1/255 whatever the opacity)."""
+    return math.exp(x)
+
+
+@overload(fast_exp, inline="always")
+def _fast_exp_impl(x):
+    if x == types.float32:
+        def poly(x):
+            y = max(x, np.float32(-12.0)) * np.float32(1.0 / 32.0)
+            p = np.float32(1.0 / 5040.0)
+            p = p * y + np.float32(1.0 / 720.0)
+            p = p * y + np.float32(1.0 / 120.0)
+            p = p * y + np.float32(1.0 / 24.0)
+            p = p * y + np.float32(1.0 / 6.0)
+            p = p * y + np.float32(0.5)
+            p = p * y + np.float32(1.0)
+            p = p * y + np.float32(1.0)
+            p = p * p
+            p = p * p
+            p = p * p
+            p = p * p
+            return p * p
+        return poly
+    return lambda x: math.exp(x)
+
+
 @njit(inline="always")
 def _ellipse_rows(my, ca, cb, cc, level, y0, y1):
     """Rows [by0, by1) of a tile that the ellipse d^T conic d <= level reaches, with a pixel of margin."""
@@ -103,19 +134,29 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
     d^T conic d <= levels[g] (row by row), outside which alpha < 1/255."""
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
+    # constants in the image's precision (a Python float literal would turn float32 arithmetic into float64)
+    const = np.array([0.0, 0.5, 1.0, ALPHA_MIN, ALPHA_MAX, T_MIN]).astype(image.dtype)
+    zero, half, one, alpha_min, alpha_max, t_min = const[0], const[1], const[2], const[3], const[4], const[5]
     for t in prange(n_tiles):
+        first = offsets[t]
         x0 = (t % tiles_x) * tile
         y0 = (t // tiles_x) * tile
         x1 = min(x0 + tile, width)
         y1 = min(y0 + tile, height)
         tw = x1 - x0
         n_pix = tw * (y1 - y0)
+        # per-pixel state; a pixel that has stopped keeps its final transmittance negated, so the branch-free
+        # row loop below neither blends into it nor stops it again. The loop is written for LLVM to vectorise
+        # (../shared/notes/cpu-rasterizer.md): unsigned indices, flat arrays, selects, 32-bit positions.
         T = np.ones(n_pix, image.dtype)
-        C = np.zeros((n_pix, 3), image.dtype)
-        end = np.full(n_pix, -1, np.int64)
-        done = np.zeros(n_pix, np.bool_)
-        n_done = 0
-        for k in range(offsets[t], offsets[t + 1]):
+        C0 = np.zeros(n_pix, image.dtype)
+        C1 = np.zeros(n_pix, image.dtype)
+        C2 = np.zeros(n_pix, image.dtype)
+        end = np.full(n_pix, -1, np.int32)  # position in the tile's list of the last Gaussian blended
+        xs = (np.arange(tile) + x0).astype(image.dtype) + half  # pixel centres
+        n_done = zero
+        ys = (np.arange(tile) + y0).astype(image.dtype) + half
+        for k in range(first, offsets[t + 1]):
             g = ids[k]
             level = levels[g]
             if level < 0.0:
@@ -126,44 +167,48 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
             cc = conics[g, 2]
             mx = means2d[g, 0]
             my = means2d[g, 1]
+            r = colors[g, 0]
+            gr = colors[g, 1]
+            b = colors[g, 2]
+            local = np.int32(k - first)
             by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
             for py in range(by0, by1):
-                dy = my - (py + 0.5)
+                dy = my - ys[py - y0]
                 bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                row = (py - y0) * tw - x0
-                for px in range(bx0, bx1):
-                    i = row + px
-                    if done[i]:
-                        continue
-                    dx = mx - (px + 0.5)
-                    power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                    if power > 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, o * math.exp(power))
-                    if alpha < ALPHA_MIN:
-                        continue
+                if bx1 <= bx0:
+                    continue
+                quad_y = -half * cc * dy * dy
+                cross = cb * dy
+                start = np.uint64((py - y0) * tw + bx0 - x0)
+                col0 = np.uint64(bx0 - x0)
+                for j in range(np.uint64(bx1 - bx0)):
+                    i = start + j
+                    dx = mx - xs[col0 + j]
+                    power = quad_y - half * ca * dx * dx - cross * dx
+                    alpha = min(alpha_max, o * fast_exp(power))
                     Ti = T[i]
-                    next_T = Ti * (1.0 - alpha)
-                    if next_T < T_MIN:
-                        done[i] = True
-                        n_done += 1
-                        continue
-                    w = alpha * Ti
-                    C[i, 0] += colors[g, 0] * w
-                    C[i, 1] += colors[g, 1] * w
-                    C[i, 2] += colors[g, 2] * w
-                    T[i] = next_T
-                    end[i] = k
-            if n_done == n_pix:
+                    next_T = Ti * (one - alpha)
+                    hit = (power <= zero) & (alpha >= alpha_min)
+                    blend = hit & (next_T >= t_min)
+                    stop = hit & (Ti > zero) & (next_T < t_min)
+                    w = alpha * Ti if blend else zero
+                    C0[i] += r * w
+                    C1[i] += gr * w
+                    C2[i] += b * w
+                    T[i] = next_T if blend else (-Ti if stop else Ti)
+                    end[i] = local if blend else end[i]
+                    n_done += one if stop else zero
+            if n_done >= n_pix:
                 break
         for py in range(y0, y1):
             for px in range(x0, x1):
                 i = (py - y0) * tw + (px - x0)
-                image[py, px, 0] = C[i, 0] + T[i] * background[0]
-                image[py, px, 1] = C[i, 1] + T[i] * background[1]
-                image[py, px, 2] = C[i, 2] + T[i] * background[2]
-                transmittance[py, px] = T[i]
-                last[py, px] = end[i]
+                Ti = abs(T[i])
+                image[py, px, 0] = C0[i] + Ti * background[0]
+                image[py, px, 1] = C1[i] + Ti * background[1]
+                image[py, px, 2] = C2[i] + Ti * background[2]
+                transmittance[py, px] = Ti
+                last[py, px] = first + end[i] if end[i] >= 0 else -1
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -172,40 +217,54 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                        g_means2d, g_conics, g_colors, g_opacities):
     """Gradients of the blend w.r.t. means2d, conics, colours and opacities, into per-thread buffers
     (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse rows as the
-    forward; every pixel recovers its transmittance by division and carries the colour accumulated behind
-    the current Gaussian."""
+    forward, with the same arithmetic (so the same pixels count as blended); every pixel recovers its
+    transmittance by division and carries the colour accumulated behind the current Gaussian. The row loop
+    is branch-free like the forward's; per-Gaussian sums are reduced in registers."""
+    dtype = transmittance.dtype
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
+    const = np.array([0.0, 0.5, 1.0, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
+    zero, half, one, alpha_min, alpha_max = const[0], const[1], const[2], const[3], const[4]
     for th in prange(n_threads):
         for t in range(th, n_tiles, n_threads):
+            first = offsets[t]
             x0 = (t % tiles_x) * tile
             y0 = (t // tiles_x) * tile
             x1 = min(x0 + tile, width)
             y1 = min(y0 + tile, height)
             tw = x1 - x0
             n_pix = tw * (y1 - y0)
-            T = np.empty(n_pix, transmittance.dtype)
-            T_final = np.empty(n_pix, transmittance.dtype)
-            d_pix = np.empty((n_pix, 3), transmittance.dtype)
-            d_T_final = np.empty(n_pix, transmittance.dtype)
-            acc = np.zeros((n_pix, 3), transmittance.dtype)
-            last_color = np.zeros((n_pix, 3), transmittance.dtype)
-            last_alpha = np.zeros(n_pix, transmittance.dtype)
-            end = np.empty(n_pix, np.int64)
+            xs = (np.arange(tile) + x0).astype(dtype) + half
+            ys = (np.arange(tile) + y0).astype(dtype) + half
+            T = np.empty(n_pix, dtype)
+            T_final = np.empty(n_pix, dtype)
+            d0s = np.empty(n_pix, dtype)
+            d1s = np.empty(n_pix, dtype)
+            d2s = np.empty(n_pix, dtype)
+            d_T_final = np.empty(n_pix, dtype)
+            acc0 = np.zeros(n_pix, dtype)
+            acc1 = np.zeros(n_pix, dtype)
+            acc2 = np.zeros(n_pix, dtype)
+            last0 = np.zeros(n_pix, dtype)
+            last1 = np.zeros(n_pix, dtype)
+            last2 = np.zeros(n_pix, dtype)
+            last_alpha = np.zeros(n_pix, dtype)
+            end = np.empty(n_pix, np.int32)  # local position of the last Gaussian blended, -1 if none
             k_max = -1
             for py in range(y0, y1):
                 for px in range(x0, x1):
                     i = (py - y0) * tw + (px - x0)
                     T[i] = transmittance[py, px]
                     T_final[i] = T[i]
-                    for ch in range(3):
-                        d_pix[i, ch] = grad_image[py, px, ch]
+                    d0s[i] = grad_image[py, px, 0]
+                    d1s[i] = grad_image[py, px, 1]
+                    d2s[i] = grad_image[py, px, 2]
                     # image = C + T_final * bg and alpha_out = 1 - T_final both depend on every alpha.
-                    d_T_final[i] = (background[0] * d_pix[i, 0] + background[1] * d_pix[i, 1]
-                                    + background[2] * d_pix[i, 2] - grad_alpha[py, px])
-                    end[i] = last[py, px]
-                    k_max = max(k_max, end[i])
-            for k in range(k_max, offsets[t] - 1, -1):
+                    d_T_final[i] = (background[0] * d0s[i] + background[1] * d1s[i] + background[2] * d2s[i]
+                                    - grad_alpha[py, px])
+                    end[i] = last[py, px] - first if last[py, px] >= 0 else -1
+                    k_max = max(k_max, last[py, px])
+            for k in range(k_max, first - 1, -1):
                 g = ids[k]
                 level = levels[g]
                 if level < 0.0:
@@ -219,56 +278,77 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                 c0 = colors[g, 0]
                 c1 = colors[g, 1]
                 c2 = colors[g, 2]
+                local = np.int32(k - first)
+                s_c0 = zero
+                s_c1 = zero
+                s_c2 = zero
+                s_o = zero
+                s_mx = zero
+                s_my = zero
+                s_ca = zero
+                s_cb = zero
+                s_cc = zero
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):
-                    dy = my - (py + 0.5)
+                    dy = my - ys[py - y0]
                     bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                    row = (py - y0) * tw - x0
-                    for px in range(bx0, bx1):
-                        i = row + px
-                        if k > end[i]:
-                            continue
-                        dx = mx - (px + 0.5)
-                        power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                        if power > 0.0:
-                            continue
-                        G = math.exp(power)
+                    if bx1 <= bx0:
+                        continue
+                    quad_y = -half * cc * dy * dy
+                    cross = cb * dy
+                    start = np.uint64((py - y0) * tw + bx0 - x0)
+                    col0 = np.uint64(bx0 - x0)
+                    for j in range(np.uint64(bx1 - bx0)):
+                        i = start + j
+                        dx = mx - xs[col0 + j]
+                        power = quad_y - half * ca * dx * dx - cross * dx
+                        G = fast_exp(power)
                         raw = o * G
-                        alpha = min(ALPHA_MAX, raw)
-                        if alpha < ALPHA_MIN:
-                            continue
-                        Ti = T[i] / (1.0 - alpha)
+                        alpha = min(alpha_max, raw)
+                        hit = (local <= end[i]) & (power <= zero) & (alpha >= alpha_min)
+                        keep = one - alpha
+                        Ti = T[i] / keep
+                        Ti = Ti if hit else T[i]
                         T[i] = Ti
-                        w = alpha * Ti
-                        d0 = d_pix[i, 0]
-                        d1 = d_pix[i, 1]
-                        d2 = d_pix[i, 2]
-                        g_colors[th, g, 0] += w * d0
-                        g_colors[th, g, 1] += w * d1
-                        g_colors[th, g, 2] += w * d2
+                        w = alpha * Ti if hit else zero
+                        d0 = d0s[i]
+                        d1 = d1s[i]
+                        d2 = d2s[i]
+                        s_c0 += w * d0
+                        s_c1 += w * d1
+                        s_c2 += w * d2
                         # colour blended behind this Gaussian, as seen from it
                         la = last_alpha[i]
-                        a0 = la * last_color[i, 0] + (1.0 - la) * acc[i, 0]
-                        a1 = la * last_color[i, 1] + (1.0 - la) * acc[i, 1]
-                        a2 = la * last_color[i, 2] + (1.0 - la) * acc[i, 2]
-                        acc[i, 0] = a0
-                        acc[i, 1] = a1
-                        acc[i, 2] = a2
-                        last_color[i, 0] = c0
-                        last_color[i, 1] = c1
-                        last_color[i, 2] = c2
-                        last_alpha[i] = alpha
+                        a0 = la * last0[i] + (one - la) * acc0[i]
+                        a1 = la * last1[i] + (one - la) * acc1[i]
+                        a2 = la * last2[i] + (one - la) * acc2[i]
+                        acc0[i] = a0 if hit else acc0[i]
+                        acc1[i] = a1 if hit else acc1[i]
+                        acc2[i] = a2 if hit else acc2[i]
+                        last0[i] = c0 if hit else last0[i]
+                        last1[i] = c1 if hit else last1[i]
+                        last2[i] = c2 if hit else last2[i]
+                        last_alpha[i] = alpha if hit else la
                         d_alpha = ((c0 - a0) * d0 + (c1 - a1) * d1 + (c2 - a2) * d2) * Ti
-                        d_alpha -= T_final[i] / (1.0 - alpha) * d_T_final[i]
-                        if raw >= ALPHA_MAX:
-                            continue  # alpha is clamped: no gradient to opacity or shape
-                        g_opacities[th, g] += G * d_alpha
+                        d_alpha -= T_final[i] / keep * d_T_final[i]
+                        # a clamped alpha passes no gradient to opacity or shape
+                        d_alpha = d_alpha if hit & (raw < alpha_max) else zero
+                        s_o += G * d_alpha
                         d_G = o * d_alpha * G  # d L / d power
-                        g_means2d[th, g, 0] += -d_G * (ca * dx + cb * dy)
-                        g_means2d[th, g, 1] += -d_G * (cc * dy + cb * dx)
-                        g_conics[th, g, 0] += -0.5 * d_G * dx * dx
-                        g_conics[th, g, 1] += -d_G * dx * dy
-                        g_conics[th, g, 2] += -0.5 * d_G * dy * dy
+                        s_mx -= d_G * (ca * dx + cb * dy)
+                        s_my -= d_G * (cc * dy + cb * dx)
+                        s_ca -= half * d_G * dx * dx
+                        s_cb -= d_G * dx * dy
+                        s_cc -= half * d_G * dy * dy
+                g_colors[th, g, 0] += s_c0
+                g_colors[th, g, 1] += s_c1
+                g_colors[th, g, 2] += s_c2
+                g_opacities[th, g] += s_o
+                g_means2d[th, g, 0] += s_mx
+                g_means2d[th, g, 1] += s_my
+                g_conics[th, g, 0] += s_ca
+                g_conics[th, g, 1] += s_cb
+                g_conics[th, g, 2] += s_cc
 
 
 def num_threads() -> int:
@@ -287,13 +367,18 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
       pixels contribute nothing, as their alpha does not move).
 
     Walks the tiles back to front exactly like `rasterize_backward`, which supplies d(pixel)/d(alpha)."""
+    dtype = transmittance.dtype
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
+    const = np.array([0.5, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
+    half, alpha_min, alpha_max = const[0], const[1], const[2]
     for th in prange(n_threads):
-        u = np.empty(5, transmittance.dtype)
+        u = np.empty(5, dtype)
         for t in range(th, n_tiles, n_threads):
             x0 = (t % tiles_x) * tile
             y0 = (t // tiles_x) * tile
+            xs = (np.arange(tile) + x0).astype(dtype) + half
+            ys = (np.arange(tile) + y0).astype(dtype) + half
             x1 = min(x0 + tile, width)
             y1 = min(y0 + tile, height)
             tw = x1 - x0
@@ -325,20 +410,22 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                 my = means2d[g, 1]
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):
-                    dy = my - (py + 0.5)
+                    dy = my - ys[py - y0]
                     bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
                     row = (py - y0) * tw - x0
+                    quad_y = -half * cc * dy * dy
+                    cross = cb * dy
                     for px in range(bx0, bx1):
                         i = row + px
                         if k > end[i]:
                             continue
-                        dx = mx - (px + 0.5)
-                        power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+                        dx = mx - xs[px - x0]
+                        power = quad_y - half * ca * dx * dx - cross * dx  # as in the forward
                         if power > 0.0:
                             continue
-                        raw = o * math.exp(power)
-                        alpha = min(ALPHA_MAX, raw)
-                        if alpha < ALPHA_MIN:
+                        raw = o * fast_exp(power)
+                        alpha = min(alpha_max, raw)
+                        if alpha < alpha_min:
                             continue
                         hits[th, g] += 1.0
                         Ti = T[i] / (1.0 - alpha)
@@ -353,7 +440,7 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                             d = (colors[g, ch] - a) * Ti - w_behind * background[ch]
                             d_alpha2 += d * d
                         last_alpha[i] = alpha
-                        if raw >= ALPHA_MAX:
+                        if raw >= alpha_max:
                             continue
                         # d alpha / d(means2d, conic) = alpha * d power / d(...)
                         u[0] = -alpha * (ca * dx + cb * dy)

@@ -128,7 +128,10 @@ class LPIPS:
         if self.input == "standard":
             x, y = 2 * x - 1, 2 * y - 1
         total = 0.0
-        for fx, fy, w in zip(self.features(x), self.features(y), self.linear, strict=True):
+        n = x.shape[0]
+        taps = self.features(torch.cat([x, y]))  # one network pass for both sides
+        for f, w in zip(taps, self.linear, strict=True):
+            fx, fy = f[:n], f[n:]
             fx = fx / (torch.sqrt(torch.sum(fx * fx, dim=1, keepdim=True)) + 1e-10)
             fy = fy / (torch.sqrt(torch.sum(fy * fy, dim=1, keepdim=True)) + 1e-10)
             total = total + F.conv2d((fx - fy) ** 2, w).mean(dim=(1, 2, 3))

@@ -104,6 +104,22 @@ def _fast_exp_impl(x):
 
 
 @njit(inline="always")
+def _tile_bounds(t, tiles_x, tile, width, height):
+    """Pixel box [x0, x1) x [y0, y1) of tile t, its width and its pixel count."""
+    x0 = (t % tiles_x) * tile
+    y0 = (t // tiles_x) * tile
+    x1 = min(x0 + tile, width)
+    y1 = min(y0 + tile, height)
+    return x0, y0, x1, y1, x1 - x0, (x1 - x0) * (y1 - y0)
+
+
+@njit(inline="always")
+def _gaussian(g, means2d, conics, opacities):
+    """Opacity, conic (a, b, c) and screen mean (x, y) of Gaussian g."""
+    return opacities[g], conics[g, 0], conics[g, 1], conics[g, 2], means2d[g, 0], means2d[g, 1]
+
+
+@njit(inline="always")
 def _ellipse_rows(my, ca, cb, cc, level, y0, y1):
     """Rows [by0, by1) of a tile that the ellipse d^T conic d <= level reaches, with a pixel of margin."""
     ey = math.sqrt(level * ca / (ca * cc - cb * cb)) + 1.0
@@ -124,6 +140,24 @@ def _row_span(mx, dy, ca, cb, cc, level, x0, x1):
     return max(x0, int(math.floor(mx - dx_hi - 0.5)) - 1), min(x1, int(math.ceil(mx - dx_lo - 0.5)) + 2)
 
 
+@njit(inline="always")
+def _row(py, mx, my, ca, cb, cc, level, x0, x1, y0, tw, ys, half):
+    """One tile row of a Gaussian's ellipse, set up identically for every kernel (so all agree on which
+    pixels are blended): (dy, -cc dy^2 / 2, cb dy, flat index and tile column of the span's first pixel,
+    span length). The power at a pixel of the span is `_power(mx - xs[column], ...)`."""
+    dy = my - ys[py - y0]
+    bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
+    count = np.uint64(max(bx1 - bx0, 0))
+    return (dy, -half * cc * dy * dy, cb * dy, np.uint64((py - y0) * tw + bx0 - x0), np.uint64(max(bx0 - x0, 0)),
+            count)
+
+
+@njit(inline="always")
+def _power(dx, quad_y, cross, ca, half):
+    """-d^T conic d / 2 at a pixel (dx = mean - pixel centre), with the row terms from `_row`."""
+    return quad_y - half * ca * dx * dx - cross * dx
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, width, height, tile, background,
                       image, transmittance, last):
@@ -139,12 +173,7 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
     zero, half, one, alpha_min, alpha_max, t_min = const[0], const[1], const[2], const[3], const[4], const[5]
     for t in prange(n_tiles):
         first = offsets[t]
-        x0 = (t % tiles_x) * tile
-        y0 = (t // tiles_x) * tile
-        x1 = min(x0 + tile, width)
-        y1 = min(y0 + tile, height)
-        tw = x1 - x0
-        n_pix = tw * (y1 - y0)
+        x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
         # per-pixel state; a pixel that has stopped keeps its final transmittance negated, so the branch-free
         # row loop below neither blends into it nor stops it again. The loop is written for LLVM to vectorise
         # (../shared/notes/cpu-rasterizer.md): unsigned indices, flat arrays, selects, 32-bit positions.
@@ -161,30 +190,19 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
             level = levels[g]
             if level < 0.0:
                 continue
-            o = opacities[g]
-            ca = conics[g, 0]
-            cb = conics[g, 1]
-            cc = conics[g, 2]
-            mx = means2d[g, 0]
-            my = means2d[g, 1]
+            o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
             r = colors[g, 0]
             gr = colors[g, 1]
             b = colors[g, 2]
             local = np.int32(k - first)
             by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
             for py in range(by0, by1):
-                dy = my - ys[py - y0]
-                bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                if bx1 <= bx0:
-                    continue
-                quad_y = -half * cc * dy * dy
-                cross = cb * dy
-                start = np.uint64((py - y0) * tw + bx0 - x0)
-                col0 = np.uint64(bx0 - x0)
-                for j in range(np.uint64(bx1 - bx0)):
+                dy, quad_y, cross, start, col0, count = _row(py, mx, my, ca, cb, cc, level, x0, x1, y0, tw, ys,
+                                                             half)
+                for j in range(count):
                     i = start + j
                     dx = mx - xs[col0 + j]
-                    power = quad_y - half * ca * dx * dx - cross * dx
+                    power = _power(dx, quad_y, cross, ca, half)
                     alpha = min(alpha_max, o * fast_exp(power))
                     Ti = T[i]
                     next_T = Ti * (one - alpha)
@@ -228,12 +246,7 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
     for th in prange(n_threads):
         for t in range(th, n_tiles, n_threads):
             first = offsets[t]
-            x0 = (t % tiles_x) * tile
-            y0 = (t // tiles_x) * tile
-            x1 = min(x0 + tile, width)
-            y1 = min(y0 + tile, height)
-            tw = x1 - x0
-            n_pix = tw * (y1 - y0)
+            x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
             xs = (np.arange(tile) + x0).astype(dtype) + half
             ys = (np.arange(tile) + y0).astype(dtype) + half
             T = np.empty(n_pix, dtype)
@@ -269,12 +282,7 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                 level = levels[g]
                 if level < 0.0:
                     continue
-                o = opacities[g]
-                ca = conics[g, 0]
-                cb = conics[g, 1]
-                cc = conics[g, 2]
-                mx = means2d[g, 0]
-                my = means2d[g, 1]
+                o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
                 c0 = colors[g, 0]
                 c1 = colors[g, 1]
                 c2 = colors[g, 2]
@@ -290,18 +298,12 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                 s_cc = zero
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):
-                    dy = my - ys[py - y0]
-                    bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                    if bx1 <= bx0:
-                        continue
-                    quad_y = -half * cc * dy * dy
-                    cross = cb * dy
-                    start = np.uint64((py - y0) * tw + bx0 - x0)
-                    col0 = np.uint64(bx0 - x0)
-                    for j in range(np.uint64(bx1 - bx0)):
+                    dy, quad_y, cross, start, col0, count = _row(py, mx, my, ca, cb, cc, level, x0, x1, y0, tw, ys,
+                                                                 half)
+                    for j in range(count):
                         i = start + j
                         dx = mx - xs[col0 + j]
-                        power = quad_y - half * ca * dx * dx - cross * dx
+                        power = _power(dx, quad_y, cross, ca, half)
                         G = fast_exp(power)
                         raw = o * G
                         alpha = min(alpha_max, raw)
@@ -402,25 +404,17 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                 level = levels[g]
                 if level < 0.0:
                     continue
-                o = opacities[g]
-                ca = conics[g, 0]
-                cb = conics[g, 1]
-                cc = conics[g, 2]
-                mx = means2d[g, 0]
-                my = means2d[g, 1]
+                o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):
-                    dy = my - ys[py - y0]
-                    bx0, bx1 = _row_span(mx, dy, ca, cb, cc, level, x0, x1)
-                    row = (py - y0) * tw - x0
-                    quad_y = -half * cc * dy * dy
-                    cross = cb * dy
-                    for px in range(bx0, bx1):
-                        i = row + px
+                    dy, quad_y, cross, start, col0, count = _row(py, mx, my, ca, cb, cc, level, x0, x1, y0, tw, ys,
+                                                                 half)
+                    for j in range(count):
+                        i = start + j
                         if k > end[i]:
                             continue
-                        dx = mx - xs[px - x0]
-                        power = quad_y - half * ca * dx * dx - cross * dx  # as in the forward
+                        dx = mx - xs[col0 + j]
+                        power = _power(dx, quad_y, cross, ca, half)
                         if power > 0.0:
                             continue
                         raw = o * fast_exp(power)

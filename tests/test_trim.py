@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, run
 
+import gstrim
 from gstrim.example import generate_example
 from gstrim.io import load_scene, save_scene
 from gstrim.prune.run import trim_scene
@@ -29,7 +30,7 @@ def baseline(tmp_path_factory):
 def test_target_count_is_exact(baseline, tmp_path):
     data, model = baseline
     n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))
-    result = trim_scene(model, tmp_path / "t", config=TrimConfig(target_count=n_in // 4, **SMALL))
+    result = gstrim.trim(model, tmp_path / "t", target_count=n_in // 4, **SMALL)  # the Python API
     assert len(result.scene) == n_in // 4
     saved = load_scene(tmp_path / "t/point_cloud/iteration_18/point_cloud.ply")
     assert len(saved) == n_in // 4

@@ -96,6 +96,9 @@ def test_trim_errors(baseline, tmp_path, capsys):
     assert_one_line_error(code, err, "--target-removal")
     code, _, err = run(capsys, "trim", model, "-o", tmp_path / "a", "--target-count", "0", *small)
     assert_one_line_error(code, err, "outside 1..")
+    # a size target below one Gaussian's share of the file would leave an empty scene
+    code, _, err = run(capsys, "trim", model, "-o", tmp_path / "a", "--target-mb", "0.0001", *small)
+    assert_one_line_error(code, err, "--target-mb", "no Gaussian")
     code, _, err = run(capsys, "trim", model, "-o", tmp_path / "a", "--one-shot", "--gamma", "0.3", *small)
     assert_one_line_error(code, err, "--one-shot")
     assert not (tmp_path / "a").exists()

@@ -13,7 +13,6 @@ import argparse
 import statistics
 
 from gstrim.data import load_dataset
-from gstrim.errors import GstrimError
 from gstrim.evaluate import render_views
 from gstrim.io.model import load_model
 
@@ -32,10 +31,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for path in args.models:
         model = load_model(path)
-        recorded = dict(model.data_options or {})
-        data = args.data or recorded.pop("path", None)
-        if data is None:
-            raise GstrimError("no dataset recorded with this scene; pass --data DATA", path)
+        data, recorded = (args.data, {}) if args.data else model.recorded_dataset()
         dataset = load_dataset(data, **{**recorded, **given})
         cameras = (dataset.test or dataset.train)[: args.views]
         seconds = [s for *_, s in render_views(model.scene, cameras, background=dataset.background,

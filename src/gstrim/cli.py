@@ -56,9 +56,7 @@ def _model_and_data(args):
     model = load_model(args.model, iteration=args.iteration, nonfinite=args.nonfinite)
     saved = model.data_options
     if args.data is None:
-        if not saved:
-            raise GstrimError("no dataset recorded with this model; pass --data DATA", model.source)
-        args.data = saved["path"]
+        args.data = model.recorded_dataset()[0]
     return model, _load_data(args, saved)
 
 

@@ -112,6 +112,13 @@ class Model:
     def data_options(self) -> dict | None:
         return (self.config or {}).get("data")
 
+    def recorded_dataset(self) -> tuple[str, dict]:
+        """(path, loading options) of the dataset this model was trained or trimmed on."""
+        recorded = dict(self.data_options or {})
+        if "path" not in recorded:
+            raise GstrimError("no dataset recorded with this scene; pass --data DATA", self.source)
+        return recorded.pop("path"), recorded
+
 
 def load_model(path: str | Path, iteration: int | None = None, nonfinite: str = "error") -> Model:
     """A `.ply`/`.splat` file, a model folder (its latest or the given `iteration`) or a `chkpnt*.pt`."""

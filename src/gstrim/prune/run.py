@@ -78,10 +78,8 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
     config.validate()
     model = load_model(scene_path)
     if data is None:
-        if not model.data_options:
-            raise GstrimError("no dataset recorded with this scene; pass --data DATA", model.source)
-        data = model.data_options["path"]
-        data_options = {**{k: v for k, v in model.data_options.items() if k != "path"}, **(data_options or {})}
+        data, recorded = model.recorded_dataset()
+        data_options = {**recorded, **(data_options or {})}
     data_options = dict(data_options or {})
     dataset = load_dataset(data, **data_options)
     scene = model.scene

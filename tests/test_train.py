@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_scene
+from conftest import assert_scenes_equal, random_scene
 
 from gstrim.example import generate_example
 from gstrim.io.model import latest_checkpoint, load_model
 from gstrim.train import DensifyConfig, DensifyStrategy, LearningRates, TrainConfig, Trainer, ops, train_model
 from gstrim.train.init import mean_neighbour_distance
-from gstrim.train.optim import make_optimizers, means_lr
+from gstrim.train.optim import means_lr
+from gstrim.train.parameterization import RawParameters
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def tiny_data(tmp_path_factory):
 def params_with_moments(rng, n=20):
     scene = random_scene(rng, n, 1)
     params = {k: torch.nn.Parameter(v.clone()) for k, v in scene.params().items()}
-    optimizers = make_optimizers(params, LearningRates(), extent=1.0)
+    optimizers = RawParameters(LearningRates()).make_optimizers(params, extent=1.0)
     for p in params.values():
         p.grad = torch.randn_like(p)
     for opt in optimizers.values():
@@ -101,7 +102,7 @@ def test_densify_rules():
                                                                          .repeat(1, 1, 3)),
         "shN": torch.nn.Parameter(torch.zeros(n, 0, 3)),
     }
-    optimizers = make_optimizers(params, LearningRates(), 1.0)
+    optimizers = RawParameters().make_optimizers(params, 1.0)
     strategy = DensifyStrategy(DensifyConfig(), extent=2.0)
     state = strategy.initialize_state(n)
     # mean gradients 3e-4 (>= 2e-4) for Gaussians 0 and 2, 1e-4 for 1 and 3; 4 is transparent; 5 spans 30 px
@@ -152,7 +153,7 @@ def test_trainer_fits_views(tiny_data):
 
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
-    densify = DensifyConfig(start=20, every=20, reset_every=60)
+    densify = DensifyConfig(start=20, every=20, reset_every=60, stop=70)
     common = dict(densify=densify, init_points=400, save_iterations=(), checkpoint_every=1000)
     full = train_model(tiny_data, tmp_path / "full", config=TrainConfig(iterations=80), **common)
 
@@ -175,3 +176,26 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
     model = load_model(tmp_path / "part")
     assert model.iteration == 80 and model.label == "ours_80" and len(model.scene) == len(full.scene)
     assert model.data_options["path"] == str(tiny_data.resolve())
+
+
+def test_short_runs_densify_in_their_first_half():
+    assert DensifyConfig().stop_for(30_000) == 15_000  # 3DGS exactly
+    assert DensifyConfig().stop_for(7_000) == 3_500
+    assert DensifyConfig().stop_for(100_000) == 15_000
+    assert DensifyConfig(stop=900).stop_for(7_000) == 900  # an explicit stop is kept
+
+
+def test_saved_model_precedes_the_densification_of_its_iteration(tiny_data, tmp_path):
+    """3DGS saves iteration N before densifying at N, and the last iteration of a run never densifies: the
+    scene a 40-iteration run saves at 30 is the final scene of the same run stopped at 30."""
+    constant = LearningRates(means=1e-5, means_final=1e-5)  # the same rates whatever the run's length
+    common = dict(densify=DensifyConfig(start=5, every=10, stop=100), init_points=400)
+    long = train_model(tiny_data, tmp_path / "long", config=TrainConfig(iterations=40, lrs=constant),
+                       save_iterations=(30,), **common)
+    short = train_model(tiny_data, tmp_path / "short", config=TrainConfig(iterations=30, lrs=constant), **common)
+    saved_30 = load_model(tmp_path / "long", iteration=30).scene
+    assert len(saved_30) != 400 and len(long.scene) != len(saved_30)  # densified at 10, 20 and 30
+    assert_scenes_equal(saved_30, short.scene)
+    # the final checkpoint keeps the statistics gathered since the last densification (for --stats checkpoint)
+    state = load_model(tmp_path / "short" / "checkpoints" / "chkpnt30.pt").checkpoint["strategy_state"]
+    assert float(state["count"].max()) == 10

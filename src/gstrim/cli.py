@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sh-degree", type=int, choices=range(4), default=3, help="final SH degree (default: 3)")
     p.add_argument("--init-points", type=int,
                    help="start from N random points (default: COLMAP points, or 100000 for Blender data)")
-    p.add_argument("--densify-until", type=int, default=15_000, help="last densification iteration (15000)")
+    p.add_argument("--densify-until", type=int,
+                   help="last densification iteration (default: half the run, at most 15000, as 3DGS)")
     p.add_argument("--densify-grad-threshold", type=float, default=2e-4, help="(default: 0.0002)")
     p.add_argument("--checkpoint-every", type=int, default=1_000, help="iterations between checkpoints (1000)")
     p.add_argument("--save-iterations", type=int, nargs="*", default=[7_000, 30_000],

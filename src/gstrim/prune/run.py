@@ -4,7 +4,6 @@ evaluate before and after."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,11 +109,7 @@ def trim_scene(scene_path: str | Path, out_dir: str | Path, *, data: str | Path 
             before = input_evaluation or evaluate(scene, dataset.test, label="input", background=dataset.background,
                                                   device=device)
             write_text_atomic(out_dir / "input_results.json", json.dumps(_evaluation_to_json(before)))
-        t0 = time.perf_counter()
-        if strategy.due(trainer.state, 0):
-            strategy.prune(trainer.params, trainer.optimizers, trainer.state)
-        elapsed = time.perf_counter() - t0
-        run.save_checkpoint(trainer, out_dir, {"elapsed": elapsed})  # resumable from the first prune on
+        elapsed = 0.0
     wall = run.run(trainer, out_dir, checkpoint_every=checkpoint_every, description="trim", elapsed=elapsed)
     result_scene = trainer.scene()
     after = None

@@ -27,7 +27,7 @@ from gstrim.render import pixel_statistics, rasterize, resolve_device
 from gstrim.render.project import project
 from gstrim.scene import GaussianScene
 from gstrim.train.loss import photometric_loss
-from gstrim.train.strategy import accumulate_grad2d
+from gstrim.train.strategy import accumulate_grad2d, mean_grad2d
 
 Score = Callable[..., torch.Tensor]
 
@@ -54,14 +54,9 @@ def gradient_statistics(scene: GaussianScene, cameras: list[Camera], *, backgrou
     return stats["grad2d"].cpu(), stats["count"].cpu()
 
 
-def mean_gradient(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """The per-view mean of an accumulated gradient statistic; 0 where no view drew the Gaussian."""
-    return (total.double() / count.double().clamp_min(1)).float().cpu()
-
-
 def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=None,
                    device: str = "auto") -> torch.Tensor:
-    return mean_gradient(*gradient_statistics(scene, cameras, background=background, device=device))
+    return mean_grad2d(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
 LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (notes §3.2)

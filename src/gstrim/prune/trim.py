@@ -18,11 +18,11 @@ from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.ply import ply_bytes
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
-from gstrim.prune.scores import SCORES, gradient_statistics, mean_gradient
+from gstrim.prune.scores import SCORES, gradient_statistics
 from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train import ops
 from gstrim.train.optim import LearningRates
-from gstrim.train.strategy import Strategy
+from gstrim.train.strategy import Strategy, mean_grad2d
 
 PRESETS = {
     # the paper's schedule: 10 prunes 500 iterations apart, then 10,000 fine-tuning iterations
@@ -135,14 +135,9 @@ class TrimStrategy(Strategy):
     def initialize_state(self, n: int) -> dict:
         return {"prunes_done": 0}
 
-    def due(self, state: dict, step: int) -> bool:
+    def step_begin(self, params, optimizers, state, step, generator) -> None:
         iterations = self.config.prune_iterations()
-        done = state["prunes_done"]
-        return done < len(iterations) and step >= iterations[done]
-
-    def step_post_backward(self, params, optimizers, state, step, info, generator) -> None:
-        # the prune scheduled for iteration `step + 1` runs before it
-        if self.due(state, step + 1):
+        if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
             self.prune(params, optimizers, state)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +149,8 @@ class TrimStrategy(Strategy):
             return score, score
         opacity = torch.sigmoid(scene.opacities).cpu()
         if self.config.stats == "checkpoint":
-            return opacity, mean_gradient(state["grad2d"], state["count"])
-        return opacity, mean_gradient(*gradient_statistics(scene, self.cameras, background=self.background,
+            return opacity, mean_grad2d(state["grad2d"], state["count"])
+        return opacity, mean_grad2d(*gradient_statistics(scene, self.cameras, background=self.background,
                                                            device=str(scene.means.device)))
 
     def prune(self, params, optimizers, state) -> None:

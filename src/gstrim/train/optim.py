@@ -1,5 +1,5 @@
-"""Per-attribute Adam with the learning rates of 3DGS (Kerbl et al. 2023, `arguments/__init__.py`;
-the same values as gsplat's `simple_trainer.py`)."""
+"""The learning rates of 3DGS (Kerbl et al. 2023, `arguments/__init__.py`; the same values as gsplat's
+`simple_trainer.py`) and the position-rate schedule."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-
-from gstrim.train.ops import Optimizers, Params
 
 # Adam's epsilon in 3DGS and gsplat: small, so that rarely-seen Gaussians still move.
 ADAM_EPS = 1e-15
@@ -23,13 +21,6 @@ class LearningRates:
     opacities: float = 5e-2
     sh0: float = 2.5e-3
     shN: float = 2.5e-3 / 20
-
-
-def make_optimizers(params: Params, lrs: LearningRates, extent: float) -> Optimizers:
-    """One Adam per parameter, as gsplat does (a Gaussian-count edit then touches one state per key)."""
-    rate = {"means": lrs.means * extent, "scales": lrs.scales, "quats": lrs.quats,
-            "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
-    return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS) for name, p in params.items()}
 
 
 def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float) -> float:

@@ -1,9 +1,14 @@
 """`Strategy`: how a training run changes the Gaussian population (gsplat's `Strategy` idea).
 
-The loop calls `step_pre_backward` after rendering and `step_post_backward` after the optimizer step; a
-strategy reads the render's per-Gaussian information and edits the population through `train.ops`.
-Its per-Gaussian statistics live in `state` (tensors with the Gaussians on the first axis), which the ops
-keep aligned and the checkpoints save.
+The trainer calls, for every step (0-based):
+  `step_begin`          before the step renders: step 0 is the start of the run, and a step N > 0 sees the
+                        population after N completed iterations, which is what a model saved "at
+                        iteration N" holds; population edits scheduled "at iteration N" belong here;
+  `step_pre_backward`   after the render, before the loss is backpropagated (retain gradients);
+  `step_post_backward`  after the optimizer step (accumulate statistics from the gradients).
+A strategy edits the population through `train.ops`; its per-Gaussian statistics live in `state` (tensors
+with the Gaussians on the first axis), which the ops keep aligned and the checkpoints save. A run that is
+resumed continues with the step after its checkpoint, so nothing runs twice.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ class Strategy:
     def initialize_state(self, n: int) -> dict:
         return {}
 
+    def step_begin(self, params: Params, optimizers: Optimizers, state: dict, step: int,
+                   generator: torch.Generator) -> None:
+        pass
+
     def step_pre_backward(self, params: Params, optimizers: Optimizers, state: dict, step: int,
                           info: RenderOutput) -> None:
         pass
 
     def step_post_backward(self, params: Params, optimizers: Optimizers, state: dict, step: int,
-                           info: RenderOutput, generator: torch.Generator) -> None:
+                           info: RenderOutput) -> None:
         pass
 
 
@@ -37,3 +46,9 @@ def accumulate_grad2d(state: dict, info: RenderOutput) -> None:
     norms = info.normalized_means2d_grad().norm(dim=-1)
     state["grad2d"][visible] += norms[visible].to(state["grad2d"].dtype)
     state["count"][visible] += 1
+
+
+def mean_grad2d(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The per-view mean of an accumulated gradient statistic (float32, on the CPU); 0 where no view drew
+    the Gaussian."""
+    return (total.double() / count.double().clamp_min(1)).float().cpu()

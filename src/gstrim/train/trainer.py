@@ -1,10 +1,12 @@
 """`Trainer`: the plain optimisation loop every gstrim run shares (training, fine-tuning after pruning,
 quantisation-aware fine-tuning); a `Strategy` decides how the population changes.
 
-One step: pick the next view (a random permutation of the training views, drawn again when used up, as
-3DGS does), render it at the active SH degree, let the strategy read the render, take the photometric loss,
-backward, step every Adam, let the strategy edit the population. Everything random comes from one seeded
-generator whose state is checkpointed, so a resumed run repeats an uninterrupted one exactly.
+One step: let the strategy edit the population (`step_begin`), pick the next view (a random permutation
+of the training views, drawn again when used up, as 3DGS does), decode the parameters into a scene
+(`Parameterization`; the raw tensors by default) and render it at the active SH degree, let the strategy
+read the render, take the photometric loss, backward, step every Adam, let the strategy read the
+gradients. Everything random comes from one seeded generator whose state is checkpointed, so a resumed
+run repeats an uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import torch
 from gstrim.data.camera import Camera
 from gstrim.metrics.image import psnr
 from gstrim.render import rasterize, resolve_device
-from gstrim.scene import PARAM_NAMES, GaussianScene
+from gstrim.scene import GaussianScene
 from gstrim.train.loss import SSIM_WEIGHT, photometric_loss
-from gstrim.train.optim import LearningRates, make_optimizers, means_lr, set_lr
+from gstrim.train.optim import LearningRates
+from gstrim.train.parameterization import Parameterization, RawParameters
 from gstrim.train.strategy import Strategy
 
 
@@ -28,7 +31,7 @@ class TrainConfig:
     sh_degree: int = 3  # the degree reached at the end; raised by one every sh_interval iterations
     sh_interval: int = 1_000  # 0: the final degree from the first iteration (fine-tuning)
     ssim_weight: float = SSIM_WEIGHT
-    lrs: LearningRates = field(default_factory=LearningRates)
+    lrs: LearningRates = field(default_factory=LearningRates)  # of the default (raw) parameterisation
     seed: int = 0
     device: str = "auto"  # "auto": CUDA (gsplat) when available, else the CPU rasterizer
 
@@ -42,18 +45,20 @@ class TrainConfig:
 
 class Trainer:
     def __init__(self, scene: GaussianScene, cameras: list[Camera], *, extent: float, config: TrainConfig,
-                 strategy: Strategy | None = None, background: tuple | None = None):
+                 strategy: Strategy | None = None, background: tuple | None = None,
+                 parameterization: Parameterization | None = None):
         if not cameras:
             raise ValueError("training needs at least one camera")
         self.cameras = cameras
         self.extent = extent
         self.config = config
         self.strategy = strategy or Strategy()
+        self.parameterization = parameterization or RawParameters(config.lrs)
         self.background = background
         self.device = resolve_device(config.device)
         self.params = {k: torch.nn.Parameter(v.detach().float().to(self.device).clone())
-                       for k, v in scene.params().items()}
-        self.optimizers = make_optimizers(self.params, config.lrs, extent)
+                       for k, v in self.parameterization.init_params(scene).items()}
+        self.optimizers = self.parameterization.make_optimizers(self.params, extent)
         self.state = self._to_device(self.strategy.initialize_state(len(scene)))
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU for every device
         self._targets: dict[int, torch.Tensor] = {}
@@ -63,13 +68,12 @@ class Trainer:
     # ---- the population ------------------------------------------------------------------------
     def scene(self) -> GaussianScene:
         """The current Gaussians, detached, on the CPU (a snapshot to save or evaluate)."""
-        return GaussianScene(**{k: self.params[k].detach().cpu().clone() for k in PARAM_NAMES})
-
-    def _live_scene(self) -> GaussianScene:
-        return GaussianScene(**{k: self.params[k] for k in PARAM_NAMES})
+        with torch.no_grad():
+            scene = self.parameterization.decode(self.params)
+        return GaussianScene(**{k: v.detach().cpu().clone() for k, v in scene.params().items()})
 
     def __len__(self) -> int:
-        return self.params["means"].shape[0]
+        return self.params["means"].shape[0]  # every parameterisation keeps per-Gaussian positions
 
     def active_sh_degree(self) -> int:
         if self.config.sh_interval <= 0:
@@ -97,9 +101,10 @@ class Trainer:
     # ---- one iteration -------------------------------------------------------------------------
     def train_step(self) -> dict:
         cfg = self.config
+        self.strategy.step_begin(self.params, self.optimizers, self.state, self.step, self.generator)
         camera = self._next_camera()
-        set_lr(self.optimizers["means"], means_lr(self.step, cfg.iterations, cfg.lrs, self.extent))
-        out = rasterize(self._live_scene(), camera, sh_degree=self.active_sh_degree(),
+        self.parameterization.update_learning_rates(self.optimizers, self.step, cfg.iterations, self.extent)
+        out = rasterize(self.parameterization.decode(self.params), camera, sh_degree=self.active_sh_degree(),
                         background=self.background)
         self.strategy.step_pre_backward(self.params, self.optimizers, self.state, self.step, out)
         target = self._target(camera)
@@ -108,8 +113,7 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        self.strategy.step_post_backward(self.params, self.optimizers, self.state, self.step, out,
-                                         self.generator)
+        self.strategy.step_post_backward(self.params, self.optimizers, self.state, self.step, out)
         self.step += 1
         with torch.no_grad():
             return {"loss": float(loss), "psnr": float(psnr(out.image.clamp(0, 1), target))}
@@ -124,15 +128,22 @@ class Trainer:
                                for k, v in self.state.items()},
             "generator": self.generator.get_state(),
             "order": self._order.clone(),
-            "config": self.config.to_dict(),
         }
 
     def load_state_dict(self, d: dict) -> None:
         self.step = int(d["step"])
         self.params = {k: torch.nn.Parameter(v.to(self.device).clone()) for k, v in d["params"].items()}
-        self.optimizers = make_optimizers(self.params, self.config.lrs, self.extent)
-        for k, opt in self.optimizers.items():
-            opt.load_state_dict(d["optimizers"][k])
+        self.optimizers = self.parameterization.make_optimizers(self.params, self.extent)
+        self.load_optimizer_state(d["optimizers"])
         self.state = self._to_device(dict(d["strategy_state"]))
         self.generator.set_state(d["generator"])
         self._order = d["order"].clone()
+
+    def load_optimizer_state(self, states: dict) -> None:
+        """Adam moments and step counts from a checkpoint of the same parameters; the learning rates stay
+        this trainer's (a fine-tuning run continues a training run's moments at its own rates)."""
+        for k, opt in self.optimizers.items():
+            rates = [group["lr"] for group in opt.param_groups]
+            opt.load_state_dict(states[k])
+            for group, lr in zip(opt.param_groups, rates, strict=True):
+                group["lr"] = lr

@@ -62,7 +62,7 @@ def train_model(data: str | Path, out_dir: str | Path, *, data_options: dict | N
     if not dataset.train:
         raise GstrimError("the dataset has no training views", dataset.root)
     white = tuple(dataset.background) == (1.0, 1.0, 1.0)
-    strategy = DensifyStrategy(densify, dataset.extent, white_background=white)
+    strategy = DensifyStrategy(densify, dataset.extent, white_background=white, iterations=config.iterations)
 
     if resume:
         trainer = Trainer(GaussianScene.empty(config.sh_degree), dataset.train, extent=dataset.extent,

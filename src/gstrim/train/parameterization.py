@@ -1,0 +1,58 @@
+"""What the trainer optimises, and how it decodes to the `GaussianScene` it renders.
+
+The default, `RawParameters`, optimises the six raw tensors of the scene (3DGS's parameterisation) with
+the per-attribute learning rates of `LearningRates`. Another parameterisation (codebook indices and
+centroids, fake-quantised attributes for quantisation-aware fine-tuning) subclasses `Parameterization`
+and reuses the whole loop: the trainer only ever calls the four methods below.
+
+Population edits (`train.ops`, used by densification and pruning) need every tensor to have the Gaussians
+on its first axis; a parameterisation with shared tensors (codebooks) is for strategies that do not edit
+the population.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gstrim.scene import PARAM_NAMES, GaussianScene
+from gstrim.train.ops import Optimizers, Params
+from gstrim.train.optim import ADAM_EPS, LearningRates, means_lr, set_lr
+
+
+class Parameterization:
+    def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
+        """The tensors to optimise, initialised from `scene` (the trainer makes them leaf parameters)."""
+        raise NotImplementedError
+
+    def decode(self, params: Params) -> GaussianScene:
+        """The scene the parameters stand for, differentiable w.r.t. them."""
+        raise NotImplementedError
+
+    def make_optimizers(self, params: Params, extent: float) -> Optimizers:
+        raise NotImplementedError
+
+    def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
+        """Set this step's learning rates (schedules)."""
+
+
+class RawParameters(Parameterization):
+    """The raw INRIA parameters, one Adam per tensor (as gsplat does: a Gaussian-count edit then touches
+    one optimizer state per key), position rate decaying over the run."""
+
+    def __init__(self, lrs: LearningRates | None = None):
+        self.lrs = lrs or LearningRates()
+
+    def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
+        return scene.params()
+
+    def decode(self, params: Params) -> GaussianScene:
+        return GaussianScene(**{k: params[k] for k in PARAM_NAMES})
+
+    def make_optimizers(self, params: Params, extent: float) -> Optimizers:
+        lrs = self.lrs
+        rate = {"means": lrs.means * extent, "scales": lrs.scales, "quats": lrs.quats,
+                "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
+        return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS) for name, p in params.items()}
+
+    def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
+        set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent))

@@ -11,22 +11,22 @@ Prints a Markdown table (PSNR, SSIM, LPIPS, Gaussians, MB, CPU FPS, wall time).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from gstrim import progress
-from gstrim.prune.run import read_input_evaluation, trim_scene
+from gstrim.prune.pipeline import trim_scene
 from gstrim.prune.scores import SCORES
-from gstrim.prune.trim import PRESETS, TrimConfig
+from gstrim.prune.strategy import PRESETS, TrimConfig
+from gstrim.records import Evaluation, RunSummary
 
 
-def run_variant(model: str, out: Path, config: TrimConfig, data: str | None, options: dict) -> dict:
-    results = out / "results.json"
-    if results.is_file() and "trim" in json.loads(results.read_text()):
-        return json.loads(results.read_text())["trim"]
+def run_variant(model: str, out: Path, config: TrimConfig, data: str | None, options: dict) -> RunSummary:
+    finished = RunSummary.read(out, "trim")
+    if finished is not None:
+        return finished
     resume = (out / "config.json").is_file()
     # every variant trims the same input: evaluate it once
-    known = next(filter(None, map(read_input_evaluation, out.parent.glob("*/"))), None)
+    known = next(filter(None, (Evaluation.read(d, "input") for d in out.parent.glob("*/"))), None)
     result = trim_scene(None if resume else model, out, data=data, data_options=options, config=config,
                         resume=resume, input_evaluation=known)
     return result.summary
@@ -61,13 +61,13 @@ def main() -> None:
     print("| run | removed | Gaussians | MB | PSNR | SSIM | LPIPS | FPS (CPU) | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     first = rows[0][1]
-    i = first["input"]
-    print(f"| input | 0 % | {first['gaussians_in']:,} | {first['mb_in']:.2f} | {i['PSNR']:.3f} | {i['SSIM']:.4f} | "
-          f"{i['LPIPS']:.4f} | {i['fps']:.1f} | |")
+    i = first.input
+    print(f"| input | 0 % | {first.gaussians_in:,} | {first.mb_in:.2f} | {i.psnr:.3f} | {i.ssim:.4f} | "
+          f"{i.lpips:.4f} | {i.fps:.1f} | |")
     for name, s in rows:
-        o = s["output"]
-        print(f"| {name} | {100 * s['removed']:.0f} % | {s['gaussians_out']:,} | {s['mb_out']:.2f} | {o['PSNR']:.3f} | "
-              f"{o['SSIM']:.4f} | {o['LPIPS']:.4f} | {o['fps']:.1f} | {s['wall_s']:.0f} |")
+        o = s.output
+        print(f"| {name} | {100 * s.removed:.0f} % | {s.gaussians_out:,} | {s.mb_out:.2f} | {o.psnr:.3f} | "
+              f"{o.ssim:.4f} | {o.lpips:.4f} | {o.fps:.1f} | {s.wall_s:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,25 @@ def _quiet():
     progress.set_enabled(True)
 
 
+SEED_VARIABLE = "GSTRIM_TEST_SEED"
+
+
 @pytest.fixture
-def rng():
-    # Fresh inputs every run (the seed is printed on failure by pytest's repr of the fixture value).
-    return np.random.default_rng()
+def rng(request):
+    """Fresh random inputs every run; a failing test reports its seed, and GSTRIM_TEST_SEED=S replays it."""
+    given = os.environ.get(SEED_VARIABLE)
+    seed = int(given) if given else int(np.random.SeedSequence().entropy % 2**63)
+    request.node.rng_seed = seed
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    seed = getattr(item, "rng_seed", None)
+    if report.failed and seed is not None:
+        report.sections.append(("random inputs", f"seed {seed}: rerun with {SEED_VARIABLE}={seed}"))
 
 
 def random_scene(rng: np.random.Generator, n: int = 50, sh_degree: int = 3) -> GaussianScene:

@@ -62,21 +62,51 @@ def test_lightgaussian_score_is_hits_times_opacity_times_volume_weight(rng):
     assert torch.allclose(lightgaussian_score(scene, [cam]).double(), expected, rtol=1e-5)
 
 
+def never_drawn(scene: GaussianScene, index: int) -> GaussianScene:
+    """The scene with Gaussian `index` below the 1/255 opacity every renderer skips."""
+    opacities = scene.opacities.detach().clone()
+    opacities[index] = -10.0
+    return GaussianScene(**{**scene.params(), "opacities": opacities})
+
+
 def test_pup_score_ranks_unseen_gaussians_last(rng):
-    scene = positive_colour_scene(rng, 10)
-    far = scene.means.detach().clone()
-    far[0] = torch.tensor([40.0, 40.0, 40.0])  # outside every view
-    scene = GaussianScene(**{**scene.params(), "means": far})
+    scene = never_drawn(positive_colour_scene(rng, 10), 0)
     cams = [make_camera(rng, width=26, height=22) for _ in range(3)]
     score = pup_score(scene, cams)
     assert torch.isfinite(score).all()
-    assert int(score.argmin()) == 0
+    assert score[0] == score.min()  # at the floor (other unseen Gaussians may share it)
+    seen = pixel_statistics(scene, cams[0]).hits > 0
+    assert bool(seen.any()) and torch.all(score[seen] > score[0])
 
 
-def test_every_score_has_one_signature(rng):
-    scene = positive_colour_scene(rng, 8)
+def test_every_registered_score_ranks_a_gaussian_no_view_draws_last(rng):
+    scene = never_drawn(positive_colour_scene(rng, 8), 3)
     cam = make_camera(rng, width=20, height=16)
     cam.set_image(torch.zeros(16, 20, 3, dtype=torch.float64))
-    for name, score in SCORES.items():
-        out = score(scene, [cam], background=torch.zeros(3, dtype=torch.float64), device="cpu")
-        assert out.shape == (len(scene),), name
+    seen = pixel_statistics(scene, cam).hits > 0
+    assert bool(seen.any())
+    for name, entry in SCORES.items():
+        out = entry.fn(scene, [cam], background=torch.zeros(3, dtype=torch.float64), device="cpu")
+        assert out.shape == (len(scene),) and torch.isfinite(out).all(), name
+        assert out[3] == out.min() and torch.all(out[seen] > out[3]), name
+
+
+def test_a_new_score_is_one_registration(rng):
+    from gstrim.prune.scores import register_score
+    from gstrim.prune.strategy import TrimConfig, TrimStrategy
+
+    scene = positive_colour_scene(rng, 12)
+    register_score("toy_index", lambda scene, cameras, **_: torch.arange(len(scene), dtype=torch.float32))
+    try:
+        config = TrimConfig(score="toy_index", target_count=5, steps=1, every=1, finetune=0)
+        config.validate()
+        strategy = TrimStrategy(config, [make_camera(rng, width=8, height=8)], None, len(scene), scene.sh_degree)
+        params = {k: torch.nn.Parameter(v.detach().clone().float()) for k, v in scene.params().items()}
+        state = strategy.initialize_state(len(scene))
+        strategy.step_begin(params, {}, state, 0, torch.Generator())
+        # the toy score ranks by index: the 5 highest indices survive
+        torch.testing.assert_close(params["means"].detach(), scene.means.detach()[7:].float())
+    finally:
+        from gstrim.prune.scores import SCORES as registry
+
+        registry.pop("toy_index")

@@ -175,7 +175,17 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
         torch.testing.assert_close(getattr(resumed.scene, name), value, rtol=0, atol=0, msg=name)
     model = load_model(tmp_path / "part")
     assert model.iteration == 80 and model.label == "ours_80" and len(model.scene) == len(full.scene)
-    assert model.data_options["path"] == str(tiny_data.resolve())
+    assert model.recorded_dataset()[0] == str(tiny_data.resolve())
+
+
+def test_run_folders_record_paths_that_move_with_them(tmp_path):
+    from gstrim.run_folder import relative_to_folder, resolve_recorded
+
+    run, data = tmp_path / "runs" / "a", tmp_path / "captures" / "cup"
+    assert relative_to_folder(data, run) == "../../captures/cup"
+    moved = tmp_path / "elsewhere"
+    assert resolve_recorded("../../captures/cup", moved / "runs" / "a") == (moved / "captures" / "cup").resolve()
+    assert relative_to_folder("/", run) == "/"  # nothing shared but the root: absolute
 
 
 def test_short_runs_densify_in_their_first_half():

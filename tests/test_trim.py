@@ -11,8 +11,8 @@ from test_cli import assert_one_line_error, run
 import gstrim
 from gstrim.example import generate_example
 from gstrim.io import load_scene, save_scene
-from gstrim.prune.run import trim_scene
-from gstrim.prune.trim import TrimConfig
+from gstrim.prune.pipeline import trim_scene
+from gstrim.prune.strategy import TrimConfig
 from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
 
 SMALL = dict(steps=3, every=4, finetune=6)
@@ -54,7 +54,7 @@ def test_variants(baseline, tmp_path, variant):
         assert len(result.scene) == n_in
     else:  # gamma: each step removes between max(0, 2 gamma - 1) and gamma of the population
         assert (1 - 0.4) ** 3 * n_in - 3 <= len(result.scene) < n_in
-    assert result.summary["iterations"] == 18  # every variant trains as long
+    assert result.summary.iterations == 18  # every variant trains as long
 
 
 def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):

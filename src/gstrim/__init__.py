@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Numba caches compiled kernels in a user cache folder, not beside the installed sources (which may be
+# read-only or shared); set before anything imports Numba.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                                             / "gstrim" / "numba"))
 
 from gstrim.errors import GstrimError
 from gstrim.scene import GaussianScene
@@ -14,10 +20,10 @@ def trim(scene: str | Path, output: str | Path, *, data: str | Path | None = Non
          device: str = "auto", resume: bool = False, evaluate_test: bool = True, **config):
     """`gstrim trim` in Python: prune the scene (a .ply, a model folder or a checkpoint) into `output` and
     return a `TrimResult` (scene, before/after evaluations, summary). `config` takes the fields of
-    `gstrim.prune.trim.TrimConfig`: score, gamma, target_removal, target_count, target_mb, steps, every,
-    finetune, one_shot, no_prune, stats, stats_views, seed."""
-    from gstrim.prune.run import trim_scene
-    from gstrim.prune.trim import TrimConfig
+    `gstrim.prune.strategy.TrimConfig`: score, gamma, target_removal, target_count, target_mb, preset, steps,
+    every, finetune, one_shot, no_prune, stats, stats_views, seed."""
+    from gstrim.prune.pipeline import trim_scene
+    from gstrim.prune.strategy import TrimConfig
 
     return trim_scene(None if resume else scene, output, data=data, data_options=data_options,
                       config=None if resume else TrimConfig(**config), device=device, resume=resume,

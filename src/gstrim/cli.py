@@ -1,14 +1,81 @@
-"""`gstrim <verb>`: parses arguments, calls the library, prints. No logic of its own."""
+"""`gstrim <verb>`: parses arguments, calls the library, prints. No logic of its own.
+
+The options of `train` and `trim` are derived from the library's configuration dataclasses
+(`gstrim.options.option` fields: help, choices, default), so a new field, score or preset reaches the
+command line without an edit here. Errors about a field come back naming its flag.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 
 from gstrim import __version__, progress
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.options import flag_name
+
+# ---- options derived from configuration dataclasses ------------------------------------------------------
+
+
+def _config_classes():
+    from gstrim.prune.strategy import TrimConfig
+    from gstrim.train import DensifyConfig, TrainConfig
+
+    return TrainConfig, DensifyConfig, TrimConfig
+
+
+def _field_type(hint) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_options(p: argparse.ArgumentParser, config_cls, *, only: tuple[str, ...] | None = None,
+                       dest_prefix: str = "") -> None:
+    """One flag per described field of `config_cls` (or those in `only`); a flag left out keeps the library's
+    default, so the defaults live in one place."""
+    hints = typing.get_type_hints(config_cls)
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata
+        if "help" not in meta or (only is not None and f.name not in only):
+            continue
+        target = p
+        if meta.get("exclusive"):
+            target = groups.setdefault(meta["exclusive"], p.add_mutually_exclusive_group())
+        kind = _field_type(hints[f.name])
+        choices = meta.get("choices")
+        choices = choices() if callable(choices) else choices
+        default_text = "" if f.default in (None, False) else f" (default: {f.default})"
+        kwargs = {"dest": dest_prefix + f.name, "default": None, "help": meta["help"] + default_text}
+        if kind is bool:
+            kwargs |= {"action": "store_true"}
+        else:
+            kwargs |= {"type": kind, "choices": choices, "metavar": meta.get("metavar")}
+        target.add_argument(flag_name(config_cls, f.name), **kwargs)
+
+
+def config_from_args(args, config_cls, *, dest_prefix: str = "", **overrides):
+    """`config_cls` with the fields given on the command line (the namespace is only read)."""
+    given = {}
+    for f in dataclasses.fields(config_cls):
+        value = getattr(args, dest_prefix + f.name, None)
+        if value is not None and value is not False:
+            given[f.name] = value
+    return config_cls(**{**given, **overrides})
+
+
+def _flag_of(field: str) -> str:
+    for cls in _config_classes():
+        if field in {f.name for f in dataclasses.fields(cls)}:
+            return flag_name(cls, field)
+    return flag_name(None, field)
+
+
+# ---- shared option groups -------------------------------------------------------------------------------
 
 
 def _add_nonfinite(p: argparse.ArgumentParser) -> None:
@@ -22,42 +89,49 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", help="COLMAP image folder name (default: images, or images_N with --downscale N)")
-    p.add_argument("--downscale", type=int, help="divide the image resolution by N")
-    p.add_argument("--background", choices=("black", "white"),
+    g = p.add_argument_group("dataset options")
+    g.add_argument("--images", help="COLMAP image folder name (default: images, or images_N with --downscale N)")
+    g.add_argument("--downscale", type=int, help="divide the image resolution by N")
+    g.add_argument("--background", choices=("black", "white"),
                    help="colour behind RGBA images and renders (default: white for Blender, black for COLMAP)")
-    p.add_argument("--missing-images", choices=("error", "skip"), default="error",
+    g.add_argument("--missing-images", choices=("error", "skip"),
                    help="images named by the dataset but absent: stop (default) or leave those views out")
 
 
-def _given_data_options(args) -> dict:
-    """The dataset options typed on the command line (defaults left out)."""
+def _add_model_input(p: argparse.ArgumentParser, name: str = "model") -> None:
+    """The model a verb reads: a folder (with --iteration), a scene file or a checkpoint."""
+    p.add_argument(name, help="model folder, scene file (.ply, .splat) or checkpoint chkpnt*.pt")
+    p.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
+    p.add_argument("--iteration", type=int, help="saved iteration of a model folder (default: latest)")
+    _add_nonfinite(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=1_000, help="iterations between checkpoints (1000)")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation")
+    _add_device(p)
+
+
+def _data_options(args) -> dict:
+    """The dataset options typed on the command line (defaults left to the loader and the recorded run)."""
     given = {"images": args.images, "downscale": args.downscale, "background": args.background,
-             "missing_images": None if args.missing_images == "error" else args.missing_images}
+             "missing_images": args.missing_images}
     return {k: v for k, v in given.items() if v is not None}
-
-
-def _data_options(args, saved: dict | None = None) -> dict:
-    """Dataset options from the command line, falling back to those a model was trained with."""
-    saved = {k: v for k, v in (saved or {}).items() if k != "path"}
-    return {"missing_images": "error", **saved, **_given_data_options(args)}
-
-
-def _load_data(args, saved: dict | None = None):
-    from gstrim.data import load_dataset
-
-    return load_dataset(args.data, **_data_options(args, saved))
 
 
 def _model_and_data(args):
     """The model named on the command line and its dataset (--data, or the one it was trained on)."""
+    from gstrim.data import load_dataset
     from gstrim.io.model import load_model
 
     model = load_model(args.model, iteration=args.iteration, nonfinite=args.nonfinite)
-    saved = model.data_options
-    if args.data is None:
-        args.data = model.recorded_dataset()[0]
-    return model, _load_data(args, saved)
+    data, recorded = (args.data, {}) if args.data is not None else model.recorded_dataset()
+    return model, load_dataset(data, **{**recorded, **_data_options(args)})
+
+
+# ---- verbs --------------------------------------------------------------------------------------------
 
 
 def _print_dataset(ds) -> None:
@@ -70,12 +144,18 @@ def _print_dataset(ds) -> None:
     print(f"  extent       {s['extent']}")
 
 
+def _print_metrics(m, indent: str = "  ") -> None:
+    print(f"{indent}PSNR {m.psnr:.3f}  SSIM {m.ssim:.4f}  LPIPS {m.lpips:.4f}  render {m.render_ms:.1f} ms/view  "
+          f"[{m.lpips_label}, SSIM {m.ssim_mode}]")
+
+
 def cmd_info(args) -> int:
-    from gstrim.inspect import scene_info
+    from gstrim.info import scene_info
 
     if Path(args.file).is_dir():
-        args.data = args.file
-        ds = _load_data(args)
+        from gstrim.data import load_dataset
+
+        ds = load_dataset(args.file, **_data_options(args))
         if args.json:
             print(json.dumps(ds.summary(), indent=2))
         else:
@@ -102,37 +182,35 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from gstrim.io import load_scene, save_scene
+    from gstrim.io.formats import format_of, load_scene, save_scene
 
     scene = load_scene(args.input, nonfinite=args.nonfinite)
-    if Path(args.output).suffix.lower() == ".splat" and scene.sh_degree > 0:
-        progress.log(f"note: .splat stores no SH beyond DC; dropping SH degree {scene.sh_degree} bands")
+    out = format_of(args.output)
+    if scene.sh_degree > out.max_sh_degree:
+        progress.log(f"note: {out.name} stores SH up to degree {out.max_sh_degree}; dropping the higher bands "
+                     f"of degree {scene.sh_degree}")
     save_scene(args.output, scene)
     print(f"wrote {args.output} ({len(scene):,} Gaussians, {Path(args.output).stat().st_size / 1e6:.3f} MB)")
     return 0
 
 
-def _train_config(args):
-    from gstrim.train import TrainConfig
-
-    return TrainConfig(iterations=args.iterations, sh_degree=args.sh_degree, seed=args.seed, device=args.device)
-
-
 def cmd_train(args) -> int:
-    from gstrim.train import DensifyConfig, train_model
+    from gstrim.train import DensifyConfig, TrainConfig, train_model
 
-    densify = DensifyConfig(stop=args.densify_until, grad_threshold=args.densify_grad_threshold)
     result = train_model(
-        args.data, args.output, data_options=_data_options(args), config=_train_config(args),
-        densify=densify, init_points=args.init_points, checkpoint_every=args.checkpoint_every,
-        save_iterations=args.save_iterations, resume=args.resume,
+        args.data, args.output, data_options=_data_options(args),
+        config=config_from_args(args, TrainConfig, device=args.device),
+        densify=config_from_args(args, DensifyConfig), init_points=args.init_points,
+        checkpoint_every=args.checkpoint_every, save_iterations=args.save_iterations, resume=args.resume,
+        evaluate_test=not args.no_eval,
     )
     print(f"trained {result.iterations:,} iterations in {result.wall_s:.0f} s: {len(result.scene):,} Gaussians")
     print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{result.iterations}' / 'point_cloud.ply'}")
-    if not args.no_eval:
-        args.model, args.iteration, args.data, args.split = str(result.model_dir), result.iterations, None, "test"
-        args.lpips, args.lpips_input, args.ssim, args.nonfinite = "vgg", "3dgs", "3dgs", "error"
-        _run_eval(args, quiet_if_no_views=True)
+    if result.evaluation is not None:
+        m = result.evaluation.metrics()
+        print(f"{m.label} on {m.views} test views ({m.gaussians:,} Gaussians):")
+        _print_metrics(m)
+        print(f"  results in {result.model_dir / 'results.json'} and per_view.json")
     return 0
 
 
@@ -146,54 +224,39 @@ def cmd_render(args) -> int:
     return 0
 
 
-def _run_eval(args, quiet_if_no_views: bool = False) -> None:
-    from gstrim.evaluate import evaluate, write_results
+def cmd_eval(args) -> int:
+    from gstrim.evaluate import evaluate
 
     model, ds = _model_and_data(args)
     cameras = ds.split(args.split)
-    if not cameras and quiet_if_no_views:
-        return
     result = evaluate(model.scene, cameras, label=model.label, background=ds.background, lpips_net=args.lpips,
                       lpips_input=args.lpips_input, ssim_mode=args.ssim, device=args.device)
-    write_results(model.root, result)
-    s = result.summary()
-    print(f"{model.label} on {len(cameras)} {args.split} views ({s['gaussians']:,} Gaussians):")
-    print(f"  PSNR {s['PSNR']:.3f}  SSIM {s['SSIM']:.4f}  LPIPS {s['LPIPS']:.4f}  "
-          f"render {s['render_ms']:.1f} ms/view  [{s['lpips']}, SSIM {s['ssim_mode']}]")
+    result.write(model.root)
+    m = result.metrics()
+    print(f"{model.label} on {len(cameras)} {args.split} views ({m.gaussians:,} Gaussians):")
+    _print_metrics(m)
     print(f"  results in {model.root / 'results.json'} and per_view.json")
-
-
-def cmd_eval(args) -> int:
-    _run_eval(args)
     return 0
 
 
 def cmd_trim(args) -> int:
-    from gstrim.prune.run import trim_scene
-    from gstrim.prune.trim import PRESETS, TrimConfig
+    from gstrim.prune.pipeline import trim_scene
+    from gstrim.prune.strategy import TrimConfig
 
-    schedule = dict(PRESETS[args.preset])
-    for key in ("steps", "every", "finetune"):
-        if getattr(args, key) is not None:
-            schedule[key] = getattr(args, key)
-    config = TrimConfig(score=args.score, gamma=args.gamma, target_removal=args.target_removal,
-                        target_count=args.target_count, target_mb=args.target_mb, one_shot=args.one_shot,
-                        no_prune=args.no_prune, stats=args.stats, stats_views=args.stats_views, seed=args.seed,
-                        **schedule)
-    result = trim_scene(args.scene, args.output, data=args.data, data_options=_given_data_options(args), config=config,
-                        device=args.device, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                        evaluate_test=not args.no_eval)
+    result = trim_scene(args.scene, args.output, data=args.data, data_options=_data_options(args),
+                        config=config_from_args(args, TrimConfig), device=args.device, resume=args.resume,
+                        checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
+                        iteration=args.iteration, nonfinite=args.nonfinite)
     s = result.summary
-    print(f"trimmed {s['gaussians_in']:,} -> {s['gaussians_out']:,} Gaussians ({100 * s['removed']:.1f} % removed, "
-          f"{s['variant']}, score {s['score']}) in {s['wall_s']:.0f} s")
-    print(f"  size         {s['mb_in']:.2f} MB -> {s['mb_out']:.2f} MB (x{s['ratio']:.2f} smaller)")
-    if "input" in s and "output" in s:
-        i, o = s["input"], s["output"]
-        print(f"  test PSNR    {i['PSNR']:.3f} -> {o['PSNR']:.3f}   SSIM {i['SSIM']:.4f} -> {o['SSIM']:.4f}   "
-              f"LPIPS {i['LPIPS']:.4f} -> {o['LPIPS']:.4f}")
-        print(f"  render       {i['fps']:.1f} -> {o['fps']:.1f} FPS")
-    iteration = s["iterations"]
-    print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{iteration}' / 'point_cloud.ply'}")
+    print(f"trimmed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians ({100 * s.removed:.1f} % removed, "
+          f"{s.details['variant']}, score {s.details['score']}) in {s.wall_s:.0f} s")
+    print(f"  size         {s.mb_in:.2f} MB -> {s.mb_out:.2f} MB (x{s.ratio:.2f} smaller)")
+    if s.input is not None and s.output is not None:
+        i, o = s.input, s.output
+        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
+              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}")
+        print(f"  render       {i.fps:.1f} -> {o.fps:.1f} FPS")
+    print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
     return 0
 
 
@@ -206,34 +269,40 @@ def cmd_demo(args) -> int:
     trained = summary["train"]
     print(f"baseline: {trained.iterations:,} iterations in {trained.wall_s:.0f} s -> {len(trained.scene):,} Gaussians "
           f"({trained.model_dir})")
-    s = summary["eval"].summary()
-    print(f"  test PSNR {s['PSNR']:.2f}  SSIM {s['SSIM']:.4f}  LPIPS {s['LPIPS']:.4f}  ({s['lpips']})")
+    m = trained.summary.output
+    print(f"  test PSNR {m.psnr:.2f}  SSIM {m.ssim:.4f}  LPIPS {m.lpips:.4f}  ({m.lpips_label})")
     t = summary["trim"].summary
-    print(f"trimmed (Trimming the Fat, {100 * t['removed']:.0f} % removed): {t['gaussians_out']:,} Gaussians, "
-          f"{t['mb_in']:.2f} -> {t['mb_out']:.2f} MB, {t['wall_s']:.0f} s ({summary['trim'].model_dir})")
-    o = t["output"]
-    print(f"  test PSNR {o['PSNR']:.2f}  SSIM {o['SSIM']:.4f}  LPIPS {o['LPIPS']:.4f}  "
-          f"render {t['input']['fps']:.0f} -> {o['fps']:.0f} FPS on this machine")
+    print(f"trimmed (Trimming the Fat, {100 * t.removed:.0f} % removed): {t.gaussians_out:,} Gaussians, "
+          f"{t.mb_in:.2f} -> {t.mb_out:.2f} MB, {t.wall_s:.0f} s ({summary['trim'].model_dir})")
+    o = t.output
+    print(f"  test PSNR {o.psnr:.2f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f}  "
+          f"render {t.input.fps:.0f} -> {o.fps:.0f} FPS on this machine")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gstrim.io.formats import suffixes
+
+    TrainConfig, DensifyConfig, TrimConfig = _config_classes()
     parser = argparse.ArgumentParser(
         prog="gstrim",
         description="Make trained 3D Gaussian Splatting scenes small and fast without losing quality.",
     )
     parser.add_argument("--version", action="version", version=f"gstrim {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    parser.add_argument("--threads", type=int,
+                        help="threads for torch and Numba together (default: $GSTRIM_THREADS, else one per core)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formats = ", ".join(suffixes())
 
-    p = sub.add_parser("info", help="summarise a .ply / .splat scene or a dataset folder")
+    p = sub.add_parser("info", help=f"summarise a scene file ({formats}) or a dataset folder")
     p.add_argument("file", help="scene file, or a COLMAP / Blender dataset folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_nonfinite(p)
     _add_data_options(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("convert", help="convert between .ply and .splat")
+    p = sub.add_parser("convert", help=f"convert a scene between formats ({formats})")
     p.add_argument("input")
     p.add_argument("output")
     _add_nonfinite(p)
@@ -241,76 +310,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a 3DGS scene from photos (vanilla 3DGS with densification)")
     p.add_argument("data", help="COLMAP or Blender dataset folder")
-    p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
-    p.add_argument("--iterations", type=int, default=30_000, help="training iterations (default: 30000)")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its last checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sh-degree", type=int, choices=range(4), default=3, help="final SH degree (default: 3)")
+    _add_run_options(p)
+    add_config_options(p, TrainConfig)
+    add_config_options(p, DensifyConfig)
     p.add_argument("--init-points", type=int,
                    help="start from N random points (default: COLMAP points, or 100000 for Blender data)")
-    p.add_argument("--densify-until", type=int,
-                   help="last densification iteration (default: half the run, at most 15000, as 3DGS)")
-    p.add_argument("--densify-grad-threshold", type=float, default=2e-4, help="(default: 0.0002)")
-    p.add_argument("--checkpoint-every", type=int, default=1_000, help="iterations between checkpoints (1000)")
     p.add_argument("--save-iterations", type=int, nargs="*", default=[7_000, 30_000],
                    help="also save the scene at these iterations (default: 7000 30000; the last is always saved)")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation at the end")
-    _add_device(p)
     _add_data_options(p)
     p.set_defaults(func=cmd_train)
 
-    def add_model_options(p):
-        p.add_argument("model", help="model folder, point_cloud.ply / .splat, or checkpoint chkpnt*.pt")
-        p.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
+    for name, func, help_text in (
+            ("render", cmd_render, "render a model's views to PNG, with the ground truth beside them"),
+            ("eval", cmd_eval, "PSNR, SSIM and LPIPS on held-out views -> results.json, per_view.json")):
+        p = sub.add_parser(name, help=help_text)
+        _add_model_input(p)
         p.add_argument("--split", choices=("train", "test"), default="test")
-        p.add_argument("--iteration", type=int, help="saved iteration of a model folder (default: latest)")
-        _add_nonfinite(p)
         _add_device(p)
         _add_data_options(p)
-
-    p = sub.add_parser("render", help="render a model's views to PNG, with the ground truth beside them")
-    add_model_options(p)
-    p.add_argument("-o", "--output", help="folder for renders/ and gt/ (default: MODEL/<split>/ours_<iteration>)")
-    p.set_defaults(func=cmd_render)
-
-    p = sub.add_parser("eval", help="PSNR, SSIM and LPIPS on held-out views -> results.json, per_view.json")
-    add_model_options(p)
-    p.add_argument("--lpips", choices=("vgg", "alex"), default="vgg", help="LPIPS network (default: vgg, as 3DGS)")
-    p.add_argument("--lpips-input", choices=("3dgs", "standard"), default="3dgs",
-                   help="3dgs: [0,1] images as the 3DGS scripts feed them (default); standard: [-1,1]")
-    p.add_argument("--ssim", choices=("3dgs", "valid"), default="3dgs",
-                   help="3dgs: zero-padded windows as 3DGS (default); valid: interior windows only")
-    p.set_defaults(func=cmd_eval)
+        p.set_defaults(func=func)
+        if name == "render":
+            p.add_argument("-o", "--output", help="folder for renders/ and gt/ (default: MODEL/<split>/ours_<N>)")
+        else:
+            p.add_argument("--lpips", choices=("vgg", "alex"), default="vgg",
+                           help="LPIPS network (default: vgg, as 3DGS)")
+            p.add_argument("--lpips-input", choices=("3dgs", "standard"), default="3dgs",
+                           help="3dgs: [0,1] images as the 3DGS scripts feed them (default); standard: [-1,1]")
+            p.add_argument("--ssim", choices=("3dgs", "valid"), default="3dgs",
+                           help="3dgs: zero-padded windows as 3DGS (default); valid: interior windows only")
 
     p = sub.add_parser("trim", help="prune a trained scene (Trimming the Fat) and fine-tune it")
-    p.add_argument("scene", help="trained scene: .ply, model folder, or checkpoint chkpnt*.pt")
-    p.add_argument("-o", "--output", required=True, help="model folder to write (INRIA layout)")
-    p.add_argument("--data", help="dataset folder (default: the one the scene was trained on)")
-    p.add_argument("--score", choices=("gradient", "opacity", "lightgaussian", "pup"), default="gradient",
-                   help="importance score: gradient (Trimming the Fat: kept if opacity OR gradient is high; "
-                        "default); opacity, lightgaussian (global significance) or pup (PUP-3DGS Fisher) "
-                        "rank alone")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--gamma", type=float, help="quantile level per prune step (paper: 0.225-0.6)")
-    target.add_argument("--target-removal", type=float, help="fraction of the Gaussians to remove (default 0.75)")
-    target.add_argument("--target-count", type=int, help="Gaussians to keep")
-    target.add_argument("--target-mb", type=float, help="largest .ply size to reach, in MB")
-    variant = p.add_mutually_exclusive_group()
-    variant.add_argument("--one-shot", action="store_true", help="remove the whole target at once, then fine-tune")
-    variant.add_argument("--no-prune", action="store_true", help="fine-tune only (the fair baseline)")
-    p.add_argument("--preset", choices=("paper", "cpu"), default="paper",
-                   help="paper: 10 prunes 500 apart + 10000 fine-tuning iterations; cpu: 100 apart + 2000")
-    p.add_argument("--steps", type=int, help="number of prune steps")
-    p.add_argument("--every", type=int, help="iterations between prune steps")
-    p.add_argument("--finetune", type=int, help="fine-tuning iterations after the last prune step")
-    p.add_argument("--stats", choices=("refresh", "checkpoint"), default="refresh",
-                   help="refresh the gradient score before each prune (default) or reuse a checkpoint's")
-    p.add_argument("--stats-views", type=int, help="training views per gradient refresh (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its last checkpoint")
-    p.add_argument("--checkpoint-every", type=int, default=1_000)
-    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluations")
-    _add_device(p)
+    _add_model_input(p, "scene")
+    _add_run_options(p)
+    add_config_options(p, TrimConfig)
     _add_data_options(p)
     p.set_defaults(func=cmd_trim)
 
@@ -323,11 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gstrim.threads import set_threads
+
     args = build_parser().parse_args(argv)
     if args.quiet:
         progress.set_enabled(False)
     try:
+        set_threads(args.threads)
         return args.func(args)
+    except ConfigError as exc:
+        print(f"gstrim: error: {exc.for_flags(_flag_of)}", file=sys.stderr)
+        return 1
     except GstrimError as exc:
         print(f"gstrim: error: {exc}", file=sys.stderr)
         return 1

@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 from gstrim.data import load_dataset
-from gstrim.evaluate import evaluate, write_results
 from gstrim.example import GENERATOR_VERSION, generate_example
 from gstrim.io.model import read_config
-from gstrim.prune.run import trim_scene
-from gstrim.prune.trim import TrimConfig
+from gstrim.prune.pipeline import trim_scene
+from gstrim.prune.strategy import TrimConfig
+from gstrim.run_folder import resolve_recorded
 from gstrim.train import DensifyConfig, TrainConfig, train_model
 
 # A short 3DGS schedule for 200x200 views: fewer random starting points than the 100,000 of 3DGS, SH
@@ -44,11 +44,8 @@ def run_demo(out: Path, *, seed: int = 0, iterations: int = 2_000) -> dict:
     densify = DensifyConfig(start=min(300, iterations // 4), stop=int(0.6 * iterations), every=100)
     trained = train_model(data_dir, model_dir, config=config, densify=densify, init_points=DEMO_INIT_POINTS,
                           save_iterations=(), resume=resume)
-    result = evaluate(trained.scene, dataset.test, label=f"ours_{trained.iterations}",
-                      background=dataset.background)
-    write_results(model_dir, result)
     trimmed = _trim(model_dir, out / "trimmed", iterations, seed)
-    return {"dataset": dataset, "train": trained, "eval": result, "trim": trimmed}
+    return {"dataset": dataset, "train": trained, "trim": trimmed}
 
 
 def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
@@ -56,9 +53,9 @@ def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
     length of fine-tuning, scoring each step on 20 training views."""
     every = max(iterations // 40, 1)
     config = TrimConfig(target_removal=0.75, steps=10, every=every, finetune=max(iterations // 4, 1),
-                        stats_views=20, seed=seed)
+                        stats_views=20, seed=seed, preset="cpu")
     saved = read_config(trim_dir)
-    same_input = saved is not None and saved["input"].startswith(str(model_dir.resolve()))
+    same_input = saved is not None and resolve_recorded(saved["input"], trim_dir).is_relative_to(model_dir.resolve())
     if same_input and saved.get("trim") == config.to_dict():
         return trim_scene(None, trim_dir, resume=True)
     if trim_dir.exists():

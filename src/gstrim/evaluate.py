@@ -2,16 +2,15 @@
 
 Renders are quantised to 8 bits before scoring, because the INRIA protocol (`render.py` then
 `metrics.py`) scores the saved PNGs. Defaults follow that protocol too: SSIM with zero padding ('3dgs')
-and LPIPS-VGG fed [0, 1] images; both are labelled in the results (`../shared/notes/metrics-formats-cli.md`).
-Results go to `results.json` / `per_view.json` keyed by method name (`ours_<iteration>`), as INRIA writes them.
+and LPIPS-VGG fed [0, 1] images, as graphdeco-inria/gaussian-splatting's `metrics.py` does (its issue
+#1239); both conventions are labelled in the results.
+Results are `records.Evaluation`s, written to `results.json` / `per_view.json` keyed by method name.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ from PIL import Image
 from gstrim import progress
 from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
-from gstrim.io.atomic import atomic_path, write_text_atomic
+from gstrim.io.atomic import atomic_path
 from gstrim.metrics import LPIPS, psnr, ssim
+from gstrim.records import Evaluation
 from gstrim.render import rasterize, resolve_device
 from gstrim.scene import GaussianScene
 
@@ -70,25 +70,6 @@ def write_renders(scene: GaussianScene, cameras: list[Camera], out_dir: Path, *,
     return len(cameras)
 
 
-@dataclass
-class Evaluation:
-    label: str
-    gaussians: int
-    lpips_label: str
-    ssim_mode: str
-    per_view: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> {PSNR, SSIM, LPIPS, ms}
-
-    def mean(self, key: str) -> float:
-        return float(np.mean([v[key] for v in self.per_view.values()])) if self.per_view else float("nan")
-
-    def summary(self) -> dict:
-        return {
-            "PSNR": self.mean("PSNR"), "SSIM": self.mean("SSIM"), "LPIPS": self.mean("LPIPS"),
-            "views": len(self.per_view), "gaussians": self.gaussians,
-            "render_ms": self.mean("render_ms"), "ssim_mode": self.ssim_mode, "lpips": self.lpips_label,
-        }
-
-
 def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours", background=None,
              lpips_net: str = "vgg", lpips_input: str = "3dgs", ssim_mode: str = "3dgs",
              device: str = "auto") -> Evaluation:
@@ -106,23 +87,3 @@ def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours"
                 "LPIPS": float(lpips(image, target)), "render_ms": 1000 * seconds,
             }
     return result
-
-
-def write_results(model_dir: Path, evaluation: Evaluation) -> None:
-    """Merge into `results.json` and `per_view.json` of a model folder (other methods' entries are kept)."""
-    model_dir = Path(model_dir)
-    per_metric = {key: {view: m[key] for view, m in evaluation.per_view.items()} for key in ("SSIM", "PSNR", "LPIPS")}
-    merge_json(model_dir / "results.json", evaluation.label, evaluation.summary())
-    merge_json(model_dir / "per_view.json", evaluation.label, per_metric)
-
-
-def merge_json(path: Path, key: str, entry) -> None:
-    """Set `key` in a JSON object file, keeping its other entries (an unreadable file starts afresh)."""
-    existing = {}
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            existing = {}
-    existing[key] = entry
-    write_text_atomic(path, json.dumps(existing, indent=1))

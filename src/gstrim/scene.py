@@ -108,10 +108,6 @@ class GaussianScene:
     def normalized_quats(self) -> torch.Tensor:
         return torch.nn.functional.normalize(self.quats, dim=-1)
 
-    def base_colors(self) -> torch.Tensor:
-        """View-independent RGB of each Gaussian (the DC term), unclamped."""
-        return sh0_to_rgb(self.sh0[:, 0, :])
-
     # ---- editing -------------------------------------------------------------------------------
     def subset(self, mask: torch.Tensor | np.ndarray) -> GaussianScene:
         """The Gaussians selected by a boolean mask or an index array."""

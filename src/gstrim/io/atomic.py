@@ -34,11 +34,6 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
         raise
 
 
-def write_bytes_atomic(target: str | Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)

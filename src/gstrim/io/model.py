@@ -4,7 +4,8 @@
     MODEL/cameras.json                               every camera: centre, rotation (camera-to-world), fx, fy
     MODEL/point_cloud/iteration_N/point_cloud.ply    the scene after N iterations
     MODEL/results.json, MODEL/per_view.json          metrics (`gstrim eval`)
-gstrim adds `config.json` (how the run was made, including its dataset options) and `checkpoints/`.
+gstrim adds `config.json` (how the run was made, including its dataset options; `run_folder.py`) and
+`checkpoints/`. A bare scene file is any format of the registry (`io.formats`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 
 from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
-from gstrim.io import load_scene
 from gstrim.io.atomic import write_text_atomic
+from gstrim.io.formats import load_scene
 from gstrim.scene import GaussianScene
 
 CONFIG_NAME = "config.json"
@@ -117,7 +118,8 @@ class Model:
         recorded = dict(self.data_options or {})
         if "path" not in recorded:
             raise GstrimError("no dataset recorded with this scene; pass --data DATA", self.source)
-        return recorded.pop("path"), recorded
+        # config.json stores the path relative to the model folder where it can
+        return str((self.root / recorded.pop("path")).resolve()), recorded
 
 
 def load_model(path: str | Path, iteration: int | None = None, nonfinite: str = "error") -> Model:

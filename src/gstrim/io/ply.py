@@ -17,7 +17,7 @@ import numpy as np
 
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
-from gstrim.scene import GaussianScene, sh_degree_from_rest
+from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -188,20 +188,33 @@ def read_ply(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     return read_ply_scene(path).scene.check_finite(str(path), nonfinite)
 
 
+def _property_names(k: int, normals: bool) -> list[str]:
+    names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals else [])
+    names += [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(3 * k)]
+    return names + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+
+
+def _header(n: int, names: list[str]) -> bytes:
+    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    lines += [f"property float {name}" for name in names] + ["end_header"]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def ply_size(n: int, sh_degree: int, normals: bool = True) -> int:
+    """Bytes of the file `write_ply` writes for n Gaussians of an SH degree."""
+    names = _property_names(num_sh_rest(sh_degree), normals)
+    return len(_header(n, names)) + 4 * len(names) * n
+
+
 def ply_bytes(scene: GaussianScene, normals: bool = True) -> bytes:
     """The INRIA binary layout of a scene (normals written as zeros, as the reference code does)."""
     p = scene.numpy()
     n, k = len(scene), p["shN"].shape[1]
-    names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals else [])
-    names += [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(3 * k)]
-    names += ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     columns = [p["means"]] + ([np.zeros((n, 3), np.float32)] if normals else [])
     columns += [p["sh0"].reshape(n, 3), p["shN"].transpose(0, 2, 1).reshape(n, 3 * k)]
     columns += [p["opacities"].reshape(n, 1), p["scales"], p["quats"]]
     body = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-    header += [f"property float {name}" for name in names] + ["end_header"]
-    return ("\n".join(header) + "\n").encode("ascii") + body.tobytes()
+    return _header(n, _property_names(k, normals)) + body.tobytes()
 
 
 def write_ply(path: str | Path, scene: GaussianScene, normals: bool = True) -> None:

@@ -64,6 +64,11 @@ def splat_bytes(scene: GaussianScene, sort: bool = True) -> bytes:
     return rec[order].tobytes()
 
 
+def splat_size(n: int, sh_degree: int = 0) -> int:
+    """Bytes of a `.splat` file of n Gaussians (whatever their SH degree: only DC is stored)."""
+    return SPLAT_DTYPE.itemsize * n
+
+
 def write_splat(path: str | Path, scene: GaussianScene, sort: bool = True) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(splat_bytes(scene, sort=sort))

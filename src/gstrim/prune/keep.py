@@ -2,7 +2,8 @@
 
 Eq. 5 keeps a Gaussian when its opacity >= Q_opacity(gamma) OR its gradient score >= Q_gradient(gamma),
 quantiles over the current population; the authors' code removes a Gaussian only when both scores are
-strictly below their quantiles (`gradient_aware_prune`, ../shared/notes/reference-methods.md §1.1).
+strictly below their quantiles (`gradient_aware_prune` in
+salmanali96/Trimming-the-Fat, `scene/gaussian_model.py`).
 
 gstrim states the rule with ranks: with r_o and r_g a Gaussian's 0-based ranks by opacity and by gradient
 (ascending), it is below the gamma-quantile of a score when its rank is < k = ceil(gamma (N - 1)), the
@@ -20,7 +21,7 @@ import math
 
 import torch
 
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError, GstrimError
 
 
 def ranks(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:
@@ -66,7 +67,7 @@ def prune_mask_count(opacity: torch.Tensor, gradient: torch.Tensor, count: int) 
 
 def check_gamma(gamma: float) -> None:
     if not 0.0 <= gamma < 1.0:
-        raise GstrimError(f"--gamma must be in [0, 1), got {gamma} (the paper uses 0.225-0.6)")
+        raise ConfigError(f"{{gamma}} must be in [0, 1), got {gamma} (the paper uses 0.225-0.6)", "gamma")
 
 
 def survivors_schedule(n: int, steps: int, *, removal: float | None = None, count: int | None = None) -> list[int]:
@@ -76,7 +77,7 @@ def survivors_schedule(n: int, steps: int, *, removal: float | None = None, coun
         raise GstrimError(f"the number of prune steps must be at least 1, got {steps}")
     if count is None:
         if removal is None or not 0.0 <= removal < 1.0:
-            raise GstrimError(f"--target-removal must be in [0, 1), got {removal}")
+            raise ConfigError(f"{{target_removal}} must be in [0, 1), got {removal}", "target_removal")
         final = round(n * (1.0 - removal))
     else:
         final = count

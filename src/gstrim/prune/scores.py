@@ -1,23 +1,26 @@
 """Importance scores for pruning: one signature, `score(scene, cameras, *, background, device) -> [N]`,
-higher = more important.
+higher = more important, and one registry (`register_score`): a new score is one registration, and the
+trim strategy, its configuration and the command line's `--score` choices pick it up.
 
 * `opacity`: the activated opacity sigmoid(logit) (Trimming the Fat's baseline; its Table 1).
 * `gradient`: Trimming the Fat's gradient score (Ali et al. 2024, Sec. 3.2): per Gaussian, the mean over the
   views that draw it of |dL/d(means2d)|, L the training loss 0.8 L1 + 0.2 D-SSIM, in the units of the 3DGS
-  densification statistic (pixel gradient times W/2, H/2; ../shared/notes/reference-methods.md §1.1).
+  densification statistic (pixel gradient times W/2, H/2: INRIA `backward.cu`; the authors' `train_prune.py`
+  accumulates the same `xyz_gradient_accum / denom`, salmanali96/Trimming-the-Fat).
   Gaussians no view draws score 0.
-* `lightgaussian`: LightGaussian's global significance (Fan et al. 2024, ../shared/notes/reference-methods.md
-  §3.2): opacity times the number of training pixels where the Gaussian is blended, times (V / V_90)^0.1,
+* `lightgaussian`: LightGaussian's global significance (Fan et al. 2024, VITA-Group/LightGaussian):
+  opacity times the number of training pixels where the Gaussian is blended, times (V / V_90)^0.1,
   V the product of the scales and V_90 the volume at the 90 % position of the descending sort.
-* `pup`: PUP-3DGS's sensitivity (Hanson et al. 2025, notes §3.1): log |det F|, F the 6x6 Fisher
-  sum over views, pixels and channels of g g^T, g = d pixel / d(mean, log-scale). gstrim evaluates it
-  per pixel (the authors pool 4x4 patches) and through means2d and the conic only: the small path from
-  the mean through the SH view direction is left out.
+* `pup`: PUP-3DGS's sensitivity (Hanson et al. 2025, j-alex-hanson/gaussian-splatting-pup): log |det F|,
+  F the 6x6 Fisher sum over views, pixels and channels of g g^T, g = d pixel / d(mean, log-scale). gstrim
+  evaluates it per pixel (the authors pool 4x4 patches) and through means2d and the conic only: the small
+  path from the mean through the SH view direction is left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -33,7 +36,7 @@ Score = Callable[..., torch.Tensor]
 
 
 def opacity_score(scene: GaussianScene, cameras: list[Camera] | None = None, **_) -> torch.Tensor:
-    return torch.sigmoid(scene.opacities.detach()).cpu()
+    return scene.activated_opacities().detach().cpu()
 
 
 def gradient_statistics(scene: GaussianScene, cameras: list[Camera], *, background=None,
@@ -59,7 +62,7 @@ def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=No
     return mean_grad2d(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
-LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (notes §3.2)
+LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (VITA-Group/LightGaussian `prune.py`)
 
 
 def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
@@ -70,7 +73,7 @@ def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, backgrou
     if len(scene) == 0:
         return hits.float()
     v90 = torch.sort(volume, descending=True).values[int(0.9 * len(scene))]
-    opacity = torch.sigmoid(scene.opacities.detach().double().cpu())
+    opacity = scene.activated_opacities().detach().double().cpu()
     return (hits * opacity * (volume / v90) ** LIGHTGAUSSIAN_V_POW).float()
 
 
@@ -123,5 +126,23 @@ def pup_score(scene: GaussianScene, cameras: list[Camera], *, background=None, *
     return torch.log(singular.clamp_min(1e-300)).sum(dim=1).float()
 
 
-SCORES: dict[str, Score] = {"opacity": opacity_score, "gradient": gradient_score,
-                            "lightgaussian": lightgaussian_score, "pup": pup_score}
+@dataclass(frozen=True)
+class ImportanceScore:
+    name: str
+    fn: Score
+    # True: kept when this score OR the opacity is high (eq. 5 of Trimming the Fat); False: ranked alone
+    or_with_opacity: bool = False
+
+
+SCORES: dict[str, ImportanceScore] = {}
+
+
+def register_score(name: str, fn: Score, *, or_with_opacity: bool = False) -> ImportanceScore:
+    SCORES[name] = ImportanceScore(name, fn, or_with_opacity)
+    return SCORES[name]
+
+
+register_score("gradient", gradient_score, or_with_opacity=True)
+register_score("opacity", opacity_score)
+register_score("lightgaussian", lightgaussian_score)
+register_score("pup", pup_score)

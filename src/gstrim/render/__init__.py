@@ -81,7 +81,7 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
     from gstrim.render.cpu import RasterizePixels
 
     proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-    image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, torch.sigmoid(scene.opacities),
+    image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, scene.activated_opacities(),
                                          proj.radii, proj.depths, camera.width, camera.height, bg)
     return RenderOutput(image, alpha, proj.means2d, proj.radii, proj.depths, colors, camera.width, camera.height)
 
@@ -109,7 +109,7 @@ def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | N
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        hits, fisher = kernel(proj.means2d, proj.conics, colors, torch.sigmoid(scene.opacities), proj.radii,
+        hits, fisher = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(), proj.radii,
                               proj.depths, camera.width, camera.height, bg)
     return PixelStatistics(proj, hits, fisher)
 

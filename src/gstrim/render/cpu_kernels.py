@@ -176,7 +176,7 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
         x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
         # per-pixel state; a pixel that has stopped keeps its final transmittance negated, so the branch-free
         # row loop below neither blends into it nor stops it again. The loop is written for LLVM to vectorise
-        # (../shared/notes/cpu-rasterizer.md): unsigned indices, flat arrays, selects, 32-bit positions.
+        # (measured in docs/rasterizer.md): unsigned indices, flat arrays, selects, 32-bit positions.
         T = np.ones(n_pix, image.dtype)
         C0 = np.zeros(n_pix, image.dtype)
         C1 = np.zeros(n_pix, image.dtype)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gstrim.options import option
 from gstrim.render import RenderOutput
 from gstrim.train import ops
 from gstrim.train.ops import Optimizers, Params
@@ -34,11 +35,13 @@ DENSIFY_UNTIL = 15_000  # 3DGS `densify_until_iter`
 
 @dataclass
 class DensifyConfig:
-    grad_threshold: float = 2e-4
-    start: int = 500
-    stop: int | None = None  # None: half the run, at most 15,000 (3DGS's 15,000 of 30,000)
-    every: int = 100
-    reset_every: int = 3_000
+    grad_threshold: float = option(2e-4, "mean 2-D gradient from which a Gaussian is cloned or split",
+                                   flag="--densify-grad-threshold")
+    start: int = option(500, "first densification iteration", flag="--densify-from")
+    stop: int | None = option(None, "densify before this iteration (default: half the run, at most 15000, as 3DGS)",
+                              flag="--densify-until")
+    every: int = option(100, "iterations between densifications", flag="--densify-every")
+    reset_every: int = option(3_000, "iterations between opacity resets", flag="--opacity-reset-every")
     reset_value: float = 0.01
     min_opacity: float = 0.005
     percent_dense: float = 0.01

@@ -9,7 +9,7 @@ import torch
 from numba import njit, prange
 
 from gstrim.data import Dataset
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError
 from gstrim.scene import GaussianScene, num_sh_rest, rgb_to_sh0
 
 INIT_OPACITY = 0.1
@@ -95,12 +95,12 @@ def initial_scene(dataset: Dataset, *, sh_degree: int = 3, random_points: int | 
     or any dataset when `random_points` is given)."""
     if random_points is None and dataset.points is not None:
         if len(dataset.points) == 0:
-            raise GstrimError("the COLMAP model has no 3-D points to start from; use --init-points N",
-                              dataset.root)
+            raise ConfigError("the COLMAP model has no 3-D points to start from; use {init_points} N",
+                              "init_points", path=dataset.root)
         return scene_from_points(dataset.points, dataset.point_colors, sh_degree)
     count = RANDOM_POINTS if random_points is None else random_points
     if count <= 0:
-        raise GstrimError(f"--init-points must be positive, got {count}", dataset.root)
+        raise ConfigError(f"{{init_points}} must be positive, got {count}", "init_points", path=dataset.root)
     rng = np.random.default_rng(seed)
     points = rng.uniform(-half_size, half_size, size=(count, 3)).astype(np.float32)
     colors = rng.uniform(0, 1, size=(count, 3)).astype(np.float32)

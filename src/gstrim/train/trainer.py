@@ -17,6 +17,7 @@ import torch
 
 from gstrim.data.camera import Camera
 from gstrim.metrics.image import psnr
+from gstrim.options import option
 from gstrim.render import rasterize, resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.loss import SSIM_WEIGHT, photometric_loss
@@ -27,12 +28,12 @@ from gstrim.train.strategy import Strategy
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30_000
-    sh_degree: int = 3  # the degree reached at the end; raised by one every sh_interval iterations
-    sh_interval: int = 1_000  # 0: the final degree from the first iteration (fine-tuning)
-    ssim_weight: float = SSIM_WEIGHT
+    iterations: int = option(30_000, "training iterations")
+    sh_degree: int = option(3, "final SH degree, raised by one every --sh-interval iterations", choices=range(4))
+    sh_interval: int = option(1_000, "iterations between SH degree raises (0: the final degree from the start)")
+    ssim_weight: float = option(SSIM_WEIGHT, "weight of the D-SSIM term of the loss (3DGS: 0.2)")
     lrs: LearningRates = field(default_factory=LearningRates)  # of the default (raw) parameterisation
-    seed: int = 0
+    seed: int = option(0, "seed of the view order and of every random choice")
     device: str = "auto"  # "auto": CUDA (gsplat) when available, else the CPU rasterizer
 
     def to_dict(self) -> dict:

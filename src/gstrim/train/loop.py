@@ -1,6 +1,5 @@
-"""Running a `Trainer` to completion inside a model folder: progress, checkpoints, saved scenes, resume.
-
-Shared by `gstrim train` and every later verb that fine-tunes (trim, compress). A checkpoint is written
+"""Fitting a `Trainer` to its last iteration inside a model folder: progress, checkpoints, saved scenes,
+resume (`RunFolder.fit` and `RunFolder.resume` call it for every verb that optimises). A checkpoint is written
 every `checkpoint_every` iterations, on Ctrl-C and at the end; each replaces the previous one atomically,
 so an interrupted run resumes from its last checkpoint and finishes exactly as an uninterrupted run would.
 """
@@ -9,15 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from gstrim import progress
 from gstrim.errors import GstrimError
-from gstrim.io import save_scene
 from gstrim.io.atomic import atomic_path
+from gstrim.io.formats import save_scene
 from gstrim.io.model import checkpoint_path, latest_checkpoint, load_checkpoint, point_cloud_path
 from gstrim.train.trainer import Trainer
 
@@ -44,9 +42,8 @@ def resume(trainer: Trainer, model_dir: Path) -> dict:
     return ckpt
 
 
-def run(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, save_iterations=(),
-        description: str = "train", elapsed: float = 0.0,
-        on_step: Callable[[Trainer, dict], None] | None = None) -> float:
+def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, save_iterations=(),
+        description: str = "train", elapsed: float = 0.0) -> float:
     """Train until `trainer.config.iterations`; returns the total wall time in seconds (including the
     `elapsed` time of earlier, interrupted parts)."""
     model_dir = Path(model_dir)
@@ -66,8 +63,6 @@ def run(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
         try:
             while trainer.step < total:
                 record = trainer.train_step()
-                if on_step is not None:
-                    on_step(trainer, record)
                 window.append(record)
                 ema_loss = record["loss"] if ema_loss is None else 0.6 * ema_loss + 0.4 * record["loss"]
                 ema_psnr = record["psnr"] if ema_psnr is None else 0.6 * ema_psnr + 0.4 * record["psnr"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gstrim.io import load_scene, read_ply_scene
+from gstrim.io.formats import format_of
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -19,19 +19,14 @@ def _stats(values: np.ndarray) -> dict:
 def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
     """Count, SH degree, bounding box, opacity and scale statistics and size of a scene file."""
     path = Path(path)
-    extra: list[str] = []
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt == "ply":
-        ply = read_ply_scene(path)
-        scene = ply.scene.check_finite(str(path), nonfinite)
-        fmt, extra = f"ply ({ply.format})", ply.extra_properties
-    else:
-        scene = load_scene(path, nonfinite)
+    fmt = format_of(path)
+    scene = fmt.load(path, nonfinite)
+    details = {"format": fmt.name, "extra_properties": []} | (fmt.describe(path) if fmt.describe else {})
     means = scene.means.numpy()
     finite = np.isfinite(means).all(axis=1)
     return {
         "file": str(path),
-        "format": fmt,
+        "format": details["format"],
         "count": len(scene),
         "sh_degree": scene.sh_degree,
         "size_mb": path.stat().st_size / 1e6,
@@ -39,5 +34,5 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
         "bbox_max": means[finite].max(axis=0).tolist() if finite.any() else [float("nan")] * 3,
         "opacity": _stats(scene.activated_opacities().numpy()),
         "scale": _stats(scene.activated_scales().max(dim=1).values.numpy() if len(scene) else np.zeros(0)),
-        "extra_properties": extra,
+        "extra_properties": details["extra_properties"],
     }

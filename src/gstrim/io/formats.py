@@ -1,0 +1,76 @@
+"""The scene-format registry: every file format gstrim reads or writes, registered once.
+
+A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)` and the exact
+file size for a Gaussian count (`size(n, sh_degree)`, which `trim --target-mb` turns into a count), and
+optionally `describe(path)` for `gstrim info`. Every verb that reads or writes a scene looks its format up
+here by the file name, so a new format is one `register(SceneFormat(...))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gstrim.errors import GstrimError
+from gstrim.io import ply, splat
+from gstrim.scene import GaussianScene
+
+
+@dataclass(frozen=True)
+class SceneFormat:
+    name: str
+    suffixes: tuple[str, ...]  # lower case, with the dot; the longest match wins (".compressed.ply")
+    load: Callable[[Path, str], GaussianScene]
+    save: Callable[[Path, GaussianScene], None]
+    size: Callable[[int, int], int]  # (Gaussians, SH degree) -> bytes of the file `save` writes
+    max_sh_degree: int = 3
+    describe: Callable[[Path], dict] | None = None  # format details for `gstrim info`
+
+
+FORMATS: dict[str, SceneFormat] = {}
+
+
+def register(fmt: SceneFormat) -> SceneFormat:
+    for other in FORMATS.values():
+        if other.name != fmt.name and set(other.suffixes) & set(fmt.suffixes):
+            raise ValueError(f"format {fmt.name!r} claims a suffix of {other.name!r}")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def suffixes() -> list[str]:
+    return sorted(s for fmt in FORMATS.values() for s in fmt.suffixes)
+
+
+def format_of(path: str | Path) -> SceneFormat:
+    """The registered format a file name asks for; an error naming the file otherwise."""
+    name = Path(path).name.lower()
+    matches = [(len(s), fmt) for fmt in FORMATS.values() for s in fmt.suffixes if name.endswith(s)]
+    if not matches:
+        raise GstrimError(f"unknown scene format; expected one of {', '.join(suffixes())}", path)
+    return max(matches, key=lambda m: m[0])[1]
+
+
+def is_scene_file(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return any(name.endswith(s) for s in suffixes())
+
+
+def load_scene(path: str | Path, nonfinite: str = "error") -> GaussianScene:
+    """Load a scene in any registered format; `nonfinite` is 'error', 'drop' or 'keep'."""
+    return format_of(path).load(Path(path), nonfinite)
+
+
+def save_scene(path: str | Path, scene: GaussianScene) -> None:
+    """Save a scene atomically in the format its file name names."""
+    format_of(path).save(Path(path), scene)
+
+
+def _describe_ply(path: Path) -> dict:
+    parsed = ply.read_ply_scene(path)
+    return {"format": f"ply ({parsed.format})", "extra_properties": parsed.extra_properties}
+
+
+register(SceneFormat("ply", (".ply",), ply.read_ply, ply.write_ply, ply.ply_size, describe=_describe_ply))
+register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0))

@@ -1,0 +1,26 @@
+"""Configuration fields that describe themselves, so the command line is derived from the library.
+
+`option(default, help, ...)` is a dataclass field carrying its help text, its choices (a sequence, or a
+callable evaluated when the parser is built, such as the names of a registry) and, for fields of which at
+most one may be given, the name of their group. `cli.py` turns every such field into a flag
+(`--field-name`, or `flag=`) with the library's default in its help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence | Callable | None = None,
+           exclusive: str | None = None, metavar: str | None = None) -> Any:
+    metadata = {"help": help, "flag": flag, "choices": choices, "exclusive": exclusive, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(config_cls, name: str) -> str:
+    """The command-line flag of a field of `config_cls` (or of any field name)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)} if config_cls is not None else {}
+    custom = fields[name].metadata.get("flag") if name in fields else None
+    return custom or "--" + name.replace("_", "-")

@@ -1,0 +1,134 @@
+"""`gstrim trim` in Python: load a trained scene and its photos, prune and fine-tune in a run folder,
+evaluate before and after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gstrim import progress
+from gstrim.data import Dataset, load_dataset
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.io.model import Model, load_model
+from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_rates
+from gstrim.records import Evaluation, RunSummary
+from gstrim.render import resolve_device
+from gstrim.render.project import project
+from gstrim.run_folder import RunFolder, refuse_nonempty
+from gstrim.scene import GaussianScene
+from gstrim.train.trainer import TrainConfig, Trainer
+
+MIN_IN_VIEW = 0.05  # below this fraction of Gaussians seen by some training camera, the data is another scene
+
+
+@dataclass
+class TrimResult:
+    model_dir: Path
+    scene: GaussianScene
+    input_count: int
+    before: Evaluation | None
+    after: Evaluation | None
+    wall_s: float
+    summary: RunSummary
+
+
+def check_scene_matches(scene: GaussianScene, dataset: Dataset, source: Path) -> None:
+    """Refuse a dataset whose training cameras see almost none of the scene."""
+    seen = torch.zeros(len(scene), dtype=torch.bool)
+    with torch.no_grad():
+        for cam in dataset.train:
+            proj = project(scene.means, scene.quats, scene.scales, cam.viewmat, cam.K, cam.width, cam.height)
+            seen |= proj.radii > 0
+    fraction = float(seen.float().mean()) if len(scene) else 0.0
+    if fraction < MIN_IN_VIEW:
+        raise GstrimError(f"the dataset {dataset.root} does not match this scene: only {100 * fraction:.1f} % of "
+                          "its Gaussians are in view of any training camera", source)
+
+
+def _stats_cameras(dataset: Dataset, views: int | None, seed: int):
+    if views is None or views >= len(dataset.train):
+        return dataset.train
+    pick = np.random.default_rng(seed).permutation(len(dataset.train))[:views]
+    return [dataset.train[i] for i in sorted(pick)]
+
+
+def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str | Path | None = None,
+               data_options: dict | None = None, config: TrimConfig | None = None, device: str = "auto",
+               resume: bool = False, checkpoint_every: int = 1_000, evaluate_test: bool = True,
+               input_evaluation: Evaluation | None = None, iteration: int | None = None,
+               nonfinite: str = "error") -> TrimResult:
+    """Trim `scene_path` (a .ply, model folder or checkpoint) into `out_dir`. `input_evaluation`: the input's
+    test evaluation when already known (another trim of the same scene made it), which skips that pass.
+    With `resume=True`, continue the run in `out_dir` with the settings it was started with. `iteration` and
+    `nonfinite` choose the model folder's iteration and what to do with non-finite Gaussians (`load_model`)."""
+    out_dir = Path(out_dir)
+    folder = None
+    if resume:
+        folder = RunFolder.open(out_dir, "trim")
+        scene_path, config = folder.input_path, TrimConfig(**folder.config["trim"])
+        data, data_options = folder.data_path, folder.data_options
+    else:
+        refuse_nonempty(out_dir)
+    model = load_model(scene_path, iteration=iteration, nonfinite=nonfinite)
+    if data is None:
+        data, recorded = model.recorded_dataset()
+        data_options = {**recorded, **(data_options or {})}
+    data_options = dict(data_options or {})
+    config = (config or TrimConfig()).resolved(resolve_device(device))
+    config.validate()
+    if not resume:
+        progress.log(f"trim schedule: {config.preset} preset, {config.steps} prunes {config.every} apart, "
+                     f"then {config.finetune:,} fine-tuning iterations ({config.iterations:,} in all)")
+    dataset = load_dataset(data, **data_options)
+    scene = model.scene
+    check_scene_matches(scene, dataset, model.source)
+
+    strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
+                            len(scene), scene.sh_degree)
+    train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
+                               lrs=finetune_rates(), seed=config.seed, device=device)
+    trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config, strategy=strategy,
+                      background=dataset.background)
+    if config.stats == "checkpoint" and not config.no_prune:
+        trainer.state.update(_checkpoint_stats(model, len(scene), trainer.device))
+
+    if folder is not None:
+        elapsed = folder.resume(trainer)
+        before = folder.read_evaluation("input")
+    else:
+        if model.checkpoint is not None:  # continue the training run's Adam moments, as the authors' code does
+            trainer.load_optimizer_state(model.checkpoint["optimizers"])
+        folder = RunFolder.create(out_dir, "trim", data=data, data_options=data_options, input=model.source,
+                                  settings={"trim": config.to_dict()})
+        folder.write_layout(dataset, scene.sh_degree)
+        before = None
+        if evaluate_test and input_evaluation is not None:
+            before = replace(input_evaluation, label="input")
+            before.write(out_dir)
+        elif evaluate_test:
+            before = folder.evaluate(scene, "input", dataset, device)
+        elapsed = 0.0
+    wall = folder.fit(trainer, checkpoint_every=checkpoint_every, description="trim", elapsed=elapsed)
+    result_scene = trainer.scene()
+    after = folder.evaluate(result_scene, f"ours_{trainer.step}", dataset, device) if evaluate_test else None
+    variant = "no-prune" if config.no_prune else ("one-shot" if config.one_shot else "iterative")
+    summary = RunSummary("trim", len(scene), len(result_scene), scene.sh_degree, trainer.step, wall,
+                         input=before.metrics() if before else None, output=after.metrics() if after else None,
+                         details={"variant": variant, "score": config.score, "preset": config.preset})
+    folder.write_summary(summary)
+    return TrimResult(out_dir, result_scene, len(scene), before, after, wall, summary)
+
+
+def _checkpoint_stats(model: Model, n: int, device) -> dict:
+    state = (model.checkpoint or {}).get("strategy_state", {})
+    if "grad2d" not in state or "count" not in state or len(state["grad2d"]) != n:
+        raise ConfigError("{stats} checkpoint needs a training checkpoint (chkpnt*.pt) with gradient statistics",
+                          "stats", path=model.source)
+    if not bool((state["count"] > 0).any()):
+        # all zero: no view was drawn since the statistics were last reset; the rule would prune by opacity alone
+        raise ConfigError("{stats} checkpoint: this checkpoint's gradient statistics are empty (no view since "
+                          "they were last reset); use {stats} refresh", "stats", path=model.source)
+    return {"grad2d": state["grad2d"].to(device), "count": state["count"].to(device)}

@@ -1,0 +1,196 @@
+"""Trimming the Fat as a training `Strategy`, and its configuration.
+
+Schedule (Ali et al. 2024, Sec. 4.1; the authors' `train_prune.py`): a prune at the loaded model, then one
+every `every` iterations, `steps` prunes in all, then `finetune` iterations; position learning rate
+constant at 1.6e-6 x extent, no densification, SH at the scene's degree from the start. Every variant
+(iterative, `one_shot`, `no_prune`) runs the same total number of iterations, so they compare fairly.
+The schedule comes from a preset: `paper` on a GPU, `cpu` (a fifth of it) on the CPU rasterizer, unless
+given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from gstrim import progress
+from gstrim.data.camera import Camera
+from gstrim.errors import ConfigError
+from gstrim.io.formats import FORMATS
+from gstrim.options import option
+from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
+from gstrim.prune.scores import SCORES
+from gstrim.scene import GaussianScene
+from gstrim.train import ops
+from gstrim.train.optim import LearningRates
+from gstrim.train.strategy import Strategy, mean_grad2d
+
+PRESETS = {
+    # the paper's schedule: 10 prunes 500 iterations apart, then 10,000 fine-tuning iterations
+    "paper": {"steps": 10, "every": 500, "finetune": 10_000},
+    # a fifth of it, for CPU runs on small captures: 10 prunes 100 apart, then 2,000 iterations
+    "cpu": {"steps": 10, "every": 100, "finetune": 2_000},
+}
+STATS = ("refresh", "checkpoint")
+DEFAULT_REMOVAL = 0.75  # the paper's headline: up to 75 % of the Gaussians removed without loss
+SIZE_FORMAT = "ply"  # what --target-mb measures: the INRIA .ply the run writes
+
+
+def preset_for(device) -> str:
+    """The schedule that fits the device: the paper's on a GPU, a fifth of it on the CPU rasterizer."""
+    return "paper" if torch.device(device).type == "cuda" else "cpu"
+
+
+@dataclass
+class TrimConfig:
+    score: str = option("gradient", "importance score: gradient (Trimming the Fat: kept if opacity OR gradient "
+                        "is high), or one ranked alone", choices=lambda: list(SCORES))
+    gamma: float | None = option(None, "quantile level per prune step (paper: 0.225-0.6)", exclusive="target")
+    target_removal: float | None = option(None, f"fraction of the Gaussians to remove (default {DEFAULT_REMOVAL})",
+                                          exclusive="target")
+    target_count: int | None = option(None, "Gaussians to keep", exclusive="target")
+    target_mb: float | None = option(None, "largest .ply size to reach, in MB", exclusive="target")
+    preset: str | None = option(None, "schedule: paper (10 prunes 500 apart + 10000 fine-tuning iterations) or "
+                                "cpu (100 apart + 2000); default: paper on a GPU, cpu on the CPU",
+                                choices=lambda: list(PRESETS))
+    steps: int | None = option(None, "number of prune steps (default: the preset's)")
+    every: int | None = option(None, "iterations between prune steps (default: the preset's)")
+    finetune: int | None = option(None, "fine-tuning iterations after the last prune step (default: the preset's)")
+    one_shot: bool = option(False, "remove the whole target at once, then fine-tune", exclusive="variant")
+    no_prune: bool = option(False, "fine-tune only (the fair baseline)", exclusive="variant")
+    stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
+                        "checkpoint's statistics", choices=STATS)
+    stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
+    seed: int = option(0, "seed of the view order and of --stats-views")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def resolved(self, device) -> TrimConfig:
+        """The schedule made concrete: the preset (chosen by the device when not given), then the fields given."""
+        preset = self.preset or preset_for(device)
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown {{preset}} {preset!r}; use one of {', '.join(PRESETS)}", "preset")
+        schedule = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in PRESETS[preset].items()}
+        return replace(self, preset=preset, **schedule)
+
+    @property
+    def iterations(self) -> int:
+        return self.steps * self.every + self.finetune
+
+    def prune_iterations(self) -> list[int]:
+        if self.no_prune:
+            return []
+        if self.one_shot:
+            return [0]
+        return [i * self.every for i in range(self.steps)]
+
+    def validate(self) -> None:
+        if self.score not in SCORES:
+            raise ConfigError(f"unknown {{score}} {self.score!r}; use one of {', '.join(SCORES)}", "score")
+        if self.stats not in STATS:
+            raise ConfigError(f"unknown {{stats}} {self.stats!r}; use refresh or checkpoint", "stats")
+        if self.stats == "checkpoint" and not SCORES[self.score].or_with_opacity:
+            raise ConfigError("{stats} checkpoint reuses gradient statistics; it needs {score} gradient",
+                              "stats", "score")
+        targets = ("gamma", "target_removal", "target_count", "target_mb")
+        if sum(getattr(self, t) is not None for t in targets) > 1:
+            raise ConfigError("give at most one of {gamma}, {target_removal}, {target_count}, {target_mb}", *targets)
+        if self.one_shot and self.no_prune:
+            raise ConfigError("give at most one of {one_shot}, {no_prune}", "one_shot", "no_prune")
+        if self.gamma is not None:
+            check_gamma(self.gamma)
+            if self.one_shot:
+                raise ConfigError("{one_shot} removes a target at once: give {target_removal}, {target_count} "
+                                  "or {target_mb} instead of {gamma}", "one_shot", "target_removal", "target_count",
+                                  "target_mb", "gamma")
+        for name, low in (("steps", 1), ("every", 1), ("finetune", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(f"{{{name}}} must be at least {low}, got {value}", name)
+        if self.stats_views is not None and self.stats_views < 1:
+            raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
+        if self.target_mb is not None and self.target_mb <= 0:
+            raise ConfigError(f"{{target_mb}} must be positive, got {self.target_mb}", "target_mb")
+
+
+def count_for_size(megabytes: float, sh_degree: int, format_name: str = SIZE_FORMAT) -> int:
+    """The most Gaussians whose file in `format_name` is at most `megabytes` MB (sizes grow with the count)."""
+    size = FORMATS[format_name].size
+    per_gaussian = size(1, sh_degree) - size(0, sh_degree)
+    count = max(int((megabytes * 1e6 - size(0, sh_degree)) // per_gaussian) + 1, 0)
+    while count > 0 and size(count, sh_degree) > megabytes * 1e6:  # the count's digits in a header
+        count -= 1
+    return count
+
+
+def final_count(n: int, sh_degree: int, config: TrimConfig) -> int | None:
+    """The Gaussian count a target asks for (None for gamma, whose removal is what the rule gives)."""
+    if config.no_prune or config.gamma is not None:
+        return None
+    if config.target_count is not None:
+        return config.target_count
+    if config.target_mb is not None:
+        count = count_for_size(config.target_mb, sh_degree)
+        if count < 1:
+            raise ConfigError(f"{{target_mb}} {config.target_mb} leaves room for no Gaussian", "target_mb")
+        return min(count, n)
+    removal = DEFAULT_REMOVAL if config.target_removal is None else config.target_removal
+    if not 0.0 <= removal < 1.0:
+        raise ConfigError(f"{{target_removal}} must be in [0, 1), got {removal}", "target_removal")
+    return round(n * (1.0 - removal))
+
+
+class TrimStrategy(Strategy):
+    """Prunes at the configured iterations by the configured score; nothing else changes the population."""
+
+    def __init__(self, config: TrimConfig, stats_cameras: list[Camera], background, initial_count: int,
+                 sh_degree: int):
+        config.validate()
+        self.config = config
+        self.cameras = stats_cameras
+        self.background = background
+        target = final_count(initial_count, sh_degree, config)
+        prunes = len(config.prune_iterations())
+        self.survivors = (survivors_schedule(initial_count, prunes, count=target)
+                          if target is not None and prunes else None)
+
+    def initialize_state(self, n: int) -> dict:
+        return {"prunes_done": 0}
+
+    def step_begin(self, params, optimizers, state, step, generator) -> None:
+        iterations = self.config.prune_iterations()
+        if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
+            self.prune(params, optimizers, state)
+
+    def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """(opacity, score) for the OR rule of eq. 5; a score other than `gradient` stands alone: (score, score)."""
+        scene = GaussianScene(**{k: v.detach() for k, v in params.items()})
+        entry = SCORES[self.config.score]
+        if self.config.stats == "checkpoint":
+            score = mean_grad2d(state["grad2d"], state["count"])
+        else:
+            score = entry.fn(scene, self.cameras, background=self.background, device=str(scene.means.device))
+        if not entry.or_with_opacity:
+            return score, score
+        return scene.activated_opacities().cpu(), score
+
+    def prune(self, params, optimizers, state) -> None:
+        n = params["means"].shape[0]
+        opacity, score = self._scores(params, state)
+        if self.survivors is not None:
+            mask = prune_mask_count(opacity, score, n - self.survivors[state["prunes_done"]])
+        else:
+            mask = prune_mask_gamma(opacity, score, self.config.gamma)
+        if bool(mask.all()):
+            raise ConfigError("this prune would remove every Gaussian; choose a smaller {gamma} or target", "gamma")
+        ops.remove(params, optimizers, state, mask.to(params["means"].device))
+        state["prunes_done"] += 1
+        progress.log(f"prune {state['prunes_done']}: {n:,} -> {n - int(mask.sum()):,} Gaussians")
+
+
+def finetune_rates() -> LearningRates:
+    """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps)."""
+    return LearningRates(means=1.6e-6, means_final=1.6e-6)
+

@@ -189,3 +189,55 @@ def test_failed_write_leaves_nothing(tmp_path, rng, monkeypatch):
     with pytest.raises(RuntimeError):
         save_scene(tmp_path / "out.ply", random_scene(rng))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("degree", [0, 3])
+def test_registered_sizes_are_the_written_sizes(tmp_path, rng, degree):
+    from gstrim.io.formats import FORMATS
+
+    for n in (0, 1, 9, 10, 123):
+        scene = random_scene(rng, n, degree)
+        for fmt in FORMATS.values():
+            path = tmp_path / f"s{fmt.suffixes[0]}"
+            fmt.save(path, scene)
+            assert path.stat().st_size == fmt.size(n, degree), (fmt.name, n)
+
+
+def test_target_mb_meets_the_size_exactly():
+    from gstrim.io.formats import FORMATS
+    from gstrim.prune.strategy import count_for_size
+
+    size = FORMATS["ply"].size
+    for mb in (0.01, 0.5, 1.0, 7.3):
+        count = count_for_size(mb, 3)
+        assert size(count, 3) <= mb * 1e6 < size(count + 1, 3)
+
+
+def test_a_new_format_is_one_registration(tmp_path, rng, capsys):
+    """A toy format (numpy .npz) registered once is read and written by every verb."""
+    from test_cli import run
+
+    from gstrim.io.formats import FORMATS, SceneFormat, register
+    from gstrim.io.model import load_model
+
+    def load(path, nonfinite):
+        with np.load(path) as z:
+            return GaussianScene.from_numpy(**z).check_finite(str(path), nonfinite)
+
+    def save(path, scene):
+        with open(path, "wb") as f:
+            np.savez(f, **scene.numpy())
+
+    register(SceneFormat("toy", (".toy.npz",), load, save, size=lambda n, degree: -1))
+    try:
+        scene = random_scene(rng, 12, 2)
+        save_scene(tmp_path / "s.ply", scene)
+        code, out, _ = run(capsys, "convert", tmp_path / "s.ply", tmp_path / "s.toy.npz")
+        assert code == 0 and "12 Gaussians" in out
+        assert_scenes_equal(load_model(tmp_path / "s.toy.npz").scene, scene)
+        code, out, _ = run(capsys, "info", tmp_path / "s.toy.npz", "--json")
+        assert code == 0 and '"format": "toy"' in out and '"count": 12' in out
+        code, _, _ = run(capsys, "convert", tmp_path / "s.toy.npz", tmp_path / "back.ply")
+        assert_scenes_equal(load_scene(tmp_path / "back.ply"), scene)
+    finally:
+        FORMATS.pop("toy")

@@ -209,3 +209,20 @@ def test_saved_model_precedes_the_densification_of_its_iteration(tiny_data, tmp_
     # the final checkpoint keeps the statistics gathered since the last densification (for --stats checkpoint)
     state = load_model(tmp_path / "short" / "checkpoints" / "chkpnt30.pt").checkpoint["strategy_state"]
     assert float(state["count"].max()) == 10
+
+
+def test_loaded_optimizer_state_keeps_the_trainers_rates(tiny_data, rng):
+    from gstrim.data import load_dataset
+
+    ds = load_dataset(tiny_data)
+    scene = random_scene(rng, 30, 1)
+    first = Trainer(scene, ds.train, extent=ds.extent, config=TrainConfig(iterations=5, sh_degree=1))
+    for _ in range(3):
+        first.train_step()
+    states = {k: opt.state_dict() for k, opt in first.optimizers.items()}
+    slow = LearningRates(means=1e-9, means_final=1e-9, scales=1e-7)
+    second = Trainer(first.scene(), ds.train, extent=ds.extent, config=TrainConfig(iterations=5, sh_degree=1, lrs=slow))
+    second.load_optimizer_state(states)
+    moments = second.optimizers["scales"].state[second.params["scales"]]
+    assert torch.equal(moments["exp_avg"], first.optimizers["scales"].state[first.params["scales"]]["exp_avg"])
+    assert second.optimizers["scales"].param_groups[0]["lr"] == 1e-7

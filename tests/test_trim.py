@@ -9,10 +9,14 @@ import torch
 from test_cli import assert_one_line_error, run
 
 import gstrim
+from gstrim.data import load_dataset
 from gstrim.example import generate_example
 from gstrim.io import load_scene, save_scene
+from gstrim.prune.keep import prune_mask_count
 from gstrim.prune.pipeline import trim_scene
-from gstrim.prune.strategy import TrimConfig
+from gstrim.prune.scores import SCORES
+from gstrim.prune.strategy import TrimConfig, TrimStrategy
+from gstrim.scene import GaussianScene
 from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
 
 SMALL = dict(steps=3, every=4, finetune=6)
@@ -55,6 +59,33 @@ def test_variants(baseline, tmp_path, variant):
     else:  # gamma: each step removes between max(0, 2 gamma - 1) and gamma of the population
         assert (1 - 0.4) ** 3 * n_in - 3 <= len(result.scene) < n_in
     assert result.summary.iterations == 18  # every variant trains as long
+
+
+@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup"])
+def test_first_prune_keeps_the_top_of_its_score(baseline, score):
+    """The strategy removes exactly the lowest-ranked Gaussians of the configured score (with the OR rule of
+    eq. 5 for the gradient), scored over the statistics views on the loaded scene."""
+    data, model = baseline
+    ds = load_dataset(data)
+    scene = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
+    config = TrimConfig(score=score, target_removal=0.5, steps=2, every=1, finetune=0)
+    strategy = TrimStrategy(config, ds.train, ds.background, len(scene), scene.sh_degree)
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in scene.params().items()}
+    state = strategy.initialize_state(len(scene))
+    strategy.step_begin(params, {}, state, 0, torch.Generator())
+    entry = SCORES[score]
+    values = entry.fn(scene, ds.train, background=ds.background, device="cpu")
+    primary = scene.activated_opacities() if entry.or_with_opacity else values
+    keep = ~prune_mask_count(primary, values, len(scene) - strategy.survivors[0])
+    assert state["prunes_done"] == 1 and 0 < int(keep.sum()) < len(scene)
+    assert torch.equal(params["means"].detach(), scene.means[keep])
+
+
+def test_schedule_follows_the_device(baseline, tmp_path):
+    data, model = baseline
+    config = TrimConfig(target_removal=0.5)
+    assert config.resolved("cpu").iterations == 3_000 and config.resolved("cuda").iterations == 15_000
+    assert TrimConfig(finetune=7, preset="paper").resolved("cpu").iterations == 5_007
 
 
 def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
@@ -111,3 +142,57 @@ def test_trim_errors(baseline, tmp_path, capsys):
     code, _, err = run(capsys, "trim", tmp_path / "elsewhere.ply", "-o", tmp_path / "b", *small)
     assert_one_line_error(code, err, "--data")
     assert not (tmp_path / "b").exists()
+
+
+def test_library_errors_name_fields_and_the_cli_names_flags(baseline, tmp_path, capsys):
+    data, model = baseline
+    with pytest.raises(gstrim.GstrimError) as exc:
+        gstrim.trim(model, tmp_path / "lib", target_removal=1.5, **SMALL)
+    assert str(exc.value).startswith("target_removal must be in [0, 1)")
+    code, _, err = run(capsys, "trim", model, "-o", tmp_path / "cli", "--target-removal", "1.5", "--no-eval")
+    assert_one_line_error(code, err, "--target-removal must be in [0, 1)")
+    code, _, err = run(capsys, "trim", model, "-o", tmp_path / "cli", "--stats-views", "0", "--no-eval")
+    assert_one_line_error(code, err, "--stats-views must be at least 1")
+    code, _, err = run(capsys, "--threads", "0", "info", model)
+    assert_one_line_error(code, err, "--threads must be at least 1")
+    assert not (tmp_path / "lib").exists() and not (tmp_path / "cli").exists()
+
+
+def test_threads_set_torch_and_numba_together(monkeypatch):
+    import numba
+
+    from gstrim.threads import set_threads
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        monkeypatch.setenv("GSTRIM_THREADS", "1")
+        assert set_threads() == 1 and torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+        monkeypatch.setenv("GSTRIM_THREADS", "many")
+        with pytest.raises(gstrim.GstrimError, match="GSTRIM_THREADS='many'"):
+            set_threads()
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+
+def test_checkpoint_input_keeps_adam_moments_and_refuses_empty_statistics(baseline, tmp_path, capsys):
+    data, model = baseline
+    ckpt_path = next((model / "checkpoints").glob("chkpnt*.pt"))
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    same_scene = tmp_path / "same.ply"
+    save_scene(same_scene, GaussianScene(**ckpt["params"]))
+    config = dict(no_prune=True, steps=1, every=1, finetune=2)
+    from_ckpt = trim_scene(ckpt_path, tmp_path / "a", config=TrimConfig(**config), evaluate_test=False)
+    from_ply = trim_scene(same_scene, tmp_path / "b", data=data, config=TrimConfig(**config), evaluate_test=False)
+    # the same parameters and views; only the checkpoint carries Adam moments, so the first steps differ
+    assert not torch.equal(from_ckpt.scene.opacities, from_ply.scene.opacities)
+
+    ckpt["strategy_state"]["count"].zero_()
+    ckpt["strategy_state"]["grad2d"].zero_()
+    empty = tmp_path / "checkpoints" / "chkpnt40.pt"
+    empty.parent.mkdir()
+    torch.save(ckpt, empty)
+    code, _, err = run(capsys, "trim", empty, "--data", data, "-o", tmp_path / "c", "--stats", "checkpoint",
+                       "--no-eval")
+    assert_one_line_error(code, err, "chkpnt40.pt", "--stats checkpoint", "statistics are empty")
+    assert not (tmp_path / "c").exists()

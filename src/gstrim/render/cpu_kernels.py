@@ -372,19 +372,15 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
     dtype = transmittance.dtype
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
-    const = np.array([0.5, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
-    half, alpha_min, alpha_max = const[0], const[1], const[2]
+    # constants in the render's precision (a Python float literal would turn float32 arithmetic into float64)
+    const = np.array([0.0, 0.5, 1.0, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
+    zero, half, one, alpha_min, alpha_max = const[0], const[1], const[2], const[3], const[4]
     for th in prange(n_threads):
         u = np.empty(5, dtype)
         for t in range(th, n_tiles, n_threads):
-            x0 = (t % tiles_x) * tile
-            y0 = (t // tiles_x) * tile
+            x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
             xs = (np.arange(tile) + x0).astype(dtype) + half
             ys = (np.arange(tile) + y0).astype(dtype) + half
-            x1 = min(x0 + tile, width)
-            y1 = min(y0 + tile, height)
-            tw = x1 - x0
-            n_pix = tw * (y1 - y0)
             T = np.empty(n_pix, transmittance.dtype)
             T_final = np.empty(n_pix, transmittance.dtype)
             acc = np.zeros((n_pix, 3), transmittance.dtype)
@@ -402,7 +398,7 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
             for k in range(k_max, offsets[t] - 1, -1):
                 g = ids[k]
                 level = levels[g]
-                if level < 0.0:
+                if level < zero:
                     continue
                 o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
@@ -415,20 +411,20 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                             continue
                         dx = mx - xs[col0 + j]
                         power = _power(dx, quad_y, cross, ca, half)
-                        if power > 0.0:
+                        if power > zero:
                             continue
                         raw = o * fast_exp(power)
                         alpha = min(alpha_max, raw)
                         if alpha < alpha_min:
                             continue
-                        hits[th, g] += 1.0
-                        Ti = T[i] / (1.0 - alpha)
+                        hits[th, g] += one
+                        Ti = T[i] / (one - alpha)
                         T[i] = Ti
                         la = last_alpha[i]
-                        w_behind = T_final[i] / (1.0 - alpha)
-                        d_alpha2 = 0.0  # sum over channels of (d pixel_c / d alpha)^2
+                        w_behind = T_final[i] / (one - alpha)
+                        d_alpha2 = zero  # sum over channels of (d pixel_c / d alpha)^2
                         for ch in range(3):
-                            a = la * last_color[i, ch] + (1.0 - la) * acc[i, ch]
+                            a = la * last_color[i, ch] + (one - la) * acc[i, ch]
                             acc[i, ch] = a
                             last_color[i, ch] = colors[g, ch]
                             d = (colors[g, ch] - a) * Ti - w_behind * background[ch]
@@ -439,9 +435,9 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                         # d alpha / d(means2d, conic) = alpha * d power / d(...)
                         u[0] = -alpha * (ca * dx + cb * dy)
                         u[1] = -alpha * (cc * dy + cb * dx)
-                        u[2] = -0.5 * alpha * dx * dx
+                        u[2] = -half * alpha * dx * dx
                         u[3] = -alpha * dx * dy
-                        u[4] = -0.5 * alpha * dy * dy
+                        u[4] = -half * alpha * dy * dy
                         e = 0
                         for r in range(5):
                             for c in range(r, 5):

@@ -124,3 +124,28 @@ def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
     mtime = (tmp_path / "demo" / "data" / "transforms_train.json").stat().st_mtime
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--iterations", "40")
     assert code == 0 and (tmp_path / "demo" / "data" / "transforms_train.json").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("verb", ["info", "convert", "train", "render", "eval", "trim", "demo"])
+def test_help_of_every_verb(verb, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([verb, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and out.startswith(f"usage: gstrim {verb}")
+
+
+def test_trim_flags_come_from_the_config():
+    """Every described TrimConfig field is a flag whose help carries the library's default."""
+    import dataclasses
+
+    from gstrim.cli import build_parser
+    from gstrim.prune.scores import SCORES
+    from gstrim.prune.strategy import TrimConfig
+
+    trim = build_parser()._subparsers._group_actions[0].choices["trim"]
+    actions = {a.dest: a for a in trim._actions}
+    for f in dataclasses.fields(TrimConfig):
+        assert f.name in actions, f.name
+        assert actions[f.name].default is None  # left out: the library's default applies
+    assert list(actions["score"].choices) == list(SCORES)
+    assert "(default: refresh)" in actions["stats"].help and "(default: 0)" in actions["seed"].help

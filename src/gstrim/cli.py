@@ -45,16 +45,19 @@ def add_config_options(p: argparse.ArgumentParser, config_cls, *, only: tuple[st
             continue
         target = p
         if meta.get("exclusive"):
-            target = groups.setdefault(meta["exclusive"], p.add_mutually_exclusive_group())
+            if meta["exclusive"] not in groups:
+                groups[meta["exclusive"]] = p.add_mutually_exclusive_group()
+            target = groups[meta["exclusive"]]
         kind = _field_type(hints[f.name])
         choices = meta.get("choices")
         choices = choices() if callable(choices) else choices
-        default_text = "" if f.default in (None, False) else f" (default: {f.default})"
+        default_text = "" if f.default is None or f.default is False else f" (default: {f.default})"
         kwargs = {"dest": dest_prefix + f.name, "default": None, "help": meta["help"] + default_text}
         if kind is bool:
             kwargs |= {"action": "store_true"}
         else:
-            kwargs |= {"type": kind, "choices": choices, "metavar": meta.get("metavar")}
+            metavar = meta.get("metavar") or (None if choices else {int: "N", float: "X"}.get(kind))
+            kwargs |= {"type": kind, "choices": choices, "metavar": metavar}
         target.add_argument(flag_name(config_cls, f.name), **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""CPU rasterizer speed on the seeded benchmark scene of ../shared/notes/cpu-rasterizer.md.
+"""CPU rasterizer speed on a seeded benchmark scene (the figures of docs/rasterizer.md).
 
 N Gaussians, means uniform in [-0.5, 0.5]^3, random unit quaternions, log-normal scales (median 0.017,
 sigma_log 0.35, clipped to [0.004, 0.08]), opacity uniform (0.05, 0.95), SH degree 3 (DC ~ N(0, 0.6), rest

@@ -67,9 +67,11 @@ def test_splat_round_trip_within_quantization(tmp_path, rng):
     assert (back.sh0[order] - scene.sh0[ref]).abs().max() <= 0.5 * color_step + 1e-5
     alpha_err = (back.activated_opacities()[order] - scene.activated_opacities()[ref]).abs().max()
     assert alpha_err <= 0.5 / 255 + 1e-6
-    # quaternions agree up to 1/128 steps after normalisation (sign included, w x y z kept)
-    q_err = (back.quats[order] - scene.normalized_quats()[ref]).abs().max()
-    assert q_err <= 0.5 / 128 + 1e-6
+    # quaternions: normalised, w x y z kept, stored as round(q * 128 + 128) clipped to a byte (a component
+    # above 127.5 / 128 saturates at 255)
+    stored = (torch.clamp(torch.round(scene.normalized_quats().double()[ref] * 128 + 128), 0, 255) - 128) / 128
+    torch.testing.assert_close(back.quats[order].double(), stored, rtol=0, atol=1e-6)
+    assert (back.quats[order] - scene.normalized_quats()[ref]).abs().max() <= 1 / 128 + 1e-6
 
 
 @pytest.mark.shared_data

@@ -179,7 +179,7 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
 
 
 def test_run_folders_record_paths_that_move_with_them(tmp_path):
-    from gstrim.run_folder import relative_to_folder, resolve_recorded
+    from gstrim.io.model import relative_to_folder, resolve_recorded
 
     run, data = tmp_path / "runs" / "a", tmp_path / "captures" / "cup"
     assert relative_to_folder(data, run) == "../../captures/cup"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from gstrim.data import load_dataset
 from gstrim.example import GENERATOR_VERSION, generate_example
-from gstrim.io.model import read_config
+from gstrim.io.model import read_config, resolve_recorded
 from gstrim.prune.pipeline import trim_scene
 from gstrim.prune.strategy import TrimConfig
-from gstrim.run_folder import resolve_recorded
 from gstrim.train import DensifyConfig, TrainConfig, train_model
 
 # A short 3DGS schedule for 200x200 views: fewer random starting points than the 100,000 of 3DGS, SH

@@ -14,26 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
+from gstrim.io.model import read_json
 
 RESULTS_NAME, PER_VIEW_NAME = "results.json", "per_view.json"
 EVALUATION_RECORD, RUN_RECORD = "gstrim.evaluation/1", "gstrim.run/1"
 PER_VIEW_KEYS = ("SSIM", "PSNR", "LPIPS", "render_ms")
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object file, {} when absent; an error naming the file when unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise GstrimError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path) from None
-    if not isinstance(data, dict):
-        raise GstrimError("expected a JSON object", path)
-    return data
 
 
 def merge_json(path: Path, key: str, entry) -> None:

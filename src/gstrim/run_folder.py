@@ -15,31 +15,24 @@ folder where the two share a parent, so a run and its data can move together bet
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from gstrim import __version__
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
-from gstrim.io.model import CONFIG_NAME, read_config, write_cameras_json, write_cfg_args
+from gstrim.io.model import (
+    CONFIG_NAME,
+    read_config,
+    relative_to_folder,
+    resolve_recorded,
+    write_cameras_json,
+    write_cfg_args,
+)
 from gstrim.records import Evaluation, RunSummary
 from gstrim.scene import GaussianScene
 
 CONFIG_RECORD = "gstrim.config/1"
-
-
-def relative_to_folder(path: str | Path, folder: Path) -> str:
-    """`path` relative to `folder` when they share more than the file-system root, else absolute."""
-    path, folder = Path(path).resolve(), Path(folder).resolve()
-    if Path(os.path.commonpath([path, folder])) == Path(path.anchor):
-        return str(path)
-    return os.path.relpath(path, folder)
-
-
-def resolve_recorded(path: str, folder: Path) -> Path:
-    """A path from a `config.json` (relative to its folder, or absolute) as an absolute path."""
-    return (Path(folder) / path).resolve()
 
 
 def refuse_nonempty(root: Path) -> None:

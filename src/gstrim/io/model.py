@@ -11,6 +11,7 @@ gstrim adds `config.json` (how the run was made, including its dataset options; 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +84,35 @@ def write_cfg_args(path: Path, model_dir: Path, data: dict, sh_degree: int, whit
     write_text_atomic(path, "Namespace(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")")
 
 
-def read_config(model_dir: Path) -> dict | None:
-    path = Path(model_dir) / CONFIG_NAME
+def relative_to_folder(path: str | Path, folder: Path) -> str:
+    """`path` relative to `folder` when they share more than the file-system root, else absolute."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    if Path(os.path.commonpath([path, folder])) == Path(path.anchor):
+        return str(path)
+    return os.path.relpath(path, folder)
+
+
+def resolve_recorded(path: str, folder: Path) -> Path:
+    """A path from a `config.json` (relative to its folder, or absolute) as an absolute path."""
+    return (Path(folder) / path).resolve()
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file, {} when absent; an error naming the file when unreadable."""
     if not path.is_file():
-        return None
+        return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise GstrimError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path) from None
+    if not isinstance(data, dict):
+        raise GstrimError("expected a JSON object", path)
+    return data
+
+
+def read_config(model_dir: Path) -> dict | None:
+    path = Path(model_dir) / CONFIG_NAME
+    return read_json(path) if path.is_file() else None
 
 
 @dataclass
@@ -118,8 +140,7 @@ class Model:
         recorded = dict(self.data_options or {})
         if "path" not in recorded:
             raise GstrimError("no dataset recorded with this scene; pass --data DATA", self.source)
-        # config.json stores the path relative to the model folder where it can
-        return str((self.root / recorded.pop("path")).resolve()), recorded
+        return str(resolve_recorded(recorded.pop("path"), self.root)), recorded
 
 
 def load_model(path: str | Path, iteration: int | None = None, nonfinite: str = "error") -> Model:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError
 
 # Degree-0 real spherical-harmonic basis constant, 1 / (2 sqrt(pi)).
 SH_C0 = 0.28209479177387814
@@ -144,8 +144,6 @@ class GaussianScene:
         if policy == "drop":
             return self.subset(~bad)
         first = int(torch.nonzero(bad)[0])
-        raise GstrimError(
+        raise ConfigError(
             f"{count} Gaussian(s) have NaN or infinite parameters (first: index {first}); "
-            "use --nonfinite drop to remove them or --nonfinite keep to keep them",
-            source,
-        )
+            "use {nonfinite} drop to remove them or {nonfinite} keep to keep them", "nonfinite", path=source)

@@ -16,7 +16,7 @@ import torch
 from gstrim.data import colmap
 from gstrim.data.blender import blender_cameras
 from gstrim.data.camera import Camera, Undistortion, image_size
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError, GstrimError
 
 BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
@@ -92,7 +92,7 @@ def load_dataset(
     if not root.exists():
         raise GstrimError("no such dataset folder", root)
     if downscale is not None and downscale < 1:
-        raise GstrimError(f"--downscale must be >= 1, got {downscale}", root)
+        raise ConfigError(f"{{downscale}} must be >= 1, got {downscale}", "downscale", path=root)
     if missing_images not in ("error", "skip"):
         raise ValueError(f"unknown missing_images policy {missing_images!r}")
     if (root / "transforms_train.json").is_file():

@@ -86,14 +86,13 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     scene = model.scene
     check_scene_matches(scene, dataset, model.source)
 
+    stats = _checkpoint_stats(model, len(scene)) if config.stats == "checkpoint" and not config.no_prune else None
     strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
-                            len(scene), scene.sh_degree)
+                            len(scene), scene.sh_degree, checkpoint_stats=stats)
     train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
                                lrs=finetune_rates(), seed=config.seed, device=device)
     trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config, strategy=strategy,
                       background=dataset.background)
-    if config.stats == "checkpoint" and not config.no_prune:
-        trainer.state.update(_checkpoint_stats(model, len(scene), trainer.device))
 
     if folder is not None:
         elapsed = folder.resume(trainer)
@@ -122,7 +121,7 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     return TrimResult(out_dir, result_scene, len(scene), before, after, wall, summary)
 
 
-def _checkpoint_stats(model: Model, n: int, device) -> dict:
+def _checkpoint_stats(model: Model, n: int) -> dict:
     state = (model.checkpoint or {}).get("strategy_state", {})
     if "grad2d" not in state or "count" not in state or len(state["grad2d"]) != n:
         raise ConfigError("{stats} checkpoint needs a training checkpoint (chkpnt*.pt) with gradient statistics",
@@ -131,4 +130,4 @@ def _checkpoint_stats(model: Model, n: int, device) -> dict:
         # all zero: no view was drawn since the statistics were last reset; the rule would prune by opacity alone
         raise ConfigError("{stats} checkpoint: this checkpoint's gradient statistics are empty (no view since "
                           "they were last reset); use {stats} refresh", "stats", path=model.source)
-    return {"grad2d": state["grad2d"].to(device), "count": state["count"].to(device)}
+    return {"grad2d": state["grad2d"], "count": state["count"]}

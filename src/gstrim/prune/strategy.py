@@ -146,8 +146,12 @@ class TrimStrategy(Strategy):
     """Prunes at the configured iterations by the configured score; nothing else changes the population."""
 
     def __init__(self, config: TrimConfig, stats_cameras: list[Camera], background, initial_count: int,
-                 sh_degree: int):
+                 sh_degree: int, checkpoint_stats: dict | None = None):
+        """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`."""
         config.validate()
+        if config.stats == "checkpoint" and not config.no_prune and checkpoint_stats is None:
+            raise ValueError("stats='checkpoint' needs the checkpoint's statistics")
+        self.checkpoint_stats = checkpoint_stats
         self.config = config
         self.cameras = stats_cameras
         self.background = background
@@ -157,6 +161,8 @@ class TrimStrategy(Strategy):
                           if target is not None and prunes else None)
 
     def initialize_state(self, n: int) -> dict:
+        if self.config.stats == "checkpoint" and not self.config.no_prune:
+            return {"prunes_done": 0, **self.checkpoint_stats}
         return {"prunes_done": 0}
 
     def step_begin(self, params, optimizers, state, step, generator) -> None:

@@ -3,7 +3,7 @@ takes in its output folder.
 
     folder = RunFolder.create(out, "trim", data=..., data_options=..., settings={...}, input=...)
     folder.write_layout(dataset, sh_degree)          # cfg_args, cameras.json (INRIA layout)
-    before = folder.evaluate(scene, "input")         # a records.Evaluation, also in results.json
+    before = folder.evaluate(scene, "input", dataset)  # a records.Evaluation, also in results.json
     wall = folder.fit(trainer)                       # the training loop with checkpoints and resume
     folder.write_summary(RunSummary(...))
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from gstrim import __version__
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import GstrimError
+from gstrim.evaluate import evaluate
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.model import (
     CONFIG_NAME,
@@ -99,7 +100,7 @@ class RunFolder:
     # ---- the work ----------------------------------------------------------------------------------
     def fit(self, trainer, **options) -> float:
         """Run `trainer` to its last iteration here (`train.loop.fit`); returns the wall time."""
-        from gstrim.train.loop import fit
+        from gstrim.train.loop import fit  # the train package's verbs import this module
 
         return fit(trainer, self.root, **options)
 
@@ -111,8 +112,6 @@ class RunFolder:
 
     def evaluate(self, scene: GaussianScene, label: str, dataset: Dataset, device: str = "auto") -> Evaluation | None:
         """Test-view metrics of `scene`, written under `label`; None when the dataset has no test views."""
-        from gstrim.evaluate import evaluate
-
         if not dataset.test:
             return None
         evaluation = evaluate(scene, dataset.test, label=label, background=dataset.background, device=device)

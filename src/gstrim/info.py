@@ -20,8 +20,10 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
     """Count, SH degree, bounding box, opacity and scale statistics and size of a scene file."""
     path = Path(path)
     fmt = format_of(path)
-    scene = fmt.load(path, nonfinite)
-    details = {"format": fmt.name, "extra_properties": []} | (fmt.describe(path) if fmt.describe else {})
+    if fmt.load_described is not None:
+        scene, details = fmt.load_described(path, nonfinite)
+    else:
+        scene, details = fmt.load(path, nonfinite), {"format": fmt.name, "extra_properties": []}
     means = scene.means.numpy()
     finite = np.isfinite(means).all(axis=1)
     return {

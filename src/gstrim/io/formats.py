@@ -1,9 +1,10 @@
 """The scene-format registry: every file format gstrim reads or writes, registered once.
 
-A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)` and the exact
-file size for a Gaussian count (`size(n, sh_degree)`, which `trim --target-mb` turns into a count), and
-optionally `describe(path)` for `gstrim info`. Every verb that reads or writes a scene looks its format up
-here by the file name, so a new format is one `register(SceneFormat(...))`.
+A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)`, the exact file
+size for a Gaussian count (`size(n, sh_degree)`, which `trim --target-mb` turns into a count) and
+optionally `load_described(path, nonfinite)` with the details `gstrim info` shows. Every verb that reads
+or writes a scene looks its format up here by the file name, so a new format is one
+`register(SceneFormat(...))`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class SceneFormat:
     save: Callable[[Path, GaussianScene], None]
     size: Callable[[int, int], int]  # (Gaussians, SH degree) -> bytes of the file `save` writes
     max_sh_degree: int = 3
-    describe: Callable[[Path], dict] | None = None  # format details for `gstrim info`
+    # load with format details for `gstrim info`: (scene, {"format": ..., "extra_properties": [...]})
+    load_described: Callable[[Path, str], tuple[GaussianScene, dict]] | None = None
 
 
 FORMATS: dict[str, SceneFormat] = {}
@@ -52,11 +54,6 @@ def format_of(path: str | Path) -> SceneFormat:
     return max(matches, key=lambda m: m[0])[1]
 
 
-def is_scene_file(path: str | Path) -> bool:
-    name = Path(path).name.lower()
-    return any(name.endswith(s) for s in suffixes())
-
-
 def load_scene(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     """Load a scene in any registered format; `nonfinite` is 'error', 'drop' or 'keep'."""
     return format_of(path).load(Path(path), nonfinite)
@@ -67,10 +64,11 @@ def save_scene(path: str | Path, scene: GaussianScene) -> None:
     format_of(path).save(Path(path), scene)
 
 
-def _describe_ply(path: Path) -> dict:
+def _load_described_ply(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
     parsed = ply.read_ply_scene(path)
-    return {"format": f"ply ({parsed.format})", "extra_properties": parsed.extra_properties}
+    details = {"format": f"ply ({parsed.format})", "extra_properties": parsed.extra_properties}
+    return parsed.scene.check_finite(str(path), nonfinite), details
 
 
-register(SceneFormat("ply", (".ply",), ply.read_ply, ply.write_ply, ply.ply_size, describe=_describe_ply))
+register(SceneFormat("ply", (".ply",), ply.read_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply))
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0))

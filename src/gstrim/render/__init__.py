@@ -1,6 +1,6 @@
 """`rasterize(scene, camera, ...)`: one entry point for every renderer of gstrim.
 
-Backends: 'cpu' (Numba kernels; per-Gaussian stages in torch) and, on NVIDIA GPUs, 'gsplat'. 'auto' picks
+Backends: 'cpu' (Numba kernels for the per-Gaussian and the pixel stages) and, on NVIDIA GPUs, 'gsplat'. 'auto' picks
 gsplat when the scene lives on a CUDA device, the CPU backend otherwise.
 """
 
@@ -70,20 +70,24 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
     degree = scene.sh_degree if sh_degree is None else sh_degree
     bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype, device=device)
     viewmat, K = camera.viewmat.to(device, dtype), camera.K.to(device, dtype)
-    campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-    colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
     if backend == "gsplat":
+        campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         image, alpha, means2d, radii, depths = rasterize_gsplat(
             scene.means, scene.quats, scene.scales, scene.opacities, colors, viewmat, K, camera.width,
             camera.height, bg)
         return RenderOutput(image, alpha, means2d, radii, depths, colors, camera.width, camera.height)
 
-    from gstrim.render.cpu import RasterizePixels
+    from gstrim.render.cpu import ProjectAndShade, RasterizePixels
 
-    proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-    image, alpha = RasterizePixels.apply(proj.means2d, proj.conics, colors, scene.activated_opacities(),
-                                         proj.radii, proj.depths, camera.width, camera.height, bg)
-    return RenderOutput(image, alpha, proj.means2d, proj.radii, proj.depths, colors, camera.width, camera.height)
+    if scene.shN.shape[1] < (degree + 1) ** 2 - 1:
+        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2 - 1} coefficients, the scene has "
+                         f"{scene.shN.shape[1]}")
+    means2d, conics, colors, depths, radii = ProjectAndShade.apply(
+        scene.means, scene.quats, scene.scales, scene.sh0, scene.shN, viewmat, K, camera.width, camera.height, degree)
+    image, alpha = RasterizePixels.apply(means2d, conics, colors, scene.activated_opacities(), radii, depths,
+                                         camera.width, camera.height, bg)
+    return RenderOutput(image, alpha, means2d, radii, depths, colors, camera.width, camera.height)
 
 
 @dataclass

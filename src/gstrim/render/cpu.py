@@ -1,4 +1,5 @@
-"""CPU backend: the pixel stage as a `torch.autograd.Function` over the Numba kernels."""
+"""CPU backend: the per-Gaussian stage (projection + SH colour) and the pixel stage, each a
+`torch.autograd.Function` over Numba kernels with an analytic backward."""
 
 from __future__ import annotations
 
@@ -6,11 +7,46 @@ import numpy as np
 import torch
 
 from gstrim.render import cpu_kernels as kernels
+from gstrim.render import gaussian_kernels
 from gstrim.render.project import TILE
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
+
+
+class ProjectAndShade(torch.autograd.Function):
+    """(means, quats, log-scales, sh0, shN) -> (means2d, conics, colors, depths, radii) for one camera."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, sh0, shN, viewmat, K, width, height, degree):
+        n, dtype = means.shape[0], _np(means).dtype
+        R, t = _np(viewmat[:3, :3]).astype(dtype), _np(viewmat[:3, 3]).astype(dtype)
+        campos = (-R.T.astype(np.float64) @ t.astype(np.float64)).astype(dtype)
+        fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+        const = gaussian_kernels.constants(dtype)
+        means2d, conics = np.empty((n, 2), dtype), np.empty((n, 3), dtype)
+        depths, radii, colors = np.empty(n, dtype), np.empty(n, np.int32), np.empty((n, 3), dtype)
+        args = (_np(means), _np(quats), _np(scales), _np(sh0), _np(shN), R, t, fx, fy, cx, cy, width, height, campos,
+                degree, const)
+        gaussian_kernels.project_and_shade(*args, means2d, conics, depths, radii, colors)
+        ctx.args, ctx.radii, ctx.colors = args, radii, colors
+        depths_t, radii_t = torch.from_numpy(depths), torch.from_numpy(radii)
+        ctx.mark_non_differentiable(depths_t, radii_t)
+        return torch.from_numpy(means2d), torch.from_numpy(conics), torch.from_numpy(colors), depths_t, radii_t
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_conics, g_colors, g_depths, g_radii):
+        means, quats, scales, sh0, shN = ctx.args[:5]
+
+        def grad(g, shape):
+            return np.zeros(shape, means.dtype) if g is None else np.ascontiguousarray(_np(g), dtype=means.dtype)
+
+        d = [np.zeros_like(a) for a in (means, quats, scales, sh0, shN)]
+        gaussian_kernels.project_and_shade_backward(
+            *ctx.args, ctx.radii, ctx.colors, grad(g_means2d, (len(means), 2)), grad(g_conics, (len(means), 3)),
+            grad(g_colors, (len(means), 3)), *d)
+        return (*(torch.from_numpy(x) for x in d), None, None, None, None, None)
 
 
 def blend(means2d, conics, colors, opacities, radii, depths, width, height, background):

@@ -52,7 +52,9 @@ class RawParameters(Parameterization):
         lrs = self.lrs
         rate = {"means": lrs.means * extent, "scales": lrs.scales, "quats": lrs.quats,
                 "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
-        return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS) for name, p in params.items()}
+        # fused: one kernel per tensor instead of ~10 elementwise ops (4 ms instead of 16.5 ms per step for
+        # 97k Gaussians on 2 cores, bench/profile_step.py); the same update up to float32 rounding
+        return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS, fused=True) for name, p in params.items()}
 
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
         set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent))

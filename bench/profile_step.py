@@ -8,21 +8,17 @@ up to one `Trainer.train_step`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+from train_step import bench_trainer  # bench/ is the script's folder, first on sys.path
 
-from gstrim.data import load_dataset
 from gstrim.render import cpu as cpu_backend
-from gstrim.train import TrainConfig, Trainer
 from gstrim.train import loss as loss_module
-from gstrim.train.init import initial_scene
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cup"
 timings: dict[str, list[float]] = defaultdict(list)
 
 
@@ -36,22 +32,7 @@ def timed(name, fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
-    parser.add_argument("--images", default="images_4")
-    parser.add_argument("--model", help="start from a trained point_cloud.ply instead of the sparse points")
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    ds = load_dataset(args.data, images=args.images)
-    if args.model:
-        from gstrim.io import load_scene
-
-        scene = load_scene(args.model)
-    else:
-        scene = initial_scene(ds)
-    trainer = Trainer(scene, ds.train, extent=ds.extent, config=TrainConfig(iterations=100_000))
-    trainer.step = 3_000  # SH degree 3, as most of a run
-
+    args, ds, trainer = bench_trainer(__doc__.splitlines()[0], steps=20)
     for function, stage in ((cpu_backend.ProjectAndShade, "Gaussian stage"), (cpu_backend.RasterizePixels,
                                                                              "pixel stage")):
         forward, backward = function.forward, function.backward

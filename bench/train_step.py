@@ -19,11 +19,12 @@ from gstrim.train.init import initial_scene
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cup"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_trainer(description: str, steps: int):
+    """(arguments, dataset, trainer at SH degree 3) from the command line shared by the training benches."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     parser.add_argument("--images", default="images_4")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--model", help="start from a trained point_cloud.ply instead of the sparse points")
     args = parser.parse_args()
     ds = load_dataset(args.data, images=args.images)
@@ -35,6 +36,11 @@ def main() -> None:
         scene = initial_scene(ds)
     trainer = Trainer(scene, ds.train, extent=ds.extent, config=TrainConfig(iterations=100_000))
     trainer.step = 3_000  # SH degree 3, as most of a run
+    return args, ds, trainer
+
+
+def main() -> None:
+    args, ds, trainer = bench_trainer(__doc__.splitlines()[0], steps=30)
     for _ in range(3):  # warm-up: kernel cache load, image decoding
         trainer.train_step()
     times = []

@@ -111,6 +111,14 @@ def _footprint(g, quats, log_scales, R, M):
 
 
 @njit(inline="always")
+def _fov_limits(fx, fy, cx, cy, width, height, margin):
+    """Limits of x / z and y / z for the Jacobian: the field of view widened by `margin` (3DGS: 1.3x)."""
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    return ((width - cx) / fx + margin * tan_x, cx / fx + margin * tan_x,
+            (height - cy) / fy + margin * tan_y, cy / fy + margin * tan_y)
+
+
+@njit(inline="always")
 def _clamped(v, lo, hi):
     """(min(max(v, lo), hi), whether it was clamped)."""
     if v < lo:
@@ -127,9 +135,7 @@ def project_and_shade(means, quats, log_scales, sh0, shN, R, t, fx, fy, cx, cy, 
     n = means.shape[0]
     near, dilation, extent, margin = const[0], const[1], const[2], const[3]
     c = const[4:]
-    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
-    lim_xp, lim_xn = (width - cx) / fx + margin * tan_x, cx / fx + margin * tan_x
-    lim_yp, lim_yn = (height - cy) / fy + margin * tan_y, cy / fy + margin * tan_y
+    lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(fx, fy, cx, cy, width, height, margin)
     n_basis = (degree + 1) * (degree + 1)
     for g in prange(n):
         M = np.empty((3, 3), means.dtype)
@@ -179,9 +185,7 @@ def project_and_shade_backward(means, quats, log_scales, sh0, shN, R, t, fx, fy,
     n = means.shape[0]
     dilation, margin = const[1], const[3]
     c = const[4:]
-    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
-    lim_xp, lim_xn = (width - cx) / fx + margin * tan_x, cx / fx + margin * tan_x
-    lim_yp, lim_yn = (height - cy) / fy + margin * tan_y, cy / fy + margin * tan_y
+    lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(fx, fy, cx, cy, width, height, margin)
     n_basis = (degree + 1) * (degree + 1)
     for g in prange(n):
         basis = np.empty(16, means.dtype)

@@ -107,6 +107,4 @@ def test_a_new_score_is_one_registration(rng):
         # the toy score ranks by index: the 5 highest indices survive
         torch.testing.assert_close(params["means"].detach(), scene.means.detach()[7:].float())
     finally:
-        from gstrim.prune.scores import SCORES as registry
-
-        registry.pop("toy_index")
+        SCORES.pop("toy_index")

@@ -33,15 +33,14 @@ def _field_type(hint) -> type:
     return args[0] if args else hint
 
 
-def add_config_options(p: argparse.ArgumentParser, config_cls, *, only: tuple[str, ...] | None = None,
-                       dest_prefix: str = "") -> None:
-    """One flag per described field of `config_cls` (or those in `only`); a flag left out keeps the library's
-    default, so the defaults live in one place."""
+def add_config_options(p: argparse.ArgumentParser, config_cls) -> None:
+    """One flag per described field of `config_cls`; a flag left out keeps the library's default, so the
+    defaults live in one place."""
     hints = typing.get_type_hints(config_cls)
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
-        if "help" not in meta or (only is not None and f.name not in only):
+        if "help" not in meta:
             continue
         target = p
         if meta.get("exclusive"):
@@ -52,7 +51,7 @@ def add_config_options(p: argparse.ArgumentParser, config_cls, *, only: tuple[st
         choices = meta.get("choices")
         choices = choices() if callable(choices) else choices
         default_text = "" if f.default is None or f.default is False else f" (default: {f.default})"
-        kwargs = {"dest": dest_prefix + f.name, "default": None, "help": meta["help"] + default_text}
+        kwargs = {"dest": f.name, "default": None, "help": meta["help"] + default_text}
         if kind is bool:
             kwargs |= {"action": "store_true"}
         else:
@@ -61,11 +60,11 @@ def add_config_options(p: argparse.ArgumentParser, config_cls, *, only: tuple[st
         target.add_argument(flag_name(config_cls, f.name), **kwargs)
 
 
-def config_from_args(args, config_cls, *, dest_prefix: str = "", **overrides):
+def config_from_args(args, config_cls, **overrides):
     """`config_cls` with the fields given on the command line (the namespace is only read)."""
     given = {}
     for f in dataclasses.fields(config_cls):
-        value = getattr(args, dest_prefix + f.name, None)
+        value = getattr(args, f.name, None)
         if value is not None and value is not False:
             given[f.name] = value
     return config_cls(**{**given, **overrides})

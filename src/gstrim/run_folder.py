@@ -45,7 +45,6 @@ class RunFolder:
     def __init__(self, root: Path, config: dict):
         self.root = Path(root)
         self.config = config
-        self._dataset: Dataset | None = None
 
     # ---- start and resume ----------------------------------------------------------------------
     @classmethod
@@ -86,9 +85,7 @@ class RunFolder:
         return resolve_recorded(self.config["input"], self.root) if "input" in self.config else None
 
     def dataset(self) -> Dataset:
-        if self._dataset is None:
-            self._dataset = load_dataset(self.data_path, **self.data_options)
-        return self._dataset
+        return load_dataset(self.data_path, **self.data_options)
 
     def write_layout(self, dataset: Dataset, sh_degree: int) -> None:
         """The INRIA files viewers and scripts look for: `cfg_args` and `cameras.json`."""

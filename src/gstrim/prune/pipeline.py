@@ -86,7 +86,7 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     scene = model.scene
     check_scene_matches(scene, dataset, model.source)
 
-    stats = _checkpoint_stats(model, len(scene)) if config.stats == "checkpoint" and not config.no_prune else None
+    stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
     strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
                             len(scene), scene.sh_degree, checkpoint_stats=stats)
     train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,

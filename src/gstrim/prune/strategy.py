@@ -76,6 +76,11 @@ class TrimConfig:
         return replace(self, preset=preset, **schedule)
 
     @property
+    def uses_checkpoint_stats(self) -> bool:
+        """The prunes score by a training checkpoint's gradient statistics."""
+        return self.stats == "checkpoint" and not self.no_prune
+
+    @property
     def iterations(self) -> int:
         return self.steps * self.every + self.finetune
 
@@ -149,7 +154,7 @@ class TrimStrategy(Strategy):
                  sh_degree: int, checkpoint_stats: dict | None = None):
         """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`."""
         config.validate()
-        if config.stats == "checkpoint" and not config.no_prune and checkpoint_stats is None:
+        if config.uses_checkpoint_stats and checkpoint_stats is None:
             raise ValueError("stats='checkpoint' needs the checkpoint's statistics")
         self.checkpoint_stats = checkpoint_stats
         self.config = config
@@ -161,7 +166,7 @@ class TrimStrategy(Strategy):
                           if target is not None and prunes else None)
 
     def initialize_state(self, n: int) -> dict:
-        if self.config.stats == "checkpoint" and not self.config.no_prune:
+        if self.config.uses_checkpoint_stats:
             return {"prunes_done": 0, **self.checkpoint_stats}
         return {"prunes_done": 0}
 
@@ -174,7 +179,7 @@ class TrimStrategy(Strategy):
         """(opacity, score) for the OR rule of eq. 5; a score other than `gradient` stands alone: (score, score)."""
         scene = GaussianScene(**{k: v.detach() for k, v in params.items()})
         entry = SCORES[self.config.score]
-        if self.config.stats == "checkpoint":
+        if self.config.uses_checkpoint_stats:
             score = mean_grad2d(state["grad2d"], state["count"])
         else:
             score = entry.fn(scene, self.cameras, background=self.background, device=str(scene.means.device))

@@ -14,7 +14,7 @@ from gstrim.data.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.render.gsplat_backend import gsplat_available, rasterize_gsplat
 from gstrim.render.project import Projection, project
-from gstrim.render.sh import sh_to_rgb
+from gstrim.render.sh import check_sh_degree, sh_to_rgb
 from gstrim.scene import GaussianScene
 
 BACKENDS = ("auto", "cpu", "gsplat")
@@ -80,9 +80,7 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
 
     from gstrim.render.cpu import ProjectAndShade, RasterizePixels
 
-    if scene.shN.shape[1] < (degree + 1) ** 2 - 1:
-        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2 - 1} coefficients, the scene has "
-                         f"{scene.shN.shape[1]}")
+    check_sh_degree(degree, scene.shN)
     means2d, conics, colors, depths, radii = ProjectAndShade.apply(
         scene.means, scene.quats, scene.scales, scene.sh0, scene.shN, viewmat, K, camera.width, camera.height, degree)
     image, alpha = RasterizePixels.apply(means2d, conics, colors, scene.activated_opacities(), radii, depths,

@@ -34,11 +34,16 @@ def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
+def check_sh_degree(degree: int, shN: torch.Tensor) -> None:
+    """Refuse to evaluate more SH bands than the scene stores."""
+    if shN.shape[1] < (degree + 1) ** 2 - 1:
+        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2 - 1} coefficients, scene has {shN.shape[1]}")
+
+
 def sh_to_rgb(degree: int, sh0: torch.Tensor, shN: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """View-dependent colour [N, 3] of Gaussians seen along `dirs` (unnormalised directions from the camera):
     SH value + 0.5, clamped at 0 as in 3DGS."""
-    if degree > 0 and shN.shape[1] < (degree + 1) ** 2 - 1:
-        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2 - 1} coefficients, scene has {shN.shape[1]}")
+    check_sh_degree(degree, shN)
     dirs = torch.nn.functional.normalize(dirs, dim=-1)
     coeffs = torch.cat([sh0, shN[:, : (degree + 1) ** 2 - 1]], dim=1)  # [N, M, 3]
     basis = sh_basis(degree, dirs)  # [N, M]

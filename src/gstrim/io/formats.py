@@ -1,10 +1,10 @@
 """The scene-format registry: every file format gstrim reads or writes, registered once.
 
 A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)`, the exact file
-size for a Gaussian count (`size(n, sh_degree)`, which `trim --target-mb` turns into a count) and
-optionally `load_described(path, nonfinite)` with the details `gstrim info` shows. Every verb that reads
-or writes a scene looks its format up here by the file name, so a new format is one
-`register(SceneFormat(...))`.
+size for a Gaussian count where the format has one (`size(n, sh_degree)`, which `trim --target-mb` turns
+into a count; None for an entropy-coded format) and optionally `load_described(path, nonfinite)` with the
+details `gstrim info` shows. Every verb that reads or writes a scene looks its format up here by the file
+name, so a new format is one `register(SceneFormat(...))`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gstrim.compress import codebook_scene
 from gstrim.errors import GstrimError
 from gstrim.io import ply, splat
 from gstrim.scene import GaussianScene
@@ -24,7 +25,7 @@ class SceneFormat:
     suffixes: tuple[str, ...]  # lower case, with the dot; the longest match wins (".compressed.ply")
     load: Callable[[Path, str], GaussianScene]
     save: Callable[[Path, GaussianScene], None]
-    size: Callable[[int, int], int]  # (Gaussians, SH degree) -> bytes of the file `save` writes
+    size: Callable[[int, int], int] | None  # (Gaussians, SH degree) -> bytes of the file `save` writes
     max_sh_degree: int = 3
     # load with format details for `gstrim info`: (scene, {"format": ..., "extra_properties": [...]})
     load_described: Callable[[Path, str], tuple[GaussianScene, dict]] | None = None
@@ -70,5 +71,22 @@ def _load_described_ply(path: Path, nonfinite: str) -> tuple[GaussianScene, dict
     return parsed.scene.check_finite(str(path), nonfinite), details
 
 
+def _load_gsz(path: Path, nonfinite: str) -> GaussianScene:
+    return codebook_scene.read_gsz(path).decode().check_finite(str(path), nonfinite)
+
+
+def _save_gsz(path: Path, scene: GaussianScene) -> None:
+    # a plain conversion: every Gaussian its own 8-bit entry; `gstrim compress` builds the codebooks
+    codebook_scene.write_gsz(path, codebook_scene.CodebookScene.from_scene(scene))
+
+
+def _load_described_gsz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
+    cs = codebook_scene.read_gsz(path)
+    kind = "codebooks" if cs.sh_index is not None else "8-bit"
+    kind += f", {len(cs.sh_dc):,} colour / {len(cs.rotations):,} shape entries"
+    return cs.decode().check_finite(str(path), nonfinite), {"format": f"gsz ({kind})", "extra_properties": []}
+
+
 register(SceneFormat("ply", (".ply",), ply.read_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply))
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0))
+register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz))

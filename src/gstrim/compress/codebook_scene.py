@@ -1,0 +1,170 @@
+"""`CodebookScene`: a scene as c3dgs stores it (Niedermayr et al. 2024, §3 and `gaussian_model.py`), and
+its `.gsz` file.
+
+Per Gaussian: position, opacity logit, scale norm (log of the scale vector's 2-norm), an index into a
+colour codebook (DC and higher SH bands together) and an index into a shape codebook (rotation quaternion
+and unit-norm scale direction). Scale = normalize(relu(unit_scale)) * exp(scale_norm), as c3dgs's
+`get_scaling`. An index array of None means one codebook entry per Gaussian (a plain 8-bit conversion).
+
+On disk (`.gsz`, `io.container`): positions float16; opacity, scale norm, DC, higher SH, rotation and unit
+scale 8-bit affine (`compress.quantize`) with their quantisation parameters as array attributes; indices
+in the narrowest unsigned type. Gaussians in Morton order (c3dgs §3.4), so neighbours in the file are
+neighbours in space and the index arrays code small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gstrim.compress.quantize import QuantParams
+from gstrim.errors import GstrimError
+from gstrim.io.container import Entry, read_container, write_container
+from gstrim.scene import GaussianScene, sh_degree_from_rest
+
+QUANTIZED = ("opacities", "scale_norms", "sh_dc", "sh_rest", "rotations", "unit_scales")
+_SCALE_FLOOR = 1e-8  # a quantised-away axis becomes a very thin one, not log(0)
+GSZ_KIND = "gstrim.codebook-scene/1"
+
+
+@dataclass
+class CodebookScene:
+    means: torch.Tensor  # [N, 3]
+    opacities: torch.Tensor  # [N] logits
+    scale_norms: torch.Tensor  # [N] log ||scale||
+    sh_dc: torch.Tensor  # [Ks, 1, 3]
+    sh_rest: torch.Tensor  # [Ks, K, 3]
+    rotations: torch.Tensor  # [Kg, 4] w x y z
+    unit_scales: torch.Tensor  # [Kg, 3] raw; activated by normalize(relu(.))
+    sh_index: torch.Tensor | None = None  # [N] long, or None: entry i is Gaussian i's
+    shape_index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_from_rest(self.sh_rest.shape[1])
+
+    def tensors(self) -> dict[str, torch.Tensor | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_scene(cls, scene: GaussianScene) -> CodebookScene:
+        """Every Gaussian its own codebook entry: the scene itself in c3dgs's parameterisation."""
+        with torch.no_grad():
+            s = scene.activated_scales()
+            norms = s.norm(dim=-1).clamp_min(1e-30)
+            return cls(means=scene.means.clone(), opacities=scene.opacities.clone(),
+                       scale_norms=torch.log(norms), sh_dc=scene.sh0.clone(), sh_rest=scene.shN.clone(),
+                       rotations=scene.normalized_quats(), unit_scales=s / norms[:, None])
+
+    def decode(self) -> GaussianScene:
+        return decode_codebooks(**self.tensors())
+
+    def subset(self, keep: torch.Tensor) -> CodebookScene:
+        """The Gaussians at the indices (or mask) `keep`, codebooks unchanged; `None` indices become
+        explicit so that entries still match."""
+        keep = torch.as_tensor(keep)
+        n = len(self)
+        sh_index = self.sh_index if self.sh_index is not None else torch.arange(n)
+        shape_index = self.shape_index if self.shape_index is not None else torch.arange(n)
+        return replace(self, means=self.means[keep], opacities=self.opacities[keep],
+                       scale_norms=self.scale_norms[keep], sh_index=sh_index[keep], shape_index=shape_index[keep])
+
+
+def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, unit_scales, sh_index=None,
+                     shape_index=None) -> GaussianScene:
+    """The renderable scene of c3dgs's parameters, differentiable w.r.t. all float inputs (the
+    quantisation-aware fine-tuning decodes fake-quantised tensors through this same function)."""
+    def gather(table, index):
+        return table if index is None else table[index]
+
+    unit = torch.nn.functional.normalize(torch.relu(gather(unit_scales, shape_index)), dim=-1)
+    scales = torch.log(unit.clamp_min(_SCALE_FLOOR)) + scale_norms[:, None]
+    return GaussianScene(means=means, scales=scales, quats=gather(rotations, shape_index), opacities=opacities,
+                         sh0=gather(sh_dc, sh_index), shN=gather(sh_rest, sh_index))
+
+
+# ---- Morton order ------------------------------------------------------------------------------
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """The 21 low bits of v spread to every third bit of a 63-bit code."""
+    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def morton_order(means: np.ndarray) -> np.ndarray:
+    """Permutation sorting positions along a 63-bit Morton (Z-order) curve over their bounding box, with
+    21 bits per axis (c3dgs §3.4)."""
+    if len(means) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = means.min(0), means.max(0)
+    grid = (means - lo) / np.maximum(hi - lo, 1e-12) * (2**21 - 1)
+    g = np.clip(np.round(grid), 0, 2**21 - 1).astype(np.uint64)
+    code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | (_spread_bits(g[:, 2]) << np.uint64(2))
+    return np.argsort(code, kind="stable")
+
+
+# ---- the .gsz file -----------------------------------------------------------------------------
+def _index_dtype(size: int) -> np.dtype:
+    return np.dtype(np.uint16 if size <= 2**16 else np.uint32)
+
+
+def quant_params_of(cs: CodebookScene) -> dict[str, QuantParams]:
+    """Quantisation parameters spanning each attribute's range (a conversion without fine-tuning)."""
+    out = {}
+    for name in QUANTIZED:
+        t = getattr(cs, name)
+        out[name] = QuantParams.of_range(float(t.min()), float(t.max())) if t.numel() else QuantParams(1.0, 0)
+    return out
+
+
+def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams] | None = None,
+              codec: str = "zstd", meta: dict | None = None) -> int:
+    """Write `cs` quantised with `quant` (default: each attribute's own range), Gaussians in Morton order.
+    Returns the size in bytes."""
+    quant = quant or quant_params_of(cs)
+    t = {k: (v.detach().cpu().numpy() if v is not None else None) for k, v in cs.tensors().items()}
+    order = morton_order(t["means"])
+    entries = {"means": Entry(t["means"][order].astype(np.float16))}
+    for name in ("opacities", "scale_norms"):
+        entries[name] = Entry(quant[name].quantize(t[name][order]), quant[name].to_json())
+    for name in ("sh_dc", "sh_rest", "rotations", "unit_scales"):
+        table = t[name]
+        index = "sh_index" if name.startswith("sh_") else "shape_index"
+        if t[index] is None:
+            table = table[order]
+        entries[name] = Entry(quant[name].quantize(table), quant[name].to_json())
+    for index, table in (("sh_index", "sh_dc"), ("shape_index", "rotations")):
+        if t[index] is not None:
+            entries[index] = Entry(t[index][order].astype(_index_dtype(len(t[table]))))
+    header = {"kind": GSZ_KIND, "gaussians": len(cs), "sh_degree": cs.sh_degree, **(meta or {})}
+    return write_container(path, entries, header, codec)
+
+
+def read_gsz(path: str | Path) -> CodebookScene:
+    """The dequantised codebook scene of a .gsz file (exactly the values fine-tuning rendered)."""
+    entries, meta = read_container(path)
+    if meta.get("kind") != GSZ_KIND:
+        raise GstrimError(f"a .gsz container of kind {meta.get('kind')!r}, not a scene ({GSZ_KIND})", path)
+    try:
+        arrays = {}
+        for name, entry in entries.items():
+            data = entry.data
+            if name in QUANTIZED:
+                data = QuantParams.from_json(entry.attrs).dequantize(data)
+            elif name.endswith("_index"):
+                data = data.astype(np.int64)
+            arrays[name] = torch.from_numpy(np.ascontiguousarray(data, dtype=np.int64 if name.endswith("_index")
+                                                                 else np.float32))
+        cs = CodebookScene(**arrays)
+        cs.decode()  # shapes and index ranges checked once, here, with the file's name
+    except (TypeError, ValueError, IndexError, RuntimeError, KeyError) as exc:
+        raise GstrimError(f"malformed .gsz scene: {exc}", path) from exc
+    return cs

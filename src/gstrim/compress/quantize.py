@@ -1,0 +1,92 @@
+"""8-bit per-tensor affine quantisation, as c3dgs fine-tunes and stores its attributes (Niedermayr et al.
+2024, `torch.ao.quantization.FakeQuantize` with a moving-average min/max observer, qint8), and float16
+positions.
+
+The quantisation parameters follow torch's `MinMaxObserver` for an affine qint8 tensor: the observed range
+is widened to include 0, scale = (max - min) / 255, zero point = -128 - round(min / scale). The observer
+keeps a moving average of each batch's min and max (torch's default averaging constant 0.01). The
+fake-quantised value round(x / scale) + zp, clamped to [-128, 127], times scale after subtracting zp, is
+exactly what the file decodes to; its gradient passes straight through inside the range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+Q_MIN, Q_MAX = -128, 127
+AVERAGING_CONSTANT = 0.01  # torch.ao MovingAverageMinMaxObserver's default
+_EPS = float(torch.finfo(torch.float32).eps)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of_range(cls, lo: float, hi: float) -> QuantParams:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = max((hi - lo) / (Q_MAX - Q_MIN), _EPS)
+        zero_point = int(np.clip(Q_MIN - round(lo / scale), Q_MIN, Q_MAX))
+        return cls(float(np.float32(scale)), zero_point)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        # the same float32 arithmetic as torch.fake_quantize_per_tensor_affine
+        q = np.round(x.astype(np.float32) * np.float32(1.0 / self.scale)) + self.zero_point
+        return np.clip(q, Q_MIN, Q_MAX).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return ((q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+    @classmethod
+    def from_json(cls, d: dict) -> QuantParams:
+        return cls(float(d["scale"]), int(d["zero_point"]))
+
+
+class FakeQuant8(torch.nn.Module):
+    """Straight-through 8-bit fake quantisation with a moving-average min/max observer. The observer moves
+    only while gradients are recorded (training steps), not when a snapshot of the scene is decoded."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("lo", torch.tensor(float("inf")))
+        self.register_buffer("hi", torch.tensor(float("-inf")))
+
+    def observe(self, x: torch.Tensor) -> None:
+        lo, hi = x.detach().min().float(), x.detach().max().float()
+        if not torch.isfinite(self.lo):
+            self.lo.copy_(lo)
+            self.hi.copy_(hi)
+        else:
+            self.lo.add_(AVERAGING_CONSTANT * (lo - self.lo))
+            self.hi.add_(AVERAGING_CONSTANT * (hi - self.hi))
+
+    def params(self) -> QuantParams:
+        return QuantParams.of_range(float(self.lo), float(self.hi))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or not torch.isfinite(self.lo):
+            self.observe(x)
+        q = self.params()
+        return torch.fake_quantize_per_tensor_affine(x, q.scale, q.zero_point, Q_MIN, Q_MAX)
+
+
+class _RoundHalf(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.half().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def fake_half(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to float16, gradient passed straight through (c3dgs's positions)."""
+    return _RoundHalf.apply(x)

@@ -1,0 +1,122 @@
+"""The .gsz container, 8-bit quantisation and the codebook scene: round trips and corrupted files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_scene
+
+from gstrim.compress.codebook_scene import CodebookScene, morton_order, read_gsz, write_gsz
+from gstrim.compress.quantize import FakeQuant8, QuantParams, fake_half
+from gstrim.errors import GstrimError
+from gstrim.io.container import CODECS, Entry, read_container, write_container
+from gstrim.io.formats import load_scene, save_scene
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_container_round_trip_is_bit_exact(tmp_path, rng, codec):
+    entries = {
+        "a": Entry(rng.normal(size=(7, 3)).astype(np.float16), {"note": "x"}),
+        "b": Entry(rng.integers(-128, 128, size=(5, 16, 3)).astype(np.int8)),
+        "c": Entry(rng.integers(0, 2**32, size=11, dtype=np.uint64).astype(np.uint32)),
+        "empty": Entry(np.zeros((0, 4), np.float32)),
+    }
+    write_container(tmp_path / "x.gsz", entries, {"hello": 1}, codec)
+    back, meta = read_container(tmp_path / "x.gsz")
+    assert meta == {"hello": 1}
+    for name, entry in entries.items():
+        assert back[name].data.dtype == entry.data.dtype and back[name].data.shape == entry.data.shape
+        assert back[name].data.tobytes() == entry.data.tobytes()
+        assert back[name].attrs == entry.attrs
+
+
+def test_corrupted_truncated_and_foreign_files_are_one_line_errors(tmp_path, rng):
+    path = tmp_path / "x.gsz"
+    write_container(path, {"a": Entry(rng.normal(size=100).astype(np.float32))}, {})
+    data = path.read_bytes()
+    cases = {
+        "flip": data[:60] + bytes([data[60] ^ 1]) + data[61:],
+        "truncated": data[:-10],
+        "foreign": b"ply\nformat ascii 1.0\n" + data[20:],
+        "version": data[:8] + (99).to_bytes(4, "little") + data[12:],
+    }
+    expected = {"flip": "checksum", "truncated": "checksum", "foreign": "bad magic", "version": "version 99"}
+    for name, content in cases.items():
+        bad = tmp_path / f"{name}.gsz"
+        bad.write_bytes(content)
+        with pytest.raises(GstrimError, match=expected[name]) as info:
+            read_container(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_fake_quantisation_equals_the_stored_values(rng):
+    x = torch.from_numpy(rng.normal(0.3, 2.0, size=1000).astype(np.float32))
+    fq = FakeQuant8()
+    with torch.enable_grad():
+        y = fq(x.requires_grad_(True))
+        y.sum().backward()
+    q = fq.params()
+    stored = q.dequantize(q.quantize(x.detach().numpy()))
+    np.testing.assert_array_equal(y.detach().numpy(), stored)
+    assert len(np.unique(stored)) <= 256
+    assert np.abs(stored - x.detach().numpy()).max() <= q.scale / 2 + 1e-6  # the range holds all of x
+    assert torch.all(x.grad == 1)  # straight through inside the range
+    h = fake_half(x)
+    np.testing.assert_array_equal(h.detach().numpy(), x.detach().numpy().astype(np.float16).astype(np.float32))
+
+
+def test_quant_params_include_zero_and_span_the_range():
+    q = QuantParams.of_range(0.5, 2.0)
+    assert q.dequantize(q.quantize(np.array([0.0], np.float32)))[0] == 0.0
+    assert abs(q.dequantize(q.quantize(np.array([2.0], np.float32)))[0] - 2.0) <= q.scale
+
+
+def test_codebook_scene_of_a_scene_decodes_to_it(rng):
+    scene = random_scene(rng, 40)
+    back = CodebookScene.from_scene(scene).decode()
+    for name in ("means", "opacities", "sh0", "shN"):
+        torch.testing.assert_close(getattr(back, name), getattr(scene, name))
+    torch.testing.assert_close(back.scales, scene.scales, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back.normalized_quats(), scene.normalized_quats())
+
+
+def test_gsz_round_trip_matches_quantisation_in_morton_order(tmp_path, rng):
+    scene = random_scene(rng, 300)
+    cs = CodebookScene.from_scene(scene)
+    cs.sh_index = torch.from_numpy(rng.integers(0, 300, 300))  # shared entries, as after clustering
+    write_gsz(tmp_path / "s.gsz", cs)
+    back = read_gsz(tmp_path / "s.gsz")
+    order = torch.from_numpy(morton_order(cs.means.numpy()))
+    np.testing.assert_array_equal(back.means.numpy(), cs.means[order].numpy().astype(np.float16).astype(np.float32))
+    assert torch.equal(back.sh_index, cs.sh_index[order])
+    step = (cs.opacities.max() - torch.clamp_max(cs.opacities.min(), 0)) / 255
+    assert torch.all((back.opacities - cs.opacities[order]).abs() <= step / 2 + 1e-6)
+    # through the registry, as every verb reads it
+    decoded = load_scene(tmp_path / "s.gsz")
+    assert len(decoded) == 300
+    save_scene(tmp_path / "plain.gsz", scene)
+    plain = load_scene(tmp_path / "plain.gsz")
+    assert (tmp_path / "plain.gsz").stat().st_size < 0.4 * 300 * 248
+    order = morton_order(scene.means.numpy())
+    assert torch.allclose(plain.sh0, scene.sh0[order], atol=(scene.sh0.max() - scene.sh0.min()).item() / 255)
+
+
+def test_morton_order_keeps_neighbours_together(rng):
+    grid = np.stack(np.meshgrid(*[np.arange(8)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
+    order = morton_order(grid[rng.permutation(len(grid))])
+    assert sorted(order.tolist()) == list(range(len(grid)))
+    shuffled = grid[rng.permutation(len(grid))]
+    sorted_points = shuffled[morton_order(shuffled)]
+    # each aligned 2x2x2 block of a Z-order curve is 8 consecutive points
+    blocks = (sorted_points // 2).reshape(-1, 8, 3)
+    assert np.all(blocks == blocks[:, :1])
+
+
+def test_a_scene_file_with_a_bad_index_is_an_error(tmp_path, rng):
+    cs = CodebookScene.from_scene(random_scene(rng, 10))
+    cs.sh_index = torch.arange(10)
+    cs.sh_dc, cs.sh_rest = cs.sh_dc[:5], cs.sh_rest[:5]  # indices past the codebook
+    write_gsz(tmp_path / "bad.gsz", cs)
+    with pytest.raises(GstrimError, match="malformed"):
+        read_gsz(tmp_path / "bad.gsz")

@@ -34,8 +34,20 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     ], dim=-1).reshape(-1, 3, 3)
 
 
+def covariance_3d(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[N, 3, 3] world covariances R S S^T R^T of quaternions and raw log-scales."""
+    M = quat_to_rotmat(quats) * torch.exp(scales)[:, None, :]
+    return M @ M.transpose(1, 2)
+
+
 def project(means, quats, scales, viewmat, K, width: int, height: int, near: float = NEAR_PLANE) -> Projection:
     """Project Gaussians (raw log-scales) into a pinhole camera."""
+    return project_covariance(means, covariance_3d(quats, scales), viewmat, K, width, height, near)
+
+
+def project_covariance(means, covars, viewmat, K, width: int, height: int, near: float = NEAR_PLANE) -> Projection:
+    """Project Gaussians given by world covariances [N, 3, 3] (differentiable w.r.t. them: c3dgs's shape
+    sensitivity is a gradient w.r.t. the covariance)."""
     R_view, t_view = viewmat[:3, :3], viewmat[:3, 3]
     p_cam = means @ R_view.T + t_view
     x, y, z = p_cam.unbind(-1)
@@ -51,17 +63,17 @@ def project(means, quats, scales, viewmat, K, width: int, height: int, near: flo
     tx = z_safe * torch.minimum(torch.maximum(x / z_safe, -lim_x_neg), lim_x_pos)
     ty = z_safe * torch.minimum(torch.maximum(y / z_safe, -lim_y_neg), lim_y_pos)
 
-    # Sigma_cam = W R S S^T R^T W^T, with M = W R S
-    M = R_view @ quat_to_rotmat(quats) * torch.exp(scales)[:, None, :]
-    # J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]; the 2-D covariance is (J M)(J M)^T.
+    # J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]; the 2-D covariance is (J W) Sigma (J W)^T.
     iz = 1.0 / z_safe
     j0 = torch.stack([fx * iz, torch.zeros_like(iz), -fx * tx * iz * iz], -1)
     j1 = torch.stack([torch.zeros_like(iz), fy * iz, -fy * ty * iz * iz], -1)
-    u = (j0[:, :, None] * M).sum(1)  # row 0 of J M
-    v = (j1[:, :, None] * M).sum(1)
-    a = (u * u).sum(-1) + DILATION
-    b = (u * v).sum(-1)
-    c = (v * v).sum(-1) + DILATION
+    u = j0 @ R_view  # rows of J W
+    v = j1 @ R_view
+    su = (covars @ u[:, :, None])[..., 0]
+    sv = (covars @ v[:, :, None])[..., 0]
+    a = (u * su).sum(-1) + DILATION
+    b = (u * sv).sum(-1)
+    c = (v * sv).sum(-1) + DILATION
     det = a * c - b * b
     ok = in_front & (det > 0)
     det_safe = torch.where(ok, det, torch.ones_like(det))

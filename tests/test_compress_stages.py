@@ -1,0 +1,59 @@
+"""c3dgs stages: covariance <-> rotation and scale, sensitivities against the dense reference, weighted
+k-means on data with known clusters."""
+
+from __future__ import annotations
+
+import torch
+from test_render import make_camera, make_scene
+
+from gstrim.compress.covariance import normalized_covariance, rotation_and_scale, rotmat_to_quat, symmetric
+from gstrim.compress.sensitivity import sensitivity
+from gstrim.render.project import covariance_3d, quat_to_rotmat
+from gstrim.render.reference import render_dense
+
+
+def test_rotation_and_scale_round_trip(rng):
+    scene = make_scene(rng, 200)
+    quats, scales = scene.normalized_quats().detach(), scene.scales.detach()
+    cov = covariance_3d(quats, scales)
+    six = torch.stack([cov[:, i, j] for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))], -1)
+    q, s = rotation_and_scale(six)
+    torch.testing.assert_close(covariance_3d(q, torch.log(s)), cov, rtol=1e-9, atol=1e-12)
+    assert torch.all(q[:, 0] >= 0)
+    torch.testing.assert_close(q.norm(dim=-1), torch.ones(200, dtype=q.dtype))
+    # quaternions of rotation matrices, every branch of the method (w, x, y, z largest)
+    for axis in range(4):
+        target = torch.from_numpy(rng.normal(size=(50, 4)))
+        target[:, axis] += 5 * torch.sign(target[:, axis])
+        target = target / target.norm(dim=-1, keepdim=True)
+        target = target * torch.where(target[:, :1] < 0, -1.0, 1.0)
+        torch.testing.assert_close(rotmat_to_quat(quat_to_rotmat(target)), target)
+    unit = torch.nn.functional.normalize(torch.exp(scales), dim=-1)
+    torch.testing.assert_close(symmetric(normalized_covariance(quats, scales)).diagonal(dim1=1, dim2=2).sum(-1),
+                               (unit**2).sum(-1))
+
+
+def test_sensitivity_against_autograd_of_the_dense_reference(rng):
+    scene = make_scene(rng, 40)
+    cameras = [make_camera(rng, 32, 24) for _ in range(3)]
+    ours = sensitivity(scene, cameras)
+
+    with torch.no_grad():
+        norm2 = torch.exp(scene.scales).square().sum(-1)
+        six0 = normalized_covariance(scene.quats, scene.scales)
+    six = six0.clone().requires_grad_(True)
+    sh0 = scene.sh0.detach().clone().requires_grad_(True)
+    shN = scene.shN.detach().clone().requires_grad_(True)
+    g_color = torch.zeros(40, 16, 3, dtype=torch.float64)
+    g_shape = torch.zeros(40, 6, dtype=torch.float64)
+    for cam in cameras:
+        quats, axes = rotation_and_scale(six * norm2[:, None])  # the covariance as the dense reference takes it
+        ref = render_dense(scene.means.detach(), torch.log(axes), quats, scene.opacities.detach(), sh0, shN,
+                           cam.viewmat, cam.K, cam.width, cam.height, 3, torch.zeros(3, dtype=torch.float64))
+        g0, gN, gs = torch.autograd.grad(ref["image"].sum(), (sh0, shN, six))
+        g_color += torch.cat([g0, gN], 1).abs()
+        g_shape += gs.abs()
+    pixels = sum(c.width * c.height for c in cameras)
+    torch.testing.assert_close(ours.color, g_color.flatten(1).amax(1) / pixels, rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(ours.shape, g_shape.amax(1) / pixels, rtol=1e-5, atol=1e-10)
+    assert (ours.color > 0).sum() > 10

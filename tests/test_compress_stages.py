@@ -57,3 +57,22 @@ def test_sensitivity_against_autograd_of_the_dense_reference(rng):
     torch.testing.assert_close(ours.color, g_color.flatten(1).amax(1) / pixels, rtol=1e-6, atol=1e-12)
     torch.testing.assert_close(ours.shape, g_shape.amax(1) / pixels, rtol=1e-5, atol=1e-10)
     assert (ours.color > 0).sum() > 10
+
+
+def test_weighted_kmeans_finds_known_clusters(rng):
+    from gstrim.compress.kmeans import nearest, weighted_kmeans
+
+    centres = torch.from_numpy(rng.normal(0, 10, (8, 5))).float()
+    labels = torch.from_numpy(rng.integers(0, 8, 4000))
+    x = centres[labels] + 0.1 * torch.randn(4000, 5, generator=torch.Generator().manual_seed(1))
+    found = weighted_kmeans(x, torch.ones(4000), 8, steps=60, batch=1024, generator=torch.Generator().manual_seed(0))
+    # every true centre has a centroid next to it
+    dist = torch.cdist(centres, found)
+    assert float(dist.min(1).values.max()) < 0.2
+    assign = nearest(x, found)
+    torch.testing.assert_close(assign, torch.cdist(x, found).argmin(1))
+    # importance pulls a centroid to the heavy member of a pair of points
+    pair = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    one = weighted_kmeans(pair.repeat(50, 1), torch.tensor([9.0, 1.0]).repeat(50), 1, steps=200, batch=100,
+                          generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(one, torch.tensor([[0.1, 0.0]]), atol=1e-3, rtol=0)

@@ -64,3 +64,16 @@ def random_scene(rng: np.random.Generator, n: int = 50, sh_degree: int = 3) -> G
 def assert_scenes_equal(a: GaussianScene, b: GaussianScene) -> None:
     for name, value in a.params().items():
         torch.testing.assert_close(value, getattr(b, name), rtol=0, atol=0, msg=name)
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory):
+    """(dataset folder, model folder) of a tiny trained example scene, shared by the trim and compress tests."""
+    from gstrim.example import generate_example
+    from gstrim.train import DensifyConfig, TrainConfig, train_model
+
+    root = tmp_path_factory.mktemp("baseline")
+    data = generate_example(root / "data", seed=7, n_train=6, n_test=2, size=32, supersample=1)
+    train_model(data, root / "model", config=TrainConfig(iterations=40, sh_degree=1),
+                densify=DensifyConfig(start=10, every=10, stop=35), init_points=600, save_iterations=())
+    return data, root / "model"

@@ -10,25 +10,15 @@ from test_cli import assert_one_line_error, run
 
 import gstrim
 from gstrim.data import load_dataset
-from gstrim.example import generate_example
 from gstrim.io import load_scene, save_scene
 from gstrim.prune.keep import prune_mask_count
 from gstrim.prune.pipeline import trim_scene
 from gstrim.prune.scores import SCORES
 from gstrim.prune.strategy import TrimConfig, TrimStrategy
 from gstrim.scene import GaussianScene
-from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
+from gstrim.train import Trainer
 
 SMALL = dict(steps=3, every=4, finetune=6)
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trim")
-    data = generate_example(root / "data", seed=7, n_train=6, n_test=2, size=32, supersample=1)
-    train_model(data, root / "model", config=TrainConfig(iterations=40, sh_degree=1),
-                densify=DensifyConfig(start=10, every=10, stop=35), init_points=600, save_iterations=())
-    return data, root / "model"
 
 
 def test_target_count_is_exact(baseline, tmp_path):

@@ -22,10 +22,11 @@ from gstrim.options import flag_name
 
 
 def _config_classes():
+    from gstrim.compress.pipeline import CompressConfig
     from gstrim.prune.strategy import TrimConfig
     from gstrim.train import DensifyConfig, TrainConfig
 
-    return TrainConfig, DensifyConfig, TrimConfig
+    return TrainConfig, DensifyConfig, TrimConfig, CompressConfig
 
 
 def _field_type(hint) -> type:
@@ -33,14 +34,14 @@ def _field_type(hint) -> type:
     return args[0] if args else hint
 
 
-def add_config_options(p: argparse.ArgumentParser, config_cls) -> None:
-    """One flag per described field of `config_cls`; a flag left out keeps the library's default, so the
-    defaults live in one place."""
+def add_config_options(p: argparse.ArgumentParser, config_cls, skip: tuple[str, ...] = ()) -> None:
+    """One flag per described field of `config_cls` (but those in `skip`, which another config of the same
+    verb provides); a flag left out keeps the library's default, so the defaults live in one place."""
     hints = typing.get_type_hints(config_cls)
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
-        if "help" not in meta:
+        if "help" not in meta or f.name in skip:
             continue
         target = p
         if meta.get("exclusive"):
@@ -245,11 +246,25 @@ def cmd_trim(args) -> int:
     from gstrim.prune.pipeline import trim_scene
     from gstrim.prune.strategy import TrimConfig
 
-    result = trim_scene(args.scene, args.output, data=args.data, data_options=_data_options(args),
-                        config=config_from_args(args, TrimConfig), device=args.device, resume=args.resume,
-                        checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
-                        iteration=args.iteration, nonfinite=args.nonfinite)
-    s = result.summary
+    options = dict(data=args.data, data_options=_data_options(args), device=args.device, resume=args.resume,
+                   checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval, iteration=args.iteration,
+                   nonfinite=args.nonfinite)
+    config = config_from_args(args, TrimConfig)
+    if args.compress:
+        from gstrim.compress.pipeline import CompressConfig, trim_and_compress
+
+        s, compressed = trim_and_compress(args.scene, args.output, trim_config=config,
+                                          compress_config=config_from_args(args, CompressConfig, seed=config.seed),
+                                          **options)
+    else:
+        s = trim_scene(args.scene, args.output, config=config, **options).summary
+    _print_trim(s, Path(args.output))
+    if args.compress:
+        _print_compress(compressed, s.mb_in)
+    return 0
+
+
+def _print_trim(s, model_dir: Path) -> None:
     print(f"trimmed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians ({100 * s.removed:.1f} % removed, "
           f"{s.details['variant']}, score {s.details['score']}) in {s.wall_s:.0f} s")
     print(f"  size         {s.mb_in:.2f} MB -> {s.mb_out:.2f} MB (x{s.ratio:.2f} smaller)")
@@ -258,7 +273,33 @@ def cmd_trim(args) -> int:
         print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
               f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}")
         print(f"  render       {i.fps:.1f} -> {o.fps:.1f} FPS")
-    print(f"  scene        {result.model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
+    print(f"  scene        {model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
+
+
+def _print_compress(result, original_mb: float | None = None) -> None:
+    r, s = result.record, result.summary
+    stages = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in r["stages_s"].items())
+    print(f"compressed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians, {r['sh_entries']:,} colour and "
+          f"{r['shape_entries']:,} shape codebook entries ({stages})")
+    line = f"  size         {r['input_ply_mb']:.2f} MB .ply -> {r['mb']:.3f} MB .gsz (x{r['ratio']:.1f} smaller"
+    if original_mb is not None:
+        line += f"; x{original_mb * 1e6 / (r['mb'] * 1e6):.1f} smaller than the untrimmed .ply"
+    print(line + ")")
+    if s.input is not None and s.output is not None:
+        i, o = s.input, s.output
+        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
+              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}   (of the file as written)")
+    print(f"  file         {result.file}")
+
+
+def cmd_compress(args) -> int:
+    from gstrim.compress.pipeline import CompressConfig, compress_model
+
+    result = compress_model(args.model, args.output, data=args.data, data_options=_data_options(args),
+                            config=config_from_args(args, CompressConfig), device=args.device, resume=args.resume,
+                            checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
+                            iteration=args.iteration, nonfinite=args.nonfinite)
+    _print_compress(result)
     return 0
 
 
@@ -285,7 +326,7 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gstrim.io.formats import suffixes
 
-    TrainConfig, DensifyConfig, TrimConfig = _config_classes()
+    TrainConfig, DensifyConfig, TrimConfig, CompressConfig = _config_classes()
     parser = argparse.ArgumentParser(
         prog="gstrim",
         description="Make trained 3D Gaussian Splatting scenes small and fast without losing quality.",
@@ -307,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help=f"convert a scene between formats ({formats})")
     p.add_argument("input")
     p.add_argument("output")
+    _add_nonfinite(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("decompress", help="decode a compressed .gsz scene to another format (a convert)")
+    p.add_argument("input", help=".gsz file")
+    p.add_argument("output", help=f"scene file to write ({formats})")
     _add_nonfinite(p)
     p.set_defaults(func=cmd_convert)
 
@@ -345,8 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_input(p, "scene")
     _add_run_options(p)
     add_config_options(p, TrimConfig)
+    g = p.add_argument_group("compression (--compress)")
+    g.add_argument("--compress", action="store_true",
+                   help="then compress the trimmed scene (c3dgs) into OUTPUT/compressed: the paper's whole pipeline")
+    add_config_options(g, CompressConfig, skip=("seed",))
     _add_data_options(p)
     p.set_defaults(func=cmd_trim)
+
+    p = sub.add_parser("compress", help="compress a scene (c3dgs: codebooks, quantisation-aware fine-tuning) to .gsz")
+    _add_model_input(p)
+    _add_run_options(p)
+    add_config_options(p, CompressConfig)
+    _add_data_options(p)
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")

@@ -3,7 +3,7 @@
 The default, `RawParameters`, optimises the six raw tensors of the scene (3DGS's parameterisation) with
 the per-attribute learning rates of `LearningRates`. Another parameterisation (codebook indices and
 centroids, fake-quantised attributes for quantisation-aware fine-tuning) subclasses `Parameterization`
-and reuses the whole loop: the trainer only ever calls the four methods below.
+and reuses the whole loop: the trainer only ever calls the methods below.
 
 Population edits (`train.ops`, used by densification and pruning) need every tensor to have the Gaussians
 on its first axis; a parameterisation with shared tensors (codebooks) is for strategies that do not edit
@@ -33,6 +33,13 @@ class Parameterization:
 
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
         """Set this step's learning rates (schedules)."""
+
+    def state_dict(self) -> dict:
+        """State of its own that a checkpoint must keep (observers of fake quantisation, fixed indices)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class RawParameters(Parameterization):

@@ -129,6 +129,7 @@ class Trainer:
                                for k, v in self.state.items()},
             "generator": self.generator.get_state(),
             "order": self._order.clone(),
+            "parameterization": self.parameterization.state_dict(),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -139,6 +140,7 @@ class Trainer:
         self.state = self._to_device(dict(d["strategy_state"]))
         self.generator.set_state(d["generator"])
         self._order = d["order"].clone()
+        self.parameterization.load_state_dict(d.get("parameterization", {}))
 
     def load_optimizer_state(self, states: dict) -> None:
         """Adam moments and step counts from a checkpoint of the same parameters; the learning rates stay

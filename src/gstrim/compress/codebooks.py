@@ -1,0 +1,86 @@
+"""From a scene and its sensitivities to c3dgs's codebook scene (Niedermayr et al. 2024, §3.2,
+`compression/vq.py:compress_gaussians`).
+
+Gaussians whose colour sensitivity is exactly zero are removed (no training pixel depends on them). The
+colour (DC and higher SH bands together) and the normalised covariance are clustered separately, each
+weighted by its sensitivity; the most sensitive Gaussians are not clustered but keep their own vector,
+appended to the codebook.
+
+Two choices differ from c3dgs, for scenes of every size. (1) The un-clustered Gaussians are a fixed
+fraction (the most sensitive), where c3dgs uses absolute thresholds (6e-7 colour, 3e-6 shape): a
+sensitivity is a Gaussian's share of the image, so it scales with 1/N, and on the 3,600 Gaussians of the
+built-in example 95 % (colour) and 99 % (shape) of them exceed c3dgs's thresholds, tuned on scenes of
+millions. (2) A codebook has at most a quarter as many entries as the Gaussians it clusters (4,096 by
+default, c3dgs's size, reached from 16,384 Gaussians up). The covariance codebook is turned back into rotation and unit
+scale by eigen-decomposition; the scale norm stays per Gaussian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gstrim.compress.codebook_scene import CodebookScene
+from gstrim.compress.covariance import normalized_covariance, rotation_and_scale
+from gstrim.compress.kmeans import nearest, weighted_kmeans
+from gstrim.compress.sensitivity import Sensitivity
+from gstrim.scene import GaussianScene
+
+_TRACE = (0, 3, 5)  # diagonal entries of a stored upper triangle
+CODEBOOK_SHARE = 4  # a codebook has at most one entry per this many clustered Gaussians
+
+
+@dataclass
+class ClusterSettings:
+    size: int  # codebook entries (before the un-clustered ones are appended)
+    keep: float  # fraction of the Gaussians, the most sensitive, that keep their own vector
+    steps: int
+    batch: int
+
+
+@dataclass
+class CodebookReport:
+    removed: int  # Gaussians of zero colour sensitivity
+    kept_sh: int  # Gaussians with their own colour entry
+    kept_shape: int
+
+
+def _unit_trace(six: torch.Tensor) -> torch.Tensor:
+    return six / six[:, _TRACE].sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSettings, generator: torch.Generator,
+             project=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(codebook, index per row, rows kept un-clustered)."""
+    keep = torch.zeros(len(x), dtype=torch.bool)
+    keep[torch.argsort(importance, descending=True, stable=True)[:round(settings.keep * len(x))]] = True
+    rest = torch.nonzero(~keep)[:, 0]
+    size = min(settings.size, max(1, len(rest) // CODEBOOK_SHARE))
+    centroids = weighted_kmeans(x[rest], importance[rest], size, steps=settings.steps,
+                                batch=settings.batch, generator=generator, project=project)
+    index = torch.empty(len(x), dtype=torch.long)
+    index[rest] = nearest(x[rest], centroids)
+    kept = torch.nonzero(keep)[:, 0]
+    index[kept] = len(centroids) + torch.arange(len(kept))
+    return torch.cat([centroids, x[kept]]), index, len(kept)
+
+
+def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSettings, shape: ClusterSettings,
+                    generator: torch.Generator) -> tuple[CodebookScene, CodebookReport]:
+    with torch.no_grad():
+        alive = sens.color > 0
+        scene = scene.subset(alive)
+        sens = Sensitivity(sens.color[alive], sens.shape[alive])
+        sh = torch.cat([scene.sh0, scene.shN], 1)
+        sh_book, sh_index, kept_sh = _cluster(sh.flatten(1), sens.color, color, generator)
+        sh_book = sh_book.reshape(-1, *sh.shape[1:])
+        six = normalized_covariance(scene.quats, scene.scales)
+        cov_book, shape_index, kept_shape = _cluster(six, sens.shape, shape, generator, project=_unit_trace)
+        rotations, axes = rotation_and_scale(cov_book)
+        plain = CodebookScene.from_scene(scene)
+        cs = CodebookScene(means=plain.means, opacities=plain.opacities, scale_norms=plain.scale_norms,
+                           sh_dc=sh_book[:, :1].contiguous(), sh_rest=sh_book[:, 1:].contiguous(),
+                           rotations=rotations, unit_scales=torch.nn.functional.normalize(axes, dim=-1),
+                           sh_index=sh_index, shape_index=shape_index)
+    return cs, CodebookReport(int((~alive).sum()), kept_sh, kept_shape)

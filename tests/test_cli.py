@@ -117,6 +117,8 @@ def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--iterations", "40")
     assert code == 0 and "8 train, 2 test" in out and "48x48" in out
     assert "baseline: 40 iterations" in out and "test PSNR" in out and "75 % removed" in out
+    assert "MB .gsz" in out and "decoded from the file" in out
+    assert (tmp_path / "demo" / "compressed" / "point_cloud" / "iteration_20" / "point_cloud.gsz").is_file()
     assert (tmp_path / "demo" / "baseline" / "point_cloud" / "iteration_40" / "point_cloud.ply").is_file()
     results = json.loads((tmp_path / "demo" / "baseline" / "results.json").read_text())
     assert results["ours_40"]["views"] == 2
@@ -126,7 +128,8 @@ def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
     assert code == 0 and (tmp_path / "demo" / "data" / "transforms_train.json").stat().st_mtime == mtime
 
 
-@pytest.mark.parametrize("verb", ["info", "convert", "train", "render", "eval", "trim", "demo"])
+@pytest.mark.parametrize("verb", ["info", "convert", "decompress", "train", "render", "eval", "trim",
+                                  "compress", "demo"])
 def test_help_of_every_verb(verb, capsys):
     with pytest.raises(SystemExit) as exc:
         main([verb, "--help"])

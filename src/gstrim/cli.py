@@ -320,6 +320,12 @@ def cmd_demo(args) -> int:
     o = t.output
     print(f"  test PSNR {o.psnr:.2f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f}  "
           f"render {t.input.fps:.0f} -> {o.fps:.0f} FPS on this machine")
+    c = summary["compress"]
+    print(f"compressed (c3dgs codebooks + quantisation-aware fine-tuning): {c.record['mb']:.3f} MB .gsz, "
+          f"x{t.mb_in / c.record['mb']:.1f} smaller than the baseline .ply, {c.summary.wall_s:.0f} s ({c.file})")
+    if c.after is not None:
+        m = c.after.metrics()
+        print(f"  test PSNR {m.psnr:.2f}  SSIM {m.ssim:.4f}  LPIPS {m.lpips:.4f}  (decoded from the file)")
     return 0
 
 

@@ -120,3 +120,20 @@ def test_a_scene_file_with_a_bad_index_is_an_error(tmp_path, rng):
     write_gsz(tmp_path / "bad.gsz", cs)
     with pytest.raises(GstrimError, match="malformed"):
         read_gsz(tmp_path / "bad.gsz")
+
+
+def test_quantized_parameters_decode_what_the_file_stores(tmp_path, rng):
+    from gstrim.compress.finetune import QuantizedParameters
+
+    for degree in (0, 2):
+        cs = CodebookScene.from_scene(random_scene(rng, 30, sh_degree=degree))
+        cs.sh_index = torch.from_numpy(rng.integers(0, 30, 30))
+        qp = QuantizedParameters(cs)
+        params = {k: torch.nn.Parameter(v.clone()) for k, v in qp.init_params(cs.decode()).items()}
+        rendered = qp.decode(params)  # a training step's decode: the observers see the tensors
+        write_gsz(tmp_path / "q.gsz", qp.codebook_scene(params), qp.quant_params(params))
+        stored = read_gsz(tmp_path / "q.gsz").decode()
+        order = torch.from_numpy(morton_order(params["means"].detach().numpy()))
+        for name in ("means", "opacities", "sh0", "shN", "scales", "quats"):
+            torch.testing.assert_close(getattr(stored, name), getattr(rendered, name).detach()[order], rtol=0,
+                                       atol=1e-6, msg=f"{name} degree {degree}")

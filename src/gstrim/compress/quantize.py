@@ -59,6 +59,8 @@ class FakeQuant8(torch.nn.Module):
         self.register_buffer("hi", torch.tensor(float("-inf")))
 
     def observe(self, x: torch.Tensor) -> None:
+        if x.numel() == 0:  # SH degree 0: no higher bands; any range will do
+            x = torch.zeros(1, device=x.device)
         lo, hi = x.detach().min().float(), x.detach().max().float()
         if not torch.isfinite(self.lo):
             self.lo.copy_(lo)

@@ -12,13 +12,12 @@ OUT/table.md and OUT/table.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
 from pathlib import Path
 
-from trim_table import run_variant
+from trim_table import data_options, run_variant, table_parser
 
 from gstrim import progress
 from gstrim.compress.pipeline import CompressConfig, compress_model
@@ -64,19 +63,12 @@ def splat_transform_row(ply: Path, out: Path, suffix: str, dataset) -> dict | No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("out")
-    parser.add_argument("--data")
-    parser.add_argument("--images")
-    parser.add_argument("--downscale", type=int)
-    parser.add_argument("--removals", type=float, nargs="+", default=[0.8, 0.9])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser = table_parser(__doc__.splitlines()[0], [0.8, 0.9])
     parser.add_argument("--qat-iterations", type=int)
     parser.add_argument("--no-sog", action="store_true", help="skip splat-transform's .sog (minutes on a CPU)")
     args = parser.parse_args()
     out = Path(args.out)
-    options = {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
+    options = data_options(args)
     model = load_model(args.model)
     data, recorded = (args.data, {}) if args.data else model.recorded_dataset()
     dataset = load_dataset(data, **{**recorded, **options})

@@ -32,19 +32,29 @@ def run_variant(model: str, out: Path, config: TrimConfig, data: str | None, opt
     return result.summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def table_parser(description: str, removals: list[float]) -> argparse.ArgumentParser:
+    """The arguments every table bench shares: the baseline, the output folder, its data and schedule."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("model")
     parser.add_argument("out")
     parser.add_argument("--data")
     parser.add_argument("--images")
     parser.add_argument("--downscale", type=int)
-    parser.add_argument("--removals", type=float, nargs="+", default=[0.8, 0.85, 0.9])
+    parser.add_argument("--removals", type=float, nargs="+", default=removals)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    return parser
+
+
+def data_options(args) -> dict:
+    return {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
+
+
+def main() -> None:
+    parser = table_parser(__doc__.splitlines()[0], [0.8, 0.85, 0.9])
     parser.add_argument("--variants", nargs="+", default=["gradient", "opacity", "one-shot", "no-prune"],
                         choices=[*SCORES, "one-shot", "no-prune"], help="a score name runs iterative pruning by it")
     args = parser.parse_args()
-    options = {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
+    options = data_options(args)
     schedule = PRESETS[args.preset]
     rows = []
     for variant in args.variants:

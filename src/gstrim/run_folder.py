@@ -15,6 +15,7 @@ folder where the two share a parent, so a run and its data can move together bet
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gstrim import __version__
@@ -24,6 +25,8 @@ from gstrim.evaluate import evaluate
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.model import (
     CONFIG_NAME,
+    Model,
+    load_model,
     read_config,
     relative_to_folder,
     resolve_recorded,
@@ -39,6 +42,35 @@ CONFIG_RECORD = "gstrim.config/1"
 def refuse_nonempty(root: Path) -> None:
     if root.exists() and any(root.iterdir()):
         raise GstrimError("output folder is not empty; pass --resume to continue its run or choose another", root)
+
+
+@dataclass
+class RunInputs:
+    """What a verb works on: the scene, its dataset, and when resuming, the reopened run and its settings."""
+    model: Model
+    data: str | Path
+    data_options: dict
+    folder: RunFolder | None = None
+    settings: dict | None = None
+
+
+def open_inputs(out_dir: str | Path, verb: str, model_path: str | Path | None, *, data: str | Path | None,
+                data_options: dict | None, resume: bool, iteration: int | None, nonfinite: str) -> RunInputs:
+    """Reopen the run in `out_dir` (resume: its recorded input, dataset and `verb` settings) or refuse a
+    non-empty folder before anything is written; then load the scene and find its dataset (the given one,
+    else the one recorded with the model)."""
+    folder = settings = None
+    if resume:
+        folder = RunFolder.open(out_dir, verb)
+        model_path, settings = folder.input_path, folder.config[verb]
+        data, data_options = folder.data_path, folder.data_options
+    else:
+        refuse_nonempty(Path(out_dir))
+    model = load_model(model_path, iteration=iteration, nonfinite=nonfinite)
+    if data is None:
+        data, recorded = model.recorded_dataset()
+        data_options = {**recorded, **(data_options or {})}
+    return RunInputs(model, data, dict(data_options or {}), folder, settings)
 
 
 class RunFolder:
@@ -112,6 +144,15 @@ class RunFolder:
         if not dataset.test:
             return None
         evaluation = evaluate(scene, dataset.test, label=label, background=dataset.background, device=device)
+        evaluation.write(self.root)
+        return evaluation
+
+    def evaluate_input(self, scene: GaussianScene, dataset: Dataset, device: str = "auto",
+                       known: Evaluation | None = None) -> Evaluation | None:
+        """The input's evaluation under "input": `known` when another run of the same scene made it."""
+        if known is None:
+            return self.evaluate(scene, "input", dataset, device)
+        evaluation = replace(known, label="input")
         evaluation.write(self.root)
         return evaluation
 

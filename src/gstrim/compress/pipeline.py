@@ -25,12 +25,12 @@ from gstrim.errors import ConfigError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.container import CODECS
 from gstrim.io.formats import FORMATS
-from gstrim.io.model import CONFIG_NAME, load_model, point_cloud_path
+from gstrim.io.model import CONFIG_NAME, point_cloud_path
 from gstrim.options import option
 from gstrim.prune.pipeline import check_scene_matches
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
-from gstrim.run_folder import RunFolder, refuse_nonempty
+from gstrim.run_folder import RunFolder, open_inputs
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
@@ -98,34 +98,22 @@ def compress_model(model_path: str | Path | None, out_dir: str | Path, *, data: 
                    nonfinite: str = "error") -> CompressResult:
     """Compress `model_path` (a .ply, model folder, checkpoint or trim output) into `out_dir`."""
     out_dir = Path(out_dir)
-    folder = None
-    if resume:
-        folder = RunFolder.open(out_dir, "compress")
-        model_path, config = folder.input_path, CompressConfig(**folder.config["compress"])
-        data, data_options = folder.data_path, folder.data_options
-    else:
-        refuse_nonempty(out_dir)
-    model = load_model(model_path, iteration=iteration, nonfinite=nonfinite)
-    if data is None:
-        data, recorded = model.recorded_dataset()
-        data_options = {**recorded, **(data_options or {})}
-    data_options = dict(data_options or {})
+    inputs = open_inputs(out_dir, "compress", model_path, data=data, data_options=data_options, resume=resume,
+                         iteration=iteration, nonfinite=nonfinite)
+    model, folder = inputs.model, inputs.folder
+    if inputs.settings is not None:
+        config = CompressConfig(**inputs.settings)
     config = (config or CompressConfig()).resolved(resolve_device(device))
     config.validate()
-    dataset = load_dataset(data, **data_options)
+    dataset = load_dataset(inputs.data, **inputs.data_options)
     scene = model.scene
     check_scene_matches(scene, dataset, model.source)
 
     if folder is None:
-        folder = RunFolder.create(out_dir, "compress", data=data, data_options=data_options, input=model.source,
-                                  settings={"compress": config.to_dict()})
+        folder = RunFolder.create(out_dir, "compress", data=inputs.data, data_options=inputs.data_options,
+                                  input=model.source, settings={"compress": config.to_dict()})
         folder.write_layout(dataset, scene.sh_degree)
-        before = None
-        if evaluate_test and input_evaluation is not None:
-            before = replace(input_evaluation, label="input")
-            before.write(out_dir)
-        elif evaluate_test:
-            before = folder.evaluate(scene, "input", dataset, device)
+        before = folder.evaluate_input(scene, dataset, device, input_evaluation) if evaluate_test else None
     else:
         before = folder.read_evaluation("input")
 

@@ -3,7 +3,7 @@ evaluate before and after."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +12,12 @@ import torch
 from gstrim import progress
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import ConfigError, GstrimError
-from gstrim.io.model import Model, load_model
+from gstrim.io.model import Model
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_rates
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.render.project import project
-from gstrim.run_folder import RunFolder, refuse_nonempty
+from gstrim.run_folder import RunFolder, open_inputs
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
@@ -65,18 +65,11 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     With `resume=True`, continue the run in `out_dir` with the settings it was started with. `iteration` and
     `nonfinite` choose the model folder's iteration and what to do with non-finite Gaussians (`load_model`)."""
     out_dir = Path(out_dir)
-    folder = None
-    if resume:
-        folder = RunFolder.open(out_dir, "trim")
-        scene_path, config = folder.input_path, TrimConfig(**folder.config["trim"])
-        data, data_options = folder.data_path, folder.data_options
-    else:
-        refuse_nonempty(out_dir)
-    model = load_model(scene_path, iteration=iteration, nonfinite=nonfinite)
-    if data is None:
-        data, recorded = model.recorded_dataset()
-        data_options = {**recorded, **(data_options or {})}
-    data_options = dict(data_options or {})
+    inputs = open_inputs(out_dir, "trim", scene_path, data=data, data_options=data_options, resume=resume,
+                         iteration=iteration, nonfinite=nonfinite)
+    model, folder, data, data_options = inputs.model, inputs.folder, inputs.data, inputs.data_options
+    if inputs.settings is not None:
+        config = TrimConfig(**inputs.settings)
     config = (config or TrimConfig()).resolved(resolve_device(device))
     config.validate()
     if not resume:
@@ -103,12 +96,7 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
         folder = RunFolder.create(out_dir, "trim", data=data, data_options=data_options, input=model.source,
                                   settings={"trim": config.to_dict()})
         folder.write_layout(dataset, scene.sh_degree)
-        before = None
-        if evaluate_test and input_evaluation is not None:
-            before = replace(input_evaluation, label="input")
-            before.write(out_dir)
-        elif evaluate_test:
-            before = folder.evaluate(scene, "input", dataset, device)
+        before = folder.evaluate_input(scene, dataset, device, input_evaluation) if evaluate_test else None
         elapsed = 0.0
     wall = folder.fit(trainer, checkpoint_every=checkpoint_every, description="trim", elapsed=elapsed)
     result_scene = trainer.scene()

@@ -3,7 +3,7 @@ at the scale of a trained capture, on the CPU.
 
 The rasterizer benchmark's seeded scene (bench/rasterizer.py) with N Gaussians, seen by V cameras on a
 sphere at distance 3 looking at the origin, W x W pixels. Usage:
-python bench/compress_stages.py [--gaussians 160000] [--views 100] [--size 200] [--codec zstd]
+python bench/compress_stages.py [--gaussians 160000] [--views 100] [--size 200] [--codec lzma]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=160_000)
     parser.add_argument("--views", type=int, default=100)
     parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--codec", default="zstd", choices=sorted(CODECS))
+    parser.add_argument("--codec", default=CompressConfig().codec, choices=sorted(CODECS))
     args = parser.parse_args()
     scene = bench_scene(args.gaussians)
     scene = type(scene)(**{k: v.detach() for k, v in scene.params().items()})

@@ -126,7 +126,7 @@ def quant_params_of(cs: CodebookScene) -> dict[str, QuantParams]:
 
 
 def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams] | None = None,
-              codec: str = "zstd", meta: dict | None = None) -> int:
+              codec: str = "lzma", meta: dict | None = None) -> int:
     """Write `cs` quantised with `quant` (default: each attribute's own range), Gaussians in Morton order.
     Returns the size in bytes."""
     quant = quant or quant_params_of(cs)

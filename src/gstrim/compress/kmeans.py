@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 EMA_DECAY = 0.8
 SEED_SAMPLE = 4  # k-means++ seeds from a subsample of this many points per centroid
@@ -66,28 +66,31 @@ def _seed(x: torch.Tensor, weights: torch.Tensor, k: int, generator: torch.Gener
     sample = torch.randperm(len(x), generator=generator)[:SEED_SAMPLE * k]
     xs = x[sample.to(x.device)]
     seed = int(torch.randint(2**62, (1,), generator=generator))
-    chosen = _plus_plus(xs.detach().cpu().double().numpy(), weights[sample.to(x.device)].cpu().double().numpy(), k,
+    chosen = _plus_plus(xs.detach().cpu().float().numpy(), weights[sample.to(x.device)].cpu().double().numpy(), k,
                         seed)
     return xs[torch.from_numpy(chosen).to(x.device)].clone()
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _plus_plus(x, w, k, seed):
     """Indices of k seeds: each next one drawn with probability ~ weight x squared distance to the nearest
     seed so far (the first ~ weight)."""
     np.random.seed(seed)
     n, dim = x.shape
     chosen = np.empty(k, np.int64)
-    d2 = np.full(n, 1.0)
+    d2 = np.full(n, np.inf)
+    mass = np.empty(n)
     for i in range(k):
-        cum = np.cumsum((w + 1e-12) * d2)
-        j = np.searchsorted(cum, np.random.random() * cum[-1], side="right")
-        j = min(j, n - 1)
-        chosen[i] = j
+        total = 0.0
         for p in range(n):
+            total += w[p] * (d2[p] if i > 0 else 1.0) + 1e-12
+            mass[p] = total
+        j = min(np.searchsorted(mass, np.random.random() * total, side="right"), n - 1)
+        chosen[i] = j
+        for p in prange(n):
             d = 0.0
             for c in range(dim):
                 t = x[p, c] - x[j, c]
                 d += t * t
-            d2[p] = min(d2[p], d) if i > 0 else d
+            d2[p] = min(d2[p], d)
     return chosen

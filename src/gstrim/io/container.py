@@ -70,7 +70,7 @@ class Entry:
     attrs: dict = field(default_factory=dict)
 
 
-def container_bytes(entries: dict[str, Entry], meta: dict, codec: str = "zstd") -> bytes:
+def container_bytes(entries: dict[str, Entry], meta: dict, codec: str = "lzma") -> bytes:
     if codec not in CODECS:
         raise GstrimError(f"unknown codec {codec!r}; use one of {', '.join(sorted(CODECS))}")
     table, blobs, offset = [], [], 0
@@ -88,7 +88,7 @@ def container_bytes(entries: dict[str, Entry], meta: dict, codec: str = "zstd") 
     return body + hashlib.sha256(body).digest()
 
 
-def write_container(path: str | Path, entries: dict[str, Entry], meta: dict, codec: str = "zstd") -> int:
+def write_container(path: str | Path, entries: dict[str, Entry], meta: dict, codec: str = "lzma") -> int:
     """Write atomically; returns the file size in bytes."""
     data = container_bytes(entries, meta, codec)
     with atomic_path(path) as tmp:

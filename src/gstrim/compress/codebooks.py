@@ -1,7 +1,10 @@
 """From a scene and its sensitivities to c3dgs's codebook scene (Niedermayr et al. 2024, §3.2,
 `compression/vq.py:compress_gaussians`).
 
-Gaussians whose colour sensitivity is exactly zero are removed (no training pixel depends on them). The
+Gaussians no training pixel depends on are removed: those whose colour and shape sensitivities are both
+exactly zero. (c3dgs removes every Gaussian of zero colour sensitivity; but a Gaussian whose colour is
+clamped at black in every view has a zero colour gradient and still occludes what lies behind it: on
+chair_400 trimmed to 9,072 Gaussians, the 53 of them cost 0.72 dB when removed.) The
 colour (DC and higher SH bands together) and the normalised covariance are clustered separately, each
 weighted by its sensitivity; the most sensitive Gaussians are not clustered but keep their own vector,
 appended to the codebook.
@@ -41,7 +44,7 @@ class ClusterSettings:
 
 @dataclass
 class CodebookReport:
-    removed: int  # Gaussians of zero colour sensitivity
+    removed: int  # Gaussians of zero sensitivity (colour and shape)
     kept_sh: int  # Gaussians with their own colour entry
     kept_shape: int
 
@@ -69,7 +72,7 @@ def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSetting
 def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSettings, shape: ClusterSettings,
                     generator: torch.Generator) -> tuple[CodebookScene, CodebookReport]:
     with torch.no_grad():
-        alive = sens.color > 0
+        alive = (sens.color > 0) | (sens.shape > 0)
         scene = scene.subset(alive)
         sens = Sensitivity(sens.color[alive], sens.shape[alive])
         sh = torch.cat([scene.sh0, scene.shN], 1)

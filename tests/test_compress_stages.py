@@ -62,7 +62,8 @@ def test_sensitivity_against_autograd_of_the_dense_reference(rng):
 def test_weighted_kmeans_finds_known_clusters(rng):
     from gstrim.compress.kmeans import nearest, weighted_kmeans
 
-    centres = torch.from_numpy(rng.normal(0, 10, (8, 5))).float()
+    corners = torch.tensor([[(i >> b) & 1 for b in range(3)] for i in range(8)], dtype=torch.float32)
+    centres = torch.cat([20 * corners, torch.from_numpy(rng.normal(0, 1, (8, 2))).float()], 1)  # separated
     labels = torch.from_numpy(rng.integers(0, 8, 4000))
     x = centres[labels] + 0.1 * torch.randn(4000, 5, generator=torch.Generator().manual_seed(1))
     found = weighted_kmeans(x, torch.ones(4000), 8, steps=60, batch=1024, generator=torch.Generator().manual_seed(0))

@@ -202,7 +202,8 @@ def test_registered_sizes_are_the_written_sizes(tmp_path, rng, degree):
         for fmt in FORMATS.values():
             path = tmp_path / f"s{fmt.suffixes[0]}"
             fmt.save(path, scene)
-            assert path.stat().st_size == fmt.size(n, degree), (fmt.name, n)
+            if fmt.size is not None:  # None: an entropy-coded format has no size for a count
+                assert path.stat().st_size == fmt.size(n, degree), (fmt.name, n)
 
 
 def test_target_mb_meets_the_size_exactly():

@@ -18,7 +18,8 @@ import torch
 from numba import njit, prange
 
 EMA_DECAY = 0.8
-SEED_SAMPLE = 4  # k-means++ seeds from a subsample of this many points per centroid
+SEED_SAMPLE = 4  # k-means++ seeds from a subsample of this many points per centroid (at least SEED_MIN)
+SEED_MIN = 8192
 _CHUNK_ELEMENTS = 2**25  # distance-matrix entries per chunk of the nearest-centroid search (128 MB float32)
 
 
@@ -62,8 +63,8 @@ def weighted_kmeans(x: torch.Tensor, importance: torch.Tensor, k: int, *, steps:
 
 
 def _seed(x: torch.Tensor, weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding among a random subsample of SEED_SAMPLE * k points."""
-    sample = torch.randperm(len(x), generator=generator)[:SEED_SAMPLE * k]
+    """k-means++ seeding among a random subsample of max(SEED_SAMPLE * k, SEED_MIN) points."""
+    sample = torch.randperm(len(x), generator=generator)[:max(SEED_SAMPLE * k, SEED_MIN)]
     xs = x[sample.to(x.device)]
     seed = int(torch.randint(2**62, (1,), generator=generator))
     chosen = _plus_plus(xs.detach().cpu().float().numpy(), weights[sample.to(x.device)].cpu().double().numpy(), k,

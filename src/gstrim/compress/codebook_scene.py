@@ -14,7 +14,7 @@ neighbours in space and the index arrays code small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -64,16 +64,6 @@ class CodebookScene:
 
     def decode(self) -> GaussianScene:
         return decode_codebooks(**self.tensors())
-
-    def subset(self, keep: torch.Tensor) -> CodebookScene:
-        """The Gaussians at the indices (or mask) `keep`, codebooks unchanged; `None` indices become
-        explicit so that entries still match."""
-        keep = torch.as_tensor(keep)
-        n = len(self)
-        sh_index = self.sh_index if self.sh_index is not None else torch.arange(n)
-        shape_index = self.shape_index if self.shape_index is not None else torch.arange(n)
-        return replace(self, means=self.means[keep], opacities=self.opacities[keep],
-                       scale_norms=self.scale_norms[keep], sh_index=sh_index[keep], shape_index=shape_index[keep])
 
 
 def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, unit_scales, sh_index=None,

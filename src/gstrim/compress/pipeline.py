@@ -25,7 +25,7 @@ from gstrim.errors import ConfigError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.container import CODECS
 from gstrim.io.formats import FORMATS
-from gstrim.io.model import CONFIG_NAME, point_cloud_path
+from gstrim.io.model import CONFIG_NAME, latest_checkpoint, point_cloud_path
 from gstrim.options import option
 from gstrim.prune.pipeline import check_scene_matches
 from gstrim.records import Evaluation, RunSummary
@@ -125,7 +125,7 @@ def compress_model(model_path: str | Path | None, out_dir: str | Path, *, data: 
     parameterization = QuantizedParameters(codebooks)
     trainer = Trainer(codebooks.decode(), dataset.train, extent=dataset.extent, config=train_config,
                       background=dataset.background, parameterization=parameterization)
-    elapsed = folder.resume(trainer) if resume and trainer_checkpointed(folder.root) else 0.0
+    elapsed = folder.resume(trainer) if resume and latest_checkpoint(folder.root) is not None else 0.0
     stages["finetune_s"] = folder.fit(trainer, checkpoint_every=checkpoint_every, description="compress",
                                       elapsed=elapsed)
 
@@ -146,10 +146,6 @@ def compress_model(model_path: str | Path | None, out_dir: str | Path, *, data: 
                          output=after.metrics() if after else None, details=record)
     folder.write_summary(summary)
     return CompressResult(folder.root, path, decoded, before, after, summary)
-
-
-def trainer_checkpointed(root: Path) -> bool:
-    return any((root / "checkpoints").glob("chkpnt*.pt"))
 
 
 def _codebooks(root: Path, scene: GaussianScene, cameras, config: CompressConfig

@@ -24,9 +24,10 @@ BACKENDS = ("auto", "cpu", "gsplat")
 class RenderOutput:
     image: torch.Tensor  # [H, W, 3]
     alpha: torch.Tensor  # [H, W]
+    # means2d and depths are defined only where radii > 0 (gsplat leaves the others unset)
     means2d: torch.Tensor  # [N, 2] pixels ([1, N, 2] from gsplat); .retain_grad() it before backward
     radii: torch.Tensor  # [N] int32, 0 where the Gaussian is not drawn
-    depths: torch.Tensor  # [N]
+    depths: torch.Tensor  # [N] camera-space z
     colors: torch.Tensor  # [N, 3] view-dependent colours
     width: int
     height: int

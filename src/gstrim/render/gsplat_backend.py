@@ -2,7 +2,10 @@
 
 Colours are evaluated by gstrim's own SH code (`render/sh.py`) and handed to gsplat as post-activation
 colours, so both backends share the colour model; the remaining differences are gsplat's: its alpha cap
-is 0.999 (3DGS: 0.99) and its 2-D means gradient is read from `meta["means2d"]`, per camera.
+is 0.999 (3DGS: 0.99), its opacity-aware tile box (min(3.33, sqrt(2 ln(255 o))) sigma per axis, where 3DGS
+takes 3 sigma of the largest axis; a Gaussian of opacity < 1/255 is not drawn at all), and its 2-D means
+gradient is read from `meta["means2d"]`, per camera. `tests/test_gsplat.py` checks this glue against the CPU
+backend, on a GPU and, through pure-PyTorch stand-ins for gsplat's CUDA calls, on the CPU.
 """
 
 from __future__ import annotations

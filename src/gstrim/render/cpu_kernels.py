@@ -236,45 +236,42 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
     """Gradients of the blend w.r.t. means2d, conics, colours and opacities, into per-thread buffers
     (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse rows as the
     forward, with the same arithmetic (so the same pixels count as blended); every pixel recovers its
-    transmittance by division and carries the colour accumulated behind the current Gaussian. The row loop
+    transmittance by division and carries the sum of colour x weight blended behind the current Gaussian
+    (gsplat's backward formulation: four running values per pixel where 3DGS's carries seven). The row loop
     is branch-free like the forward's; per-Gaussian sums are reduced in registers."""
     dtype = transmittance.dtype
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
     const = np.array([0.0, 0.5, 1.0, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
     zero, half, one, alpha_min, alpha_max = const[0], const[1], const[2], const[3], const[4]
+    # per-pixel state of one tile for each thread, allocated once here (Numba may hoist an np.empty out of
+    # a prange body and share it between threads)
+    state = np.empty((n_threads, 8, tile * tile), dtype)
+    ends = np.empty((n_threads, tile * tile), np.int32)
     for th in prange(n_threads):
+        T, buf0, buf1, buf2 = state[th, 0], state[th, 1], state[th, 2], state[th, 3]
+        d0s, d1s, d2s, d_T_final = state[th, 4], state[th, 5], state[th, 6], state[th, 7]
+        end = ends[th]  # local position of the last Gaussian blended, -1 if none
         for t in range(th, n_tiles, n_threads):
             first = offsets[t]
             x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
             xs = (np.arange(tile) + x0).astype(dtype) + half
             ys = (np.arange(tile) + y0).astype(dtype) + half
-            T = np.empty(n_pix, dtype)
-            T_final = np.empty(n_pix, dtype)
-            d0s = np.empty(n_pix, dtype)
-            d1s = np.empty(n_pix, dtype)
-            d2s = np.empty(n_pix, dtype)
-            d_T_final = np.empty(n_pix, dtype)
-            acc0 = np.zeros(n_pix, dtype)
-            acc1 = np.zeros(n_pix, dtype)
-            acc2 = np.zeros(n_pix, dtype)
-            last0 = np.zeros(n_pix, dtype)
-            last1 = np.zeros(n_pix, dtype)
-            last2 = np.zeros(n_pix, dtype)
-            last_alpha = np.zeros(n_pix, dtype)
-            end = np.empty(n_pix, np.int32)  # local position of the last Gaussian blended, -1 if none
             k_max = -1
             for py in range(y0, y1):
                 for px in range(x0, x1):
                     i = (py - y0) * tw + (px - x0)
                     T[i] = transmittance[py, px]
-                    T_final[i] = T[i]
+                    buf0[i] = zero
+                    buf1[i] = zero
+                    buf2[i] = zero
                     d0s[i] = grad_image[py, px, 0]
                     d1s[i] = grad_image[py, px, 1]
                     d2s[i] = grad_image[py, px, 2]
-                    # image = C + T_final * bg and alpha_out = 1 - T_final both depend on every alpha.
-                    d_T_final[i] = (background[0] * d0s[i] + background[1] * d1s[i] + background[2] * d2s[i]
-                                    - grad_alpha[py, px])
+                    # image = C + T_final * bg and alpha_out = 1 - T_final both depend on every alpha through
+                    # T_final: d T_final / d alpha_g = -T_final / (1 - alpha_g)
+                    d_T_final[i] = T[i] * (background[0] * d0s[i] + background[1] * d1s[i]
+                                           + background[2] * d2s[i] - grad_alpha[py, px])
                     end[i] = last[py, px] - first if last[py, px] >= 0 else -1
                     k_max = max(k_max, last[py, px])
             for k in range(k_max, first - 1, -1):
@@ -308,9 +305,8 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                         raw = o * G
                         alpha = min(alpha_max, raw)
                         hit = (local <= end[i]) & (power <= zero) & (alpha >= alpha_min)
-                        keep = one - alpha
-                        Ti = T[i] / keep
-                        Ti = Ti if hit else T[i]
+                        ra = one / (one - alpha)
+                        Ti = T[i] * ra if hit else T[i]  # transmittance in front of this Gaussian
                         T[i] = Ti
                         w = alpha * Ti if hit else zero
                         d0 = d0s[i]
@@ -319,20 +315,16 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                         s_c0 += w * d0
                         s_c1 += w * d1
                         s_c2 += w * d2
-                        # colour blended behind this Gaussian, as seen from it
-                        la = last_alpha[i]
-                        a0 = la * last0[i] + (one - la) * acc0[i]
-                        a1 = la * last1[i] + (one - la) * acc1[i]
-                        a2 = la * last2[i] + (one - la) * acc2[i]
-                        acc0[i] = a0 if hit else acc0[i]
-                        acc1[i] = a1 if hit else acc1[i]
-                        acc2[i] = a2 if hit else acc2[i]
-                        last0[i] = c0 if hit else last0[i]
-                        last1[i] = c1 if hit else last1[i]
-                        last2[i] = c2 if hit else last2[i]
-                        last_alpha[i] = alpha if hit else la
-                        d_alpha = ((c0 - a0) * d0 + (c1 - a1) * d1 + (c2 - a2) * d2) * Ti
-                        d_alpha -= T_final[i] / keep * d_T_final[i]
+                        # d pixel / d alpha: this colour through T, minus what is blended behind (buf: sum of
+                        # colour x weight of the Gaussians behind, scaled by 1 / (1 - alpha)), minus T_final
+                        b0 = buf0[i]
+                        b1 = buf1[i]
+                        b2 = buf2[i]
+                        d_alpha = (c0 * Ti - b0 * ra) * d0 + (c1 * Ti - b1 * ra) * d1 + (c2 * Ti - b2 * ra) * d2
+                        d_alpha -= ra * d_T_final[i]
+                        buf0[i] = b0 + c0 * w
+                        buf1[i] = b1 + c1 * w
+                        buf2[i] = b2 + c2 * w
                         # a clamped alpha passes no gradient to opacity or shape
                         d_alpha = d_alpha if hit & (raw < alpha_max) else zero
                         s_o += G * d_alpha

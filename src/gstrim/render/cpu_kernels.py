@@ -237,24 +237,28 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
     (first axis: thread). Walks each tile's Gaussians back to front over the same ellipse rows as the
     forward, with the same arithmetic (so the same pixels count as blended); every pixel recovers its
     transmittance by division and carries the sum of colour x weight blended behind the current Gaussian
-    (gsplat's backward formulation: four running values per pixel where 3DGS's carries seven). The row loop
+    (gsplat's backward formulation: four running values per pixel where 3DGS's carries eight). The row loop
     is branch-free like the forward's; per-Gaussian sums are reduced in registers."""
     dtype = transmittance.dtype
     tiles_x = (width + tile - 1) // tile
     n_tiles = tiles_x * ((height + tile - 1) // tile)
     const = np.array([0.0, 0.5, 1.0, ALPHA_MIN, ALPHA_MAX]).astype(dtype)
     zero, half, one, alpha_min, alpha_max = const[0], const[1], const[2], const[3], const[4]
-    # per-pixel state of one tile for each thread, allocated once here (Numba may hoist an np.empty out of
-    # a prange body and share it between threads)
-    state = np.empty((n_threads, 8, tile * tile), dtype)
-    ends = np.empty((n_threads, tile * tile), np.int32)
     for th in prange(n_threads):
-        T, buf0, buf1, buf2 = state[th, 0], state[th, 1], state[th, 2], state[th, 3]
-        d0s, d1s, d2s, d_T_final = state[th, 4], state[th, 5], state[th, 6], state[th, 7]
-        end = ends[th]  # local position of the last Gaussian blended, -1 if none
         for t in range(th, n_tiles, n_threads):
             first = offsets[t]
             x0, y0, x1, y1, tw, n_pix = _tile_bounds(t, tiles_x, tile, width, height)
+            # per-pixel state, fresh arrays per tile: views into one shared block measured ~10 % slower (LLVM
+            # cannot tell that they do not alias)
+            T = np.empty(n_pix, dtype)
+            buf0 = np.empty(n_pix, dtype)
+            buf1 = np.empty(n_pix, dtype)
+            buf2 = np.empty(n_pix, dtype)
+            d0s = np.empty(n_pix, dtype)
+            d1s = np.empty(n_pix, dtype)
+            d2s = np.empty(n_pix, dtype)
+            d_T_final = np.empty(n_pix, dtype)
+            end = np.empty(n_pix, np.int32)  # local position of the last Gaussian blended, -1 if none
             xs = (np.arange(tile) + x0).astype(dtype) + half
             ys = (np.arange(tile) + y0).astype(dtype) + half
             k_max = -1

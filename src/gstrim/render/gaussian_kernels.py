@@ -22,6 +22,7 @@ from gstrim.render.sh import C0, C1, C2, C3
 
 # SH constants in one array (cast to the scene's dtype by the caller): C0, C1, C2[0..4], C3[0..6]
 SH_CONSTANTS = np.array([C0, C1, *C2, *C3])
+CHUNK = 256  # Gaussians per parallel work item
 
 
 def constants(dtype) -> np.ndarray:
@@ -137,44 +138,47 @@ def project_and_shade(means, quats, log_scales, sh0, shN, R, t, fx, fy, cx, cy, 
     c = const[4:]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(fx, fy, cx, cy, width, height, margin)
     n_basis = (degree + 1) * (degree + 1)
-    for g in prange(n):
+    # per-Gaussian scratch allocated once per chunk of Gaussians (an allocation per Gaussian cost more than
+    # the arithmetic)
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
         M = np.empty((3, 3), means.dtype)
         basis = np.empty(16, means.dtype)
-        x, y, z = _camera_point(g, means, R, t)
-        depths[g] = z
-        in_front = z > near
-        zs = z if in_front else 1.0
-        iz = 1 / zs
-        tx = zs * _clamped(x / zs, -lim_xn, lim_xp)[0]
-        ty = zs * _clamped(y / zs, -lim_yn, lim_yp)[0]
-        _footprint(g, quats, log_scales, R, M)
-        j00, j02 = fx * iz, -fx * tx * iz * iz
-        j11, j12 = fy * iz, -fy * ty * iz * iz
-        u0, u1, u2 = j00 * M[0, 0] + j02 * M[2, 0], j00 * M[0, 1] + j02 * M[2, 1], j00 * M[0, 2] + j02 * M[2, 2]
-        v0, v1, v2 = j11 * M[1, 0] + j12 * M[2, 0], j11 * M[1, 1] + j12 * M[2, 1], j11 * M[1, 2] + j12 * M[2, 2]
-        a = u0 * u0 + u1 * u1 + u2 * u2 + dilation
-        b = u0 * v0 + u1 * v1 + u2 * v2
-        cc = v0 * v0 + v1 * v1 + v2 * v2 + dilation
-        det = a * cc - b * b
-        ok = in_front and det > 0
-        ds = det if ok else 1.0
-        conics[g, 0], conics[g, 1], conics[g, 2] = cc / ds, -b / ds, a / ds
-        mx, my = fx * x * iz + cx, fy * y * iz + cy
-        means2d[g, 0], means2d[g, 1] = mx, my
-        mid = 0.5 * (a + cc)
-        lam = mid + math.sqrt(max(mid * mid - det, 0.1))
-        r = math.ceil(extent * math.sqrt(lam))
-        on_screen = mx + r > 0 and mx - r < width and my + r > 0 and my - r < height
-        radii[g] = np.int32(r) if ok and on_screen else np.int32(0)
+        for g in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
+            x, y, z = _camera_point(g, means, R, t)
+            depths[g] = z
+            in_front = z > near
+            zs = z if in_front else 1.0
+            iz = 1 / zs
+            tx = zs * _clamped(x / zs, -lim_xn, lim_xp)[0]
+            ty = zs * _clamped(y / zs, -lim_yn, lim_yp)[0]
+            _footprint(g, quats, log_scales, R, M)
+            j00, j02 = fx * iz, -fx * tx * iz * iz
+            j11, j12 = fy * iz, -fy * ty * iz * iz
+            u0, u1, u2 = j00 * M[0, 0] + j02 * M[2, 0], j00 * M[0, 1] + j02 * M[2, 1], j00 * M[0, 2] + j02 * M[2, 2]
+            v0, v1, v2 = j11 * M[1, 0] + j12 * M[2, 0], j11 * M[1, 1] + j12 * M[2, 1], j11 * M[1, 2] + j12 * M[2, 2]
+            a = u0 * u0 + u1 * u1 + u2 * u2 + dilation
+            b = u0 * v0 + u1 * v1 + u2 * v2
+            cc = v0 * v0 + v1 * v1 + v2 * v2 + dilation
+            det = a * cc - b * b
+            ok = in_front and det > 0
+            ds = det if ok else 1.0
+            conics[g, 0], conics[g, 1], conics[g, 2] = cc / ds, -b / ds, a / ds
+            mx, my = fx * x * iz + cx, fy * y * iz + cy
+            means2d[g, 0], means2d[g, 1] = mx, my
+            mid = 0.5 * (a + cc)
+            lam = mid + math.sqrt(max(mid * mid - det, 0.1))
+            r = math.ceil(extent * math.sqrt(lam))
+            on_screen = mx + r > 0 and mx - r < width and my + r > 0 and my - r < height
+            radii[g] = np.int32(r) if ok and on_screen else np.int32(0)
 
-        d0, d1, d2 = means[g, 0] - campos[0], means[g, 1] - campos[1], means[g, 2] - campos[2]
-        inv = 1 / max(math.sqrt(d0 * d0 + d1 * d1 + d2 * d2), 1e-12)
-        _sh_basis(degree, d0 * inv, d1 * inv, d2 * inv, c, basis)
-        for ch in range(3):
-            value = basis[0] * sh0[g, 0, ch]
-            for k in range(1, n_basis):
-                value += basis[k] * shN[g, k - 1, ch]
-            colors[g, ch] = max(value + 0.5, 0.0)
+            d0, d1, d2 = means[g, 0] - campos[0], means[g, 1] - campos[1], means[g, 2] - campos[2]
+            inv = 1 / max(math.sqrt(d0 * d0 + d1 * d1 + d2 * d2), 1e-12)
+            _sh_basis(degree, d0 * inv, d1 * inv, d2 * inv, c, basis)
+            for ch in range(3):
+                value = basis[0] * sh0[g, 0, ch]
+                for k in range(1, n_basis):
+                    value += basis[k] * shN[g, k - 1, ch]
+                colors[g, ch] = max(value + 0.5, 0.0)
 
 
 @njit(parallel=True, cache=True)
@@ -187,121 +191,122 @@ def project_and_shade_backward(means, quats, log_scales, sh0, shN, R, t, fx, fy,
     c = const[4:]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(fx, fy, cx, cy, width, height, margin)
     n_basis = (degree + 1) * (degree + 1)
-    for g in prange(n):
+    for chunk in prange((n + CHUNK - 1) // CHUNK):  # scratch per chunk, as in the forward
         basis = np.empty(16, means.dtype)
-        gx = np.zeros(16, means.dtype)
-        gy = np.zeros(16, means.dtype)
-        gz = np.zeros(16, means.dtype)
-        dm0 = dm1 = dm2 = 0.0
+        gx = np.empty(16, means.dtype)  # entry 0 is never read
+        gy = np.empty(16, means.dtype)
+        gz = np.empty(16, means.dtype)
+        M = np.empty((3, 3), means.dtype)
+        dM = np.empty((3, 3), means.dtype)
+        G = np.empty((3, 3), means.dtype)
+        for g in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
+            dm0 = dm1 = dm2 = 0.0
 
-        # ---- colour: clamp_min(SH(dir) + 0.5, 0), dir = normalise(mean - campos)
-        e0, e1, e2 = means[g, 0] - campos[0], means[g, 1] - campos[1], means[g, 2] - campos[2]
-        length = math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
-        inv = 1 / max(length, 1e-12)
-        ux, uy, uz = e0 * inv, e1 * inv, e2 * inv
-        _sh_basis(degree, ux, uy, uz, c, basis)
-        _sh_basis_grad(degree, ux, uy, uz, c, gx, gy, gz)
-        dux = duy = duz = 0.0
-        for ch in range(3):
-            gc = g_colors[g, ch] if colors[g, ch] > 0 else 0.0
-            d_sh0[g, 0, ch] = basis[0] * gc
-            for k in range(1, n_basis):
-                d_shN[g, k - 1, ch] = basis[k] * gc
-                coeff = shN[g, k - 1, ch] * gc
-                dux += gx[k] * coeff
-                duy += gy[k] * coeff
-                duz += gz[k] * coeff
-        if length > 1e-12:  # through the normalisation: (I - u u^T) / |e|
-            dot = dux * ux + duy * uy + duz * uz
-            dm0 += (dux - dot * ux) * inv
-            dm1 += (duy - dot * uy) * inv
-            dm2 += (duz - dot * uz) * inv
+            # ---- colour: clamp_min(SH(dir) + 0.5, 0), dir = normalise(mean - campos)
+            e0, e1, e2 = means[g, 0] - campos[0], means[g, 1] - campos[1], means[g, 2] - campos[2]
+            length = math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+            inv = 1 / max(length, 1e-12)
+            ux, uy, uz = e0 * inv, e1 * inv, e2 * inv
+            _sh_basis(degree, ux, uy, uz, c, basis)
+            _sh_basis_grad(degree, ux, uy, uz, c, gx, gy, gz)
+            dux = duy = duz = 0.0
+            for ch in range(3):
+                gc = g_colors[g, ch] if colors[g, ch] > 0 else 0.0
+                d_sh0[g, 0, ch] = basis[0] * gc
+                for k in range(1, n_basis):
+                    d_shN[g, k - 1, ch] = basis[k] * gc
+                    coeff = shN[g, k - 1, ch] * gc
+                    dux += gx[k] * coeff
+                    duy += gy[k] * coeff
+                    duz += gz[k] * coeff
+            if length > 1e-12:  # through the normalisation: (I - u u^T) / |e|
+                dot = dux * ux + duy * uy + duz * uz
+                dm0 += (dux - dot * ux) * inv
+                dm1 += (duy - dot * uy) * inv
+                dm2 += (duz - dot * uz) * inv
 
-        if radii[g] > 0:  # ---- geometry, for drawn Gaussians
-            M = np.empty((3, 3), means.dtype)
-            x, y, z = _camera_point(g, means, R, t)
-            iz = 1 / z
-            rx, clamp_x = _clamped(x / z, -lim_xn, lim_xp)
-            ry, clamp_y = _clamped(y / z, -lim_yn, lim_yp)
-            tx, ty = z * rx, z * ry
-            qw, qx, qy, qz, qnorm, s0, s1, s2 = _footprint(g, quats, log_scales, R, M)
-            j00, j02 = fx * iz, -fx * tx * iz * iz
-            j11, j12 = fy * iz, -fy * ty * iz * iz
-            u0, u1, u2 = (j00 * M[0, 0] + j02 * M[2, 0], j00 * M[0, 1] + j02 * M[2, 1],
-                          j00 * M[0, 2] + j02 * M[2, 2])
-            v0, v1, v2 = (j11 * M[1, 0] + j12 * M[2, 0], j11 * M[1, 1] + j12 * M[2, 1],
-                          j11 * M[1, 2] + j12 * M[2, 2])
-            a = u0 * u0 + u1 * u1 + u2 * u2 + dilation
-            b = u0 * v0 + u1 * v1 + u2 * v2
-            cc = v0 * v0 + v1 * v1 + v2 * v2 + dilation
-            det = a * cc - b * b
-            # conic = (cc, -b, a) / det
-            g0, g1, g2 = g_conics[g, 0], g_conics[g, 1], g_conics[g, 2]
-            i2 = 1 / (det * det)
-            dcon_ddet = -(g0 * cc - g1 * b + g2 * a) * i2
-            da = g2 / det + dcon_ddet * cc
-            db = -g1 / det + dcon_ddet * (-2 * b)
-            dc = g0 / det + dcon_ddet * a
-            # a = u.u, b = u.v, c = v.v
-            du0, du1, du2 = 2 * da * u0 + db * v0, 2 * da * u1 + db * v1, 2 * da * u2 + db * v2
-            dv0, dv1, dv2 = 2 * dc * v0 + db * u0, 2 * dc * v1 + db * u1, 2 * dc * v2 + db * u2
-            # u = (j00, 0, j02) M, v = (0, j11, j12) M
-            dj00 = M[0, 0] * du0 + M[0, 1] * du1 + M[0, 2] * du2
-            dj02 = M[2, 0] * du0 + M[2, 1] * du1 + M[2, 2] * du2
-            dj11 = M[1, 0] * dv0 + M[1, 1] * dv1 + M[1, 2] * dv2
-            dj12 = M[2, 0] * dv0 + M[2, 1] * dv1 + M[2, 2] * dv2
-            dM = np.empty((3, 3), means.dtype)
-            dM[0, 0], dM[0, 1], dM[0, 2] = j00 * du0, j00 * du1, j00 * du2
-            dM[1, 0], dM[1, 1], dM[1, 2] = j11 * dv0, j11 * dv1, j11 * dv2
-            dM[2, 0], dM[2, 1], dM[2, 2] = j02 * du0 + j12 * dv0, j02 * du1 + j12 * dv1, j02 * du2 + j12 * dv2
-            # J entries: j00 = fx iz, j02 = -fx tx iz^2, j11 = fy iz, j12 = -fy ty iz^2
-            diz = fx * dj00 + fy * dj11 - 2 * fx * tx * iz * dj02 - 2 * fy * ty * iz * dj12
-            dtx, dty = -fx * iz * iz * dj02, -fy * iz * iz * dj12
-            # means2d = (fx x iz + cx, fy y iz + cy)
-            gmx, gmy = g_means2d[g, 0], g_means2d[g, 1]
-            dx = fx * iz * gmx
-            dy = fy * iz * gmy
-            diz += fx * x * gmx + fy * y * gmy
-            dz = -iz * iz * diz
-            # tx = z clamp(x / z): x when inside the limits, z times the limit otherwise
-            if clamp_x:
-                dz += rx * dtx
-            else:
-                dx += dtx
-            if clamp_y:
-                dz += ry * dty
-            else:
-                dy += dty
-            # p = R m + t
-            dm0 += R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
-            dm1 += R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
-            dm2 += R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
-            # M = R R_q diag(s): dR_q = R^T dM diag(s), ds_l = sum_k (R R_q)_kl dM_kl = sum_k M_kl dM_kl / s_l
-            s = (s0, s1, s2)
-            G = np.empty((3, 3), means.dtype)
-            for j in range(3):
+            if radii[g] > 0:  # ---- geometry, for drawn Gaussians
+                x, y, z = _camera_point(g, means, R, t)
+                iz = 1 / z
+                rx, clamp_x = _clamped(x / z, -lim_xn, lim_xp)
+                ry, clamp_y = _clamped(y / z, -lim_yn, lim_yp)
+                tx, ty = z * rx, z * ry
+                qw, qx, qy, qz, qnorm, s0, s1, s2 = _footprint(g, quats, log_scales, R, M)
+                j00, j02 = fx * iz, -fx * tx * iz * iz
+                j11, j12 = fy * iz, -fy * ty * iz * iz
+                u0, u1, u2 = (j00 * M[0, 0] + j02 * M[2, 0], j00 * M[0, 1] + j02 * M[2, 1],
+                              j00 * M[0, 2] + j02 * M[2, 2])
+                v0, v1, v2 = (j11 * M[1, 0] + j12 * M[2, 0], j11 * M[1, 1] + j12 * M[2, 1],
+                              j11 * M[1, 2] + j12 * M[2, 2])
+                a = u0 * u0 + u1 * u1 + u2 * u2 + dilation
+                b = u0 * v0 + u1 * v1 + u2 * v2
+                cc = v0 * v0 + v1 * v1 + v2 * v2 + dilation
+                det = a * cc - b * b
+                # conic = (cc, -b, a) / det
+                g0, g1, g2 = g_conics[g, 0], g_conics[g, 1], g_conics[g, 2]
+                i2 = 1 / (det * det)
+                dcon_ddet = -(g0 * cc - g1 * b + g2 * a) * i2
+                da = g2 / det + dcon_ddet * cc
+                db = -g1 / det + dcon_ddet * (-2 * b)
+                dc = g0 / det + dcon_ddet * a
+                # a = u.u, b = u.v, c = v.v
+                du0, du1, du2 = 2 * da * u0 + db * v0, 2 * da * u1 + db * v1, 2 * da * u2 + db * v2
+                dv0, dv1, dv2 = 2 * dc * v0 + db * u0, 2 * dc * v1 + db * u1, 2 * dc * v2 + db * u2
+                # u = (j00, 0, j02) M, v = (0, j11, j12) M
+                dj00 = M[0, 0] * du0 + M[0, 1] * du1 + M[0, 2] * du2
+                dj02 = M[2, 0] * du0 + M[2, 1] * du1 + M[2, 2] * du2
+                dj11 = M[1, 0] * dv0 + M[1, 1] * dv1 + M[1, 2] * dv2
+                dj12 = M[2, 0] * dv0 + M[2, 1] * dv1 + M[2, 2] * dv2
+                dM[0, 0], dM[0, 1], dM[0, 2] = j00 * du0, j00 * du1, j00 * du2
+                dM[1, 0], dM[1, 1], dM[1, 2] = j11 * dv0, j11 * dv1, j11 * dv2
+                dM[2, 0], dM[2, 1], dM[2, 2] = j02 * du0 + j12 * dv0, j02 * du1 + j12 * dv1, j02 * du2 + j12 * dv2
+                # J entries: j00 = fx iz, j02 = -fx tx iz^2, j11 = fy iz, j12 = -fy ty iz^2
+                diz = fx * dj00 + fy * dj11 - 2 * fx * tx * iz * dj02 - 2 * fy * ty * iz * dj12
+                dtx, dty = -fx * iz * iz * dj02, -fy * iz * iz * dj12
+                # means2d = (fx x iz + cx, fy y iz + cy)
+                gmx, gmy = g_means2d[g, 0], g_means2d[g, 1]
+                dx = fx * iz * gmx
+                dy = fy * iz * gmy
+                diz += fx * x * gmx + fy * y * gmy
+                dz = -iz * iz * diz
+                # tx = z clamp(x / z): x when inside the limits, z times the limit otherwise
+                if clamp_x:
+                    dz += rx * dtx
+                else:
+                    dx += dtx
+                if clamp_y:
+                    dz += ry * dty
+                else:
+                    dy += dty
+                # p = R m + t
+                dm0 += R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
+                dm1 += R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
+                dm2 += R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
+                # M = R R_q diag(s): dR_q = R^T dM diag(s), ds_l = sum_k (R R_q)_kl dM_kl = sum_k M_kl dM_kl / s_l
+                s = (s0, s1, s2)
+                for j in range(3):
+                    for col in range(3):
+                        G[j, col] = (R[0, j] * dM[0, col] + R[1, j] * dM[1, col] + R[2, j] * dM[2, col]) * s[col]
                 for col in range(3):
-                    G[j, col] = (R[0, j] * dM[0, col] + R[1, j] * dM[1, col] + R[2, j] * dM[2, col]) * s[col]
-            for col in range(3):
-                # d log s = s d s, with ds_l = sum_k M_kl dM_kl / s_l
-                d_log_scales[g, col] = M[0, col] * dM[0, col] + M[1, col] * dM[1, col] + M[2, col] * dM[2, col]
-            dqw = 2 * (-qz * G[0, 1] + qy * G[0, 2] + qz * G[1, 0] - qx * G[1, 2] - qy * G[2, 0] + qx * G[2, 1])
-            dqx = 2 * (qy * G[0, 1] + qz * G[0, 2] + qy * G[1, 0] - 2 * qx * G[1, 1] - qw * G[1, 2]
-                       + qz * G[2, 0] + qw * G[2, 1] - 2 * qx * G[2, 2])
-            dqy = 2 * (-2 * qy * G[0, 0] + qx * G[0, 1] + qw * G[0, 2] + qx * G[1, 0] + qz * G[1, 2]
-                       - qw * G[2, 0] + qz * G[2, 1] - 2 * qy * G[2, 2])
-            dqz = 2 * (-2 * qz * G[0, 0] - qw * G[0, 1] + qx * G[0, 2] + qw * G[1, 0] - 2 * qz * G[1, 1]
-                       + qy * G[1, 2] + qx * G[2, 0] + qy * G[2, 1])
-            # through the normalisation q / |q|
-            dot = dqw * qw + dqx * qx + dqy * qy + dqz * qz
-            inv_q = 1 / max(qnorm, 1e-12)
-            d_quats[g, 0] = (dqw - dot * qw) * inv_q
-            d_quats[g, 1] = (dqx - dot * qx) * inv_q
-            d_quats[g, 2] = (dqy - dot * qy) * inv_q
-            d_quats[g, 3] = (dqz - dot * qz) * inv_q
-        else:
-            for k in range(4):
-                d_quats[g, k] = 0
-            for k in range(3):
-                d_log_scales[g, k] = 0
-        d_means[g, 0], d_means[g, 1], d_means[g, 2] = dm0, dm1, dm2
+                    # d log s = s d s, with ds_l = sum_k M_kl dM_kl / s_l
+                    d_log_scales[g, col] = M[0, col] * dM[0, col] + M[1, col] * dM[1, col] + M[2, col] * dM[2, col]
+                dqw = 2 * (-qz * G[0, 1] + qy * G[0, 2] + qz * G[1, 0] - qx * G[1, 2] - qy * G[2, 0] + qx * G[2, 1])
+                dqx = 2 * (qy * G[0, 1] + qz * G[0, 2] + qy * G[1, 0] - 2 * qx * G[1, 1] - qw * G[1, 2]
+                           + qz * G[2, 0] + qw * G[2, 1] - 2 * qx * G[2, 2])
+                dqy = 2 * (-2 * qy * G[0, 0] + qx * G[0, 1] + qw * G[0, 2] + qx * G[1, 0] + qz * G[1, 2]
+                           - qw * G[2, 0] + qz * G[2, 1] - 2 * qy * G[2, 2])
+                dqz = 2 * (-2 * qz * G[0, 0] - qw * G[0, 1] + qx * G[0, 2] + qw * G[1, 0] - 2 * qz * G[1, 1]
+                           + qy * G[1, 2] + qx * G[2, 0] + qy * G[2, 1])
+                # through the normalisation q / |q|
+                dot = dqw * qw + dqx * qx + dqy * qy + dqz * qz
+                inv_q = 1 / max(qnorm, 1e-12)
+                d_quats[g, 0] = (dqw - dot * qw) * inv_q
+                d_quats[g, 1] = (dqx - dot * qx) * inv_q
+                d_quats[g, 2] = (dqy - dot * qy) * inv_q
+                d_quats[g, 3] = (dqz - dot * qz) * inv_q
+            else:
+                for k in range(4):
+                    d_quats[g, k] = 0
+                for k in range(3):
+                    d_log_scales[g, k] = 0
+            d_means[g, 0], d_means[g, 1], d_means[g, 2] = dm0, dm1, dm2

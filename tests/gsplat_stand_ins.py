@@ -2,8 +2,9 @@
 gsplat glue (argument conventions, units, SH colours, background, radii) runs on a CPU.
 
 Everything else of the pipeline is gsplat's own code: `rasterization()` itself, and its PyTorch
-reference functions in `gsplat/cuda/_torch_impl.py` (projection, tile intersection, tile offsets). Two
-pieces have no CPU reference there and are written here from the CUDA kernels of gsplat 1.5.3:
+reference functions in `gsplat/cuda/_torch_impl.py` (projection, tile offsets; tile intersection is its
+`_isect_tiles` vectorised, checked against it in tests/test_gsplat.py). Two pieces have no CPU reference
+there and are written here from the CUDA kernels of gsplat 1.5.3:
 
 * the opacity-aware radius of `ProjectionEWA3DGSFused.cu` (a Gaussian with opacity < 1/255 is dropped;
   its box extends min(3.33, sqrt(2 ln(255 o))) standard deviations per axis, Radl et al. 2024, B.2);
@@ -57,10 +58,37 @@ def fully_fused_projection(means, covars, quats, scales, viewmats, Ks, width, he
     return radii.int(), means2d, depths, conics, None
 
 
+@torch.no_grad()
 def isect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height, sort=True, segmented=False,
                 packed=False, n_images=None, image_ids=None, gaussian_ids=None):
+    """`_torch_impl._isect_tiles` without its Python loop over Gaussians (same keys: image id, tile id and
+    the depth's float bits, sorted), so that the stand-ins also run benchmark-sized scenes."""
     assert not packed
-    return ref._isect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height, sort=sort)
+    image_dims, n = means2d.shape[:-2], means2d.shape[-2]
+    n_images = math.prod(image_dims)
+    means2d, radii, depths = means2d.reshape(n_images, n, 2), radii.reshape(n_images, n, 2), depths.reshape(-1, n)
+    lo = torch.floor(means2d / tile_size - radii / tile_size).int()
+    hi = torch.ceil(means2d / tile_size + radii / tile_size).int()
+    limit = torch.tensor([tile_width, tile_height], dtype=torch.int32)
+    lo, hi = torch.minimum(lo.clamp_min(0), limit), torch.minimum(hi.clamp_min(0), limit)
+    span = hi - lo
+    counts = span.prod(-1) * (radii > 0).all(-1)
+    flat_counts = counts.flatten().long()
+    owner = torch.repeat_interleave(torch.arange(n_images * n), flat_counts)  # image * N + gaussian
+    local = torch.arange(len(owner)) - torch.repeat_interleave(torch.cumsum(flat_counts, 0) - flat_counts,
+                                                                flat_counts)
+    width = span.reshape(-1, 2)[owner, 0].long()
+    start = lo.reshape(-1, 2)[owner].long()
+    tile_id = (start[:, 1] + local // width) * tile_width + start[:, 0] + local % width
+    image_id = owner // n
+    depth_bits = depths.float().flatten()[owner].view(torch.int32).long() & 0xFFFFFFFF
+    tile_bits = (tile_width * tile_height).bit_length()
+    isect_ids = (((image_id << tile_bits) | tile_id) << 32) | depth_bits
+    flatten_ids = owner.int()
+    if sort:
+        isect_ids, order = torch.sort(isect_ids, stable=True)
+        flatten_ids = flatten_ids[order]
+    return counts.reshape(image_dims + (n,)).int(), isect_ids, flatten_ids
 
 
 def isect_offset_encode(isect_ids, n_images, tile_width, tile_height):

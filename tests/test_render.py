@@ -219,3 +219,15 @@ def test_fused_gaussian_stage_matches_the_torch_path(rng, degree):
         b = torch.zeros_like(a) if b is None else b
         scale = b.abs().max().clamp_min(1e-8)
         assert float((a - b).abs().max() / scale) < 1e-9, name
+
+
+def test_depth_order_is_a_stable_sort_of_the_drawn_gaussians(rng):
+    from gstrim.render.cpu import depth_order
+
+    depths = rng.uniform(0.01, 1e4, 5000).astype(np.float32)
+    depths[rng.integers(0, 5000, 1000)] = depths[7]  # ties keep id order
+    radii = rng.integers(0, 3, 5000).astype(np.int32)
+    visible = np.nonzero(radii > 0)[0]
+    expected = visible[np.argsort(depths[visible], kind="stable")]
+    np.testing.assert_array_equal(depth_order(depths, radii), expected)
+    np.testing.assert_array_equal(depth_order(depths.astype(np.float64), radii), expected)

@@ -15,17 +15,9 @@ import time
 from pathlib import Path
 
 import torch
-from rasterizer import bench_camera, bench_scene, times
-
-from gstrim.render import rasterize
+from rasterizer import bench_camera, bench_scene, forward_backward, times
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-def forward_backward(scene, camera, backend: str) -> None:
-    for v in scene.params().values():
-        v.grad = None
-    rasterize(scene, camera, backend=backend).image.mean().backward()
 
 
 class _Patch:

@@ -61,17 +61,19 @@ def times(fn, runs: int) -> tuple[float, float]:
     return statistics.median(ts), min(ts)
 
 
+def forward_backward(scene: GaussianScene, camera: Camera, backend: str = "cpu") -> None:
+    """One render and the backward of the image mean (the timed unit of every rasterizer bench)."""
+    for v in scene.params().values():
+        v.grad = None
+    rasterize(scene, camera, backend=backend).image.mean().backward()
+
+
 def bench_case(n: int, size: int, runs: int) -> None:
     scene, camera = bench_scene(n), bench_camera(size)
 
     def forward():
         with torch.no_grad():
             rasterize(scene, camera)
-
-    def forward_backward():
-        for v in scene.params().values():
-            v.grad = None
-        rasterize(scene, camera).image.mean().backward()
 
     def projection():
         with torch.no_grad():
@@ -90,7 +92,7 @@ def bench_case(n: int, size: int, runs: int) -> None:
     tested = int((offsets[1:] - offsets[:-1]).sum()) * TILE * TILE  # tile-pixel x Gaussian pairs a GPU kernel tests
     with torch.no_grad():
         blended = int(pixel_statistics(scene, camera).hits.sum())  # pairs actually blended
-    (t_fwd, m_fwd), (t_all, m_all) = times(forward, runs), times(forward_backward, runs)
+    (t_fwd, m_fwd), (t_all, m_all) = times(forward, runs), times(lambda: forward_backward(scene, camera), runs)
     t_proj, t_bin = times(projection, runs)[0], times(binning, runs)[0]
     print(f"{f'{n // 1000}k {size}^2':<12}{t_fwd * 1e3:>8.1f}{m_fwd * 1e3:>8.1f}{t_all * 1e3:>12.1f}{m_all * 1e3:>8.1f}"
           f"{t_proj * 1e3:>11.1f}{t_bin * 1e3:>8.1f}{tested / 1e6:>9.1f} M{blended / 1e6:>8.1f} M")

@@ -19,18 +19,10 @@ def run_case(n: int, size: int, runs: int) -> dict:
     """fwd+bwd median seconds and peak RSS (MB) of one case, measured in this process."""
     import resource
 
-    from rasterizer import bench_camera, bench_scene, median_time
-
-    from gstrim.render import rasterize
+    from rasterizer import bench_camera, bench_scene, forward_backward, times
 
     scene, camera = bench_scene(n), bench_camera(size)
-
-    def forward_backward():
-        for v in scene.params().values():
-            v.grad = None
-        rasterize(scene, camera).image.mean().backward()
-
-    seconds = median_time(forward_backward, runs)
+    seconds = times(lambda: forward_backward(scene, camera), runs)[0]
     return {"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

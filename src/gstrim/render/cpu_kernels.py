@@ -286,7 +286,8 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
                     d1s[i] = grad_image[py, px, 1]
                     d2s[i] = grad_image[py, px, 2]
                     # image = C + T_final * bg and alpha_out = 1 - T_final both depend on every alpha through
-                    # T_final: d T_final / d alpha_g = -T_final / (1 - alpha_g)
+                    # T_final (d T_final / d alpha_g = -T_final / (1 - alpha_g)); d_T_final holds T_final x
+                    # dL/dT_final, so the loop below only scales it by 1 / (1 - alpha_g)
                     d_T_final[i] = T[i] * (background[0] * d0s[i] + background[1] * d1s[i]
                                            + background[2] * d2s[i] - grad_alpha[py, px])
                     end[i] = last[py, px] - first if last[py, px] >= 0 else -1

@@ -29,7 +29,8 @@ def bin_gaussians(means2d, radii, conics, levels, order, width, height, tile, n_
     are ids[offsets[t]:offsets[t + 1]], front to back. A Gaussian belongs to the tiles its 3-sigma box
     [mean - r, mean + r] touches (gsplat's `isect_tiles` rule, as 3DGS), narrowed per axis to the bounding box
     of its alpha ellipse d^T conic d <= levels[g] plus a pixel: every pixel of the tiles this drops has
-    alpha < 1/255, so the image is the same, and faint or elongated Gaussians visit fewer tiles.
+    alpha < 1/255, so the image is the same, and faint or elongated Gaussians visit fewer tiles. A Gaussian
+    that is never drawn (level < 0) joins no tile, so the kernels walking these lists need not test it.
 
     Threads own interleaved rows of tiles (each scans every Gaussian's box and writes only its own rows), so
     counting and filling need no atomics and keep the depth order.
@@ -201,8 +202,6 @@ def rasterize_forward(means2d, conics, colors, opacities, levels, offsets, ids, 
         for k in range(first, offsets[t + 1]):
             g = ids[k]
             level = levels[g]
-            if level < 0.0:
-                continue
             o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
             r = colors[g, 0]
             gr = colors[g, 1]
@@ -295,8 +294,6 @@ def rasterize_backward(means2d, conics, colors, opacities, levels, offsets, ids,
             for k in range(k_max, first - 1, -1):
                 g = ids[k]
                 level = levels[g]
-                if level < 0.0:
-                    continue
                 o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
                 c0 = colors[g, 0]
                 c1 = colors[g, 1]
@@ -408,8 +405,6 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
             for k in range(k_max, offsets[t] - 1, -1):
                 g = ids[k]
                 level = levels[g]
-                if level < zero:
-                    continue
                 o, ca, cb, cc, mx, my = _gaussian(g, means2d, conics, opacities)
                 by0, by1 = _ellipse_rows(my, ca, cb, cc, level, y0, y1)
                 for py in range(by0, by1):

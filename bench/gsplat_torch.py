@@ -2,7 +2,7 @@
 CUDA-only calls replaced by the pure-PyTorch stand-ins of tests/gsplat_stand_ins.py (its `_torch_impl`
 projection, a vectorised tile intersection, a per-tile dense blend with autograd for the backward), the
 nearest thing to "gsplat on a CPU". Same scene and camera as bench/rasterizer.py; forward + backward of the
-image mean. Needs `pip install gsplat==1.5.3`.
+image mean. Needs the dev extras (gsplat==1.5.3, pytest).
 
 Usage: python bench/gsplat_torch.py [--cases 20k:256 100k:512] [--runs 3]
 """
@@ -14,17 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from rasterizer import bench_camera, bench_scene, forward_backward, times
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-class _Patch:
-    """The monkeypatch interface that `run_gsplat_on_cpu` expects, without pytest."""
-
-    def setattr(self, owner, name, value):
-        setattr(owner, name, value)
 
 
 def main() -> None:
@@ -34,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     from gsplat_stand_ins import run_gsplat_on_cpu
 
-    run_gsplat_on_cpu(_Patch())
+    run_gsplat_on_cpu(pytest.MonkeyPatch())  # the patches last for this process
     print(f"threads: torch {torch.get_num_threads()}")
     print(f"{'case':<12}{'gstrim cpu ms':>15}{'gsplat torch ms':>17}{'ratio':>8}")
     for case in args.cases:

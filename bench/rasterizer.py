@@ -51,7 +51,7 @@ def bench_camera(size: int) -> Camera:
 
 def times(fn, runs: int) -> tuple[float, float]:
     """(median, min) of `runs` timed calls after a warm-up call (JIT compilation / cache load). This VM's
-    speed drifts by 10-30 % within minutes; the min is the steadier figure for A/B comparisons."""
+    speed drifts by up to 60 % within minutes; the min is the steadier figure for A/B comparisons."""
     fn()
     ts = []
     for _ in range(runs):

@@ -23,6 +23,7 @@ import torch
 from gstrim.compress.quantize import QuantParams
 from gstrim.errors import GstrimError
 from gstrim.io.container import Entry, read_container, write_container
+from gstrim.io.packing import morton_order
 from gstrim.scene import GaussianScene, sh_degree_from_rest
 
 QUANTIZED = ("opacities", "scale_norms", "sh_dc", "sh_rest", "rotations", "unit_scales")
@@ -77,28 +78,6 @@ def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, u
     scales = torch.log(unit.clamp_min(_SCALE_FLOOR)) + scale_norms[:, None]
     return GaussianScene(means=means, scales=scales, quats=gather(rotations, shape_index), opacities=opacities,
                          sh0=gather(sh_dc, sh_index), shN=gather(sh_rest, sh_index))
-
-
-# ---- Morton order ------------------------------------------------------------------------------
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """The 21 low bits of v spread to every third bit of a 63-bit code."""
-    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
-                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-    return v
-
-
-def morton_order(means: np.ndarray) -> np.ndarray:
-    """Permutation sorting positions along a 63-bit Morton (Z-order) curve over their bounding box, with
-    21 bits per axis (c3dgs §3.4)."""
-    if len(means) == 0:
-        return np.zeros(0, np.int64)
-    lo, hi = means.min(0), means.max(0)
-    grid = (means - lo) / np.maximum(hi - lo, 1e-12) * (2**21 - 1)
-    g = np.clip(np.round(grid), 0, 2**21 - 1).astype(np.uint64)
-    code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | (_spread_bits(g[:, 2]) << np.uint64(2))
-    return np.argsort(code, kind="stable")
 
 
 # ---- the .gsz file -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Scene files: every registered format (`io.formats`: `.ply`, `.splat`), loaded and saved by file name."""
+"""Scene files: every registered format (`io.formats`: `.ply`, `.splat`, `.spz`, `.compressed.ply`, `.gsz`, SOG),
+loaded and saved by file name."""
 
 from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, register, save_scene
 from gstrim.io.ply import read_ply, read_ply_scene, write_ply

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gstrim.compress import codebook_scene
 from gstrim.errors import GstrimError
-from gstrim.io import ply, splat
+from gstrim.io import compressed_ply, ply, splat, spz
 from gstrim.scene import GaussianScene
 
 
@@ -65,7 +65,16 @@ def save_scene(path: str | Path, scene: GaussianScene) -> None:
     format_of(path).save(Path(path), scene)
 
 
+def _load_ply(path: Path, nonfinite: str) -> GaussianScene:
+    # a PlayCanvas compressed .ply saved under a plain .ply name is still read
+    if compressed_ply.is_compressed_ply(path):
+        return compressed_ply.read_compressed_ply(path, nonfinite)
+    return ply.read_ply(path, nonfinite)
+
+
 def _load_described_ply(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
+    if compressed_ply.is_compressed_ply(path):
+        return _load_described_compressed_ply(path, nonfinite)
     parsed = ply.read_ply_scene(path)
     details = {"format": f"ply ({parsed.format})", "extra_properties": parsed.extra_properties}
     return parsed.scene.check_finite(str(path), nonfinite), details
@@ -87,6 +96,15 @@ def _load_described_gsz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict
     return cs.decode().check_finite(str(path), nonfinite), {"format": f"gsz ({kind})", "extra_properties": []}
 
 
-register(SceneFormat("ply", (".ply",), ply.read_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply))
+def _load_described_compressed_ply(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
+    scene = compressed_ply.read_compressed_ply(path, nonfinite)
+    return scene, {"format": "compressed ply (PlayCanvas, 256-Gaussian chunks)", "extra_properties": []}
+
+
+register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply))
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0))
+register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz))
+register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
+                     compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
+                     load_described=_load_described_compressed_ply))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz))

@@ -114,6 +114,32 @@ def _read_vertices(path: Path) -> tuple[str, np.ndarray]:
     return fmt, np.frombuffer(data, dtype=dtype, count=vertex.count)
 
 
+def element_names(path: Path) -> list[str]:
+    """The element names of a PLY file's header, in order."""
+    with open(path, "rb") as f:
+        return [e.name for e in _parse_header(f, path)[1]]
+
+
+def read_elements(path: Path) -> dict[str, np.ndarray]:
+    """Every element of a binary PLY file without list properties, as structured arrays."""
+    with open(path, "rb") as f:
+        fmt, elements = _parse_header(f, path)
+        endian = _FORMATS[fmt]
+        if endian is None:
+            raise GstrimError("ASCII PLY is not supported for this layout", path)
+        out = {}
+        for e in elements:
+            if e.has_list:
+                raise GstrimError(f"PLY element '{e.name}' has list properties", path)
+            dtype = np.dtype([(n, endian + t) for n, t in e.properties])
+            data = f.read(dtype.itemsize * e.count)
+            if len(data) < dtype.itemsize * e.count:
+                raise GstrimError(f"truncated PLY: element '{e.name}' needs {dtype.itemsize * e.count:,} bytes, "
+                                  f"file has {len(data):,}", path)
+            out[e.name] = np.frombuffer(data, dtype=dtype, count=e.count)
+    return out
+
+
 def _read_ascii_vertices(f, path: Path, elements: list[_Element], vertex: _Element) -> np.ndarray:
     index = elements.index(vertex)
     skip = 0

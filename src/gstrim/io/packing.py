@@ -1,0 +1,84 @@
+"""Rounding helpers shared by the viewer formats' quantisers (`.spz`, SOG, compressed `.ply`).
+
+Each format's quantiser is written in torch so that one piece of code both writes the file's integer codes
+and, in format-aware fine-tuning, gives the straight-through forward pass: what the trainer renders is
+exactly what the file decodes to.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+SQRT1_2 = math.sqrt(0.5)
+
+
+def round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """C's `round` (halves away from zero); torch.round rounds halves to even."""
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+def to_uint(x: torch.Tensor, top: int = 255) -> torch.Tensor:
+    """round(x) clamped to [0, top], as int64."""
+    return round_half_away(x).clamp(0, top).to(torch.int64)
+
+
+def unit_quats(quats: torch.Tensor) -> torch.Tensor:
+    """Normalised quaternions (a zero quaternion becomes the identity, w x y z)."""
+    norm = quats.norm(dim=-1, keepdim=True)
+    identity = torch.zeros_like(quats)
+    identity[..., 0] = 1
+    return torch.where(norm > 0, quats / norm.clamp_min(1e-30), identity)
+
+
+def largest_first(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of the largest |component| (first on ties), q with its sign flipped to make that one >= 0)."""
+    index = q.abs().argmax(dim=-1)
+    sign = torch.where(q.gather(-1, index[..., None]) < 0, -1.0, 1.0)
+    return index, q * sign
+
+
+def others(index: torch.Tensor, width: int = 4) -> torch.Tensor:
+    """For each index, the other component indices in increasing order: [N, width - 1]."""
+    ar = torch.arange(width, device=index.device)
+    keep = ar[None, :] != index[:, None]
+    return ar.expand(len(index), width)[keep].reshape(len(index), width - 1)
+
+
+def from_smallest_three(index: torch.Tensor, three: torch.Tensor) -> torch.Tensor:
+    """The unit quaternion whose components other than `index` are `three` (increasing order), the
+    largest one reconstructed non-negative."""
+    q = torch.zeros(len(index), 4, dtype=three.dtype, device=three.device)
+    q.scatter_(1, others(index), three)
+    largest = torch.sqrt((1 - (three * three).sum(dim=1)).clamp_min(0))
+    q.scatter_(1, index[:, None], largest[:, None])
+    return q
+
+
+def sigmoid_logit_clamped(alpha: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Opacity logit of an alpha in [0, 1], kept finite at 0 and 1."""
+    a = alpha.clamp(eps, 1 - eps)
+    return torch.log(a / (1 - a))
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """The 21 low bits of v spread to every third bit of a 63-bit code."""
+    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def morton_order(means: np.ndarray) -> np.ndarray:
+    """Permutation sorting positions along a 63-bit Morton (Z-order) curve over their bounding box, with
+    21 bits per axis (c3dgs §3.4)."""
+    if len(means) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = means.min(0), means.max(0)
+    grid = (means - lo) / np.maximum(hi - lo, 1e-12) * (2**21 - 1)
+    g = np.clip(np.round(grid), 0, 2**21 - 1).astype(np.uint64)
+    code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | (_spread_bits(g[:, 2]) << np.uint64(2))
+    return np.argsort(code, kind="stable")

@@ -1,0 +1,153 @@
+"""Viewer formats (.spz, PlayCanvas compressed .ply, SOG): bit-exact code round trips, decoded values
+within each format's quantisation step, known encodings, and malformed files."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_scene
+
+from gstrim.errors import GstrimError
+from gstrim.io import compressed_ply, spz
+from gstrim.io.formats import format_of, load_scene, save_scene
+from gstrim.scene import SH_C0, GaussianScene
+
+
+def _rot_error(a: GaussianScene, b: GaussianScene) -> float:
+    return float((1 - (a.normalized_quats() * b.normalized_quats()).sum(1).abs()).max())
+
+
+def _one(**overrides) -> GaussianScene:
+    base = dict(means=[[1.0, -2.0, 0.5]], scales=[[-3.0, -2.0, -1.0]], quats=[[1.0, 0, 0, 0]], opacities=[0.0],
+                sh0=[[[0.0, 0.5, -0.5]]], shN=np.zeros((1, 3, 3)))
+    base.update(overrides)
+    return GaussianScene.from_numpy(**{k: np.asarray(v, dtype=np.float64) for k, v in base.items()})
+
+
+# ---- .spz ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", [3, 4])
+def test_spz_codes_round_trip_bit_exact(version):
+    scene = random_scene(np.random.default_rng(version), n=300)
+    codes = spz.encode(scene)
+    back, read_version = spz.codes_from_bytes(spz.spz_bytes(codes, version), Path("x.spz"))
+    assert read_version == version and back.fractional_bits == 12
+    for name in ("positions", "alphas", "colors", "scales", "rotations", "sh"):
+        assert torch.equal(getattr(codes, name), getattr(back, name)), name
+
+
+def test_spz_decodes_within_quantisation_steps(tmp_path):
+    rng = np.random.default_rng(0)
+    scene = random_scene(rng, n=400)
+    save_scene(tmp_path / "s.spz", scene)
+    got = load_scene(tmp_path / "s.spz")
+    assert float((got.means - scene.means).abs().max()) <= 0.5 / 4096 + 1e-7
+    assert float((got.scales - scene.scales).abs().max()) <= 0.5 / 16 + 1e-6
+    alpha_err = (torch.sigmoid(got.opacities) - torch.sigmoid(scene.opacities)).abs().max()
+    assert float(alpha_err) <= 0.5 / 255 + 1e-6
+    assert float((got.sh0 - scene.sh0).abs().max()) <= 0.5 / (0.15 * 255) + 1e-5
+    # rounded to 1/128, then degree 1 to 5 bits of 8 (steps of 8/128) and degrees 2-3 to 4 (16/128)
+    assert float((got.shN[:, :3] - scene.shN[:, :3]).abs().max()) <= 4.5 / 128 + 1e-6
+    assert float((got.shN[:, 3:] - scene.shN[:, 3:]).abs().max()) <= 8.5 / 128 + 1e-6
+    assert _rot_error(got, scene) < 1e-4
+
+
+def test_spz_known_encoding():
+    codes = spz.encode(_one(quats=[[0.0, 1.0, 0.0, 0.0]]))  # 180 degrees about x: x is the largest, index 0
+    assert codes.positions.tolist() == [[4096, -8192, 2048]]
+    assert codes.scales.tolist() == [[112, 128, 144]]  # (log s + 10) x 16
+    assert codes.alphas.tolist() == [128]  # round(0.5 x 255) = 127.5 -> 128
+    assert codes.colors.tolist() == [[128, 147, 108]]  # f x 38.25 + 127.5
+    assert codes.rotations.tolist() == [0]  # index 0, the others all zero
+    assert codes.sh.unique().tolist() == [128]
+    raw = gzip.decompress(spz.spz_bytes(codes, 3))
+    assert raw[:16] == struct.pack("<IIIBBBB", 0x5053474E, 3, 1, 1, 12, 0, 0)
+    assert raw[16:19] == bytes([0x00, 0x10, 0x00])  # 4096, little-endian 24 bits
+    identity = spz.encode(_one()).rotations.tolist()
+    assert identity == [3 << 30]  # w is index 3 in the file's x y z w order
+
+
+def test_spz_large_scene_uses_fewer_fractional_bits(tmp_path):
+    scene = random_scene(np.random.default_rng(1), n=20)
+    scene.means[0, 0] = 5000.0  # beyond 2^23 / 4096 = 2048
+    save_scene(tmp_path / "big.spz", scene)
+    codes, _ = spz.codes_from_bytes((tmp_path / "big.spz").read_bytes(), tmp_path / "big.spz")
+    assert codes.fractional_bits == 10
+    assert abs(float(load_scene(tmp_path / "big.spz").means[0, 0]) - 5000.0) <= 0.5 / 1024
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[: len(b) // 2], "corrupt .spz gzip"),
+    (lambda b: b"NOPE" + b[4:], "not a .spz"),
+    (lambda b: gzip.compress(gzip.decompress(b)[:4] + struct.pack("<I", 9) + gzip.decompress(b)[8:]), "version 9"),
+    (lambda b: gzip.compress(gzip.decompress(b)[:-10]), "truncated .spz"),
+])
+def test_spz_malformed_files(tmp_path, damage, message):
+    good = spz.spz_bytes(spz.encode(random_scene(np.random.default_rng(2), n=30)), 3)
+    bad = tmp_path / "bad.spz"
+    bad.write_bytes(damage(good))
+    with pytest.raises(GstrimError, match=message) as err:
+        load_scene(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_spz_v4_stream_damage_is_an_error(tmp_path):
+    good = spz.spz_bytes(spz.encode(random_scene(np.random.default_rng(3), n=30)), 4)
+    bad = tmp_path / "bad.spz"
+    bad.write_bytes(good[:-5])
+    with pytest.raises(GstrimError, match="stream"):
+        load_scene(bad)
+
+
+# ---- PlayCanvas compressed .ply ---------------------------------------------------------------------
+def test_compressed_ply_codes_round_trip_bit_exact(tmp_path):
+    scene = random_scene(np.random.default_rng(4), n=600)  # 3 chunks, the last one partial
+    codes = compressed_ply.encode(scene)
+    path = tmp_path / "s.compressed.ply"
+    path.write_bytes(compressed_ply.compressed_ply_bytes(codes))
+    back = compressed_ply.read_codes(path)
+    assert path.stat().st_size == compressed_ply.compressed_ply_size(600, 3)
+    assert back.chunks.shape == (3, 18)
+    for name in ("chunks", "packed", "sh"):
+        assert torch.equal(getattr(codes, name), getattr(back, name)), name
+
+
+def test_compressed_ply_decodes_within_quantisation_steps(tmp_path):
+    scene = random_scene(np.random.default_rng(5), n=700)
+    save_scene(tmp_path / "s.compressed.ply", scene)
+    got = compressed_ply.roundtrip(scene)  # the scene's own order
+    codes = compressed_ply.encode(scene)
+    span = (codes.chunks[:, 3:6] - codes.chunks[:, 0:3]).max(0).values.double()
+    steps = span / torch.tensor([2047.0, 1023.0, 2047.0], dtype=torch.float64)
+    assert ((got.means - scene.means).abs().double().max(0).values <= steps / 2 + 1e-5).all()
+    assert float((got.shN - scene.shN).abs().max()) <= 8 / 256 + 1e-6
+    assert _rot_error(got, scene) < 1e-5
+    # the file read back equals the in-memory decode, in file order
+    from_file = load_scene(tmp_path / "s.compressed.ply")
+    torch.testing.assert_close(from_file.means, got.means[codes.order])
+    torch.testing.assert_close(from_file.sh0 * SH_C0, got.sh0[codes.order] * SH_C0)
+
+
+def test_compressed_ply_read_under_a_plain_ply_name(tmp_path):
+    scene = random_scene(np.random.default_rng(6), n=50)
+    compressed_ply.write_compressed_ply(tmp_path / "plain.ply", scene)
+    assert format_of(tmp_path / "plain.ply").name == "ply"
+    assert len(load_scene(tmp_path / "plain.ply")) == 50
+    assert format_of(tmp_path / "x.compressed.ply").name == "compressed-ply"
+
+
+def test_compressed_ply_malformed(tmp_path):
+    scene = random_scene(np.random.default_rng(7), n=300)
+    data = compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene))
+    wrong_count = tmp_path / "count.compressed.ply"
+    wrong_count.write_bytes(data.replace(b"element chunk 2", b"element chunk 1"))
+    with pytest.raises(GstrimError, match="chunks for 300"):
+        load_scene(wrong_count)
+    truncated = tmp_path / "short.compressed.ply"
+    truncated.write_bytes(data[:-400])
+    with pytest.raises(GstrimError, match="truncated PLY"):
+        load_scene(truncated)

@@ -4,7 +4,9 @@ within each format's quantisation step, known encodings, and malformed files."""
 from __future__ import annotations
 
 import gzip
+import json
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,9 @@ import torch
 from conftest import random_scene
 
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, spz
+from gstrim.io import compressed_ply, sog, spz
 from gstrim.io.formats import format_of, load_scene, save_scene
+from gstrim.io.packing import morton_order
 from gstrim.scene import SH_C0, GaussianScene
 
 
@@ -151,3 +154,93 @@ def test_compressed_ply_malformed(tmp_path):
     truncated.write_bytes(data[:-400])
     with pytest.raises(GstrimError, match="truncated PLY"):
         load_scene(truncated)
+
+
+# ---- SOG -------------------------------------------------------------------------------------------------
+def _sog_scene(n: int = 700) -> GaussianScene:
+    return random_scene(np.random.default_rng(8), n=n)
+
+
+def test_sog_file_equals_the_quantiser_and_steps_hold(tmp_path):
+    scene = _sog_scene()
+    books = sog.fit_codebooks(scene, palette_size=128)
+    sog.write_sog(tmp_path / "s.sog", scene, books)
+    got = load_scene(tmp_path / "s.sog")
+    expected = sog.quantize(scene, books).subset(torch.from_numpy(morton_order(scene.means.numpy())))
+    for name in ("means", "scales", "opacities", "sh0", "shN"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=0, msg=name)
+    assert _rot_error(got, expected) < 1e-6
+    assert _rot_error(got, scene.subset(torch.from_numpy(morton_order(scene.means.numpy())))) < 1e-3
+    # 16-bit log-transformed positions: relative error well under 1e-3 here
+    order = torch.from_numpy(morton_order(scene.means.numpy()))
+    assert float((got.means - scene.means[order]).abs().max()) < 2e-3
+    meta = json.loads(zipfile.ZipFile(tmp_path / "s.sog").read("meta.json"))
+    assert meta["version"] == 2 and meta["count"] == 700 and meta["shN"]["count"] == 128
+    assert len(meta["scales"]["codebook"]) == 256
+
+
+def test_sog_folder_output_equals_the_bundle(tmp_path):
+    scene = _sog_scene(200)
+    books = sog.fit_codebooks(scene, palette_size=64)
+    sog.write_sog(tmp_path / "b.sog", scene, books)
+    (tmp_path / "dir").mkdir()
+    sog.write_sog(tmp_path / "dir/meta.json", scene, books)
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == sorted(
+        ["meta.json", "means_l.webp", "means_u.webp", "quats.webp", "scales.webp", "sh0.webp",
+         "shN_centroids.webp", "shN_labels.webp"])
+    a, b = load_scene(tmp_path / "b.sog"), load_scene(tmp_path / "dir/meta.json")
+    for name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+
+
+def test_sog_known_quaternion_and_position_codes():
+    scene = _one(means=[[0.0, 0.0, 0.0]], quats=[[0.0, 0.0, 1.0, 0.0]])
+    assert sog._quat_codes(scene.quats).tolist() == [[128, 128, 128, 254]]  # y (index 2) is the largest
+    lo, hi = sog._means_range(torch.tensor([[-1.0, 0.0, 0.0], [1.0, 2.0, 0.0]]))
+    codes = sog._means_codes(torch.tensor([[0.0, 2.0, 0.0]]), lo, hi)
+    assert codes.tolist() == [[32768, 65535, 0]]  # ln 2 is halfway between -ln 2 and ln 2 (rounded up)
+
+
+def _sog_members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _rezip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _small_webp(members: dict[str, bytes]) -> dict[str, bytes]:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGBA", (4, 4)).save(buf, format="WEBP", lossless=True)
+    return {**members, "quats.webp": buf.getvalue()}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: {**m, "meta.json": b"{not json"}, "bad meta.json"),
+    (lambda m: {**m, "meta.json": json.dumps({**json.loads(m["meta.json"]), "version": 1}).encode()}, "version 1"),
+    (lambda m: {k: v for k, v in m.items() if k != "sh0.webp"}, "sh0.webp .*missing"),
+    (lambda m: {**m, "scales.webp": b"RIFF0000WEBPjunk"}, "not a readable WebP"),
+    (_small_webp, "too small for 700"),
+    (lambda m: {k: v for k, v in m.items() if k != "meta.json"}, "no meta.json"),
+])
+def test_sog_malformed_bundles(tmp_path, damage, message):
+    good = tmp_path / "good.sog"
+    sog.write_sog(good, _sog_scene(), sog.fit_codebooks(_sog_scene(), palette_size=64))
+    bad = tmp_path / "bad.sog"
+    _rezip(bad, damage(_sog_members(good)))
+    with pytest.raises(GstrimError, match=message) as err:
+        load_scene(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_sog_not_a_zip(tmp_path):
+    bad = tmp_path / "bad.sog"
+    bad.write_bytes(b"hello")
+    with pytest.raises(GstrimError, match="not a ZIP"):
+        load_scene(bad)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gstrim.compress import codebook_scene
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, ply, splat, spz
+from gstrim.io import compressed_ply, ply, sog, splat, spz
 from gstrim.scene import GaussianScene
 
 
@@ -107,4 +107,6 @@ register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_d
 register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
                      compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
                      load_described=_load_described_compressed_ply))
+# a .sog bundle, or a folder named by its meta.json
+register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz))

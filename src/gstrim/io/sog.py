@@ -1,0 +1,405 @@
+"""PlayCanvas SOG files ("spatially ordered Gaussians", version 2): `meta.json` plus lossless WebP images,
+bundled as a `.sog` ZIP or written as a folder (`OUT/meta.json`). Layout from the PlayCanvas manual
+("Gaussian splatting / formats / sog") and splat-transform's `write-sog.ts` / `read-sog.ts` (MIT); gstrim's
+code is its own.
+
+All images have the same size, width = ceil(sqrt(N) / 4) x 4, height = ceil(N / width / 4) x 4, and hold
+the Gaussians in Morton order, row-major, one RGBA texel each:
+  means_l, means_u  low and high byte of a 16-bit position per axis: sign(x) ln(1 + |x|), scaled between
+                    the per-axis min and max that meta.json holds
+  quats             the three smaller components of the unit (w, x, y, z) quaternion (largest made
+                    positive) as u8 of q x sqrt(2) / 2 + 0.5, in increasing index order; alpha 252 + the
+                    index of the largest
+  scales            RGB: labels into one 256-entry codebook of log-scales shared by the three axes
+  sh0               RGB: labels into one 256-entry codebook of DC coefficients; alpha sigmoid(opacity) x 255
+  shN_labels        R + 256 G: a 16-bit label into the SH palette
+  shN_centroids     the palette, 64 entries per row, K texels per entry (coefficient j of entry i is texel
+                    i K + j), RGB: labels into one 256-entry codebook of SH values
+The codebooks are the writer's choice: gstrim fits them by (importance-weighted) k-means, and
+format-aware fine-tuning (`gstrim export --data`) optimises them through this very quantiser. WebP is
+written lossless in exact mode, so RGB under a zero alpha is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gstrim.compress.kmeans import nearest, weighted_kmeans
+from gstrim.errors import GstrimError
+from gstrim.io.atomic import atomic_path
+from gstrim.io.packing import (
+    from_smallest_three,
+    largest_first,
+    morton_order,
+    others,
+    sigmoid_logit_clamped,
+    unit_quats,
+)
+from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
+
+VERSION = 2
+CODEBOOK = 256
+PALETTE_ROW = 64
+MAX_PALETTE = 65536
+MAX_SIDE = 16383
+SQRT2 = math.sqrt(2)
+_FILES = {"means": ["means_l.webp", "means_u.webp"], "scales": ["scales.webp"], "quats": ["quats.webp"],
+          "sh0": ["sh0.webp"], "shN": ["shN_centroids.webp", "shN_labels.webp"]}
+
+
+@dataclass
+class SogCodebooks:
+    """The writer's tables: 256-entry codebooks of log-scales, DC values and SH values, and the SH palette
+    with each Gaussian's label (scene order)."""
+
+    scales: torch.Tensor  # [256]
+    sh0: torch.Tensor  # [256]
+    sh: torch.Tensor  # [256] (empty without higher SH bands)
+    palette: torch.Tensor  # [P, K, 3]
+    labels: torch.Tensor  # [N] int64
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"scales": self.scales, "sh0": self.sh0, "sh": self.sh, "palette": self.palette, "labels": self.labels}
+
+
+def image_size(n: int) -> tuple[int, int]:
+    width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
+    return width, max(4, math.ceil(n / width / 4) * 4)
+
+
+def default_palette_size(n: int) -> int:
+    """An eighth of the Gaussians, in whole palette rows (64), at most 65,536. splat-transform 3.7 uses
+    min(64, 2^floor(log2(N / 1024))) x 1024 (16,384 entries for 20k Gaussians), which dominates the file
+    of a small scene; sensitivity-weighted, fine-tuned palettes need fewer entries."""
+    return int(min(MAX_PALETTE, max(PALETTE_ROW, math.ceil(n / 8 / PALETTE_ROW) * PALETTE_ROW)))
+
+
+# ---- codebooks ----------------------------------------------------------------------------------------
+def scalar_codebook(values: torch.Tensor, weights: torch.Tensor | None = None, size: int = CODEBOOK,
+                    iterations: int = 20, sample: int = 1 << 20, seed: int = 0) -> torch.Tensor:
+    """`size` sorted centroids of scalar values by weighted 1-D k-means (Lloyd), seeded at weighted
+    quantiles; a random subsample of at most `sample` values."""
+    v = values.detach().reshape(-1).double().cpu().numpy()
+    w = np.ones_like(v) if weights is None else weights.detach().reshape(-1).double().cpu().numpy()
+    if len(v) == 0:
+        return torch.zeros(size)
+    if len(v) > sample:
+        pick = np.random.default_rng(seed).choice(len(v), sample, replace=False)
+        v, w = v[pick], w[pick]
+    order = np.argsort(v)
+    v, w = v[order], np.maximum(w[order], 0) + 1e-12
+    cdf = np.cumsum(w) / w.sum()
+    centroids = v[np.minimum(np.searchsorted(cdf, (np.arange(size) + 0.5) / size), len(v) - 1)]
+    for _ in range(iterations):
+        labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, v)
+        mass = np.bincount(labels, w, minlength=size)
+        total = np.bincount(labels, w * v, minlength=size)
+        centroids = np.sort(np.where(mass > 0, total / np.maximum(mass, 1e-300), centroids))
+    return torch.from_numpy(centroids.astype(np.float32))
+
+
+def nearest_entry(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Label of the nearest codebook entry of each value (any codebook order)."""
+    sorted_book, order = torch.sort(codebook.detach())
+    mids = (sorted_book[1:] + sorted_book[:-1]) / 2
+    return order[torch.searchsorted(mids.contiguous(), values.detach().contiguous())]
+
+
+def fit_codebooks(scene: GaussianScene, importance: torch.Tensor | None = None, palette_size: int | None = None,
+                  steps: int = 50, seed: int = 0) -> SogCodebooks:
+    """Codebooks for a scene; `importance` [N] (e.g. c3dgs's colour sensitivity) weights every fit."""
+    n, k = len(scene), scene.shN.shape[1]
+    w = torch.ones(n) if importance is None else importance.detach().cpu().float()
+    p = {name: v.detach().cpu().float() for name, v in scene.params().items()}
+    scales = scalar_codebook(p["scales"], w[:, None].expand(n, 3))
+    sh0 = scalar_codebook(p["sh0"][:, 0], w[:, None].expand(n, 3))
+    if k == 0 or n == 0:
+        return SogCodebooks(scales, sh0, torch.zeros(0), torch.zeros(0, k, 3), torch.zeros(n, dtype=torch.int64))
+    size = min(palette_size or default_palette_size(n), n, MAX_PALETTE)
+    flat = p["shN"].reshape(n, 3 * k)
+    generator = torch.Generator().manual_seed(seed)
+    palette = weighted_kmeans(flat, w, size, steps=steps, batch=min(n, 32768), generator=generator)
+    labels = nearest(flat, palette)
+    sh = scalar_codebook(palette, None)
+    return SogCodebooks(scales, sh0, sh, palette.reshape(-1, k, 3), labels)
+
+
+# ---- the quantiser --------------------------------------------------------------------------------------
+def _log_transform(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def _inverse_log_transform(v: torch.Tensor) -> torch.Tensor:
+    return torch.sign(v) * torch.expm1(v.abs())
+
+
+def _means_range(means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lt = _log_transform(means.double())
+    if len(lt) == 0:
+        return torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    return lt.amin(0).float().double(), lt.amax(0).float().double()  # as meta.json stores them (float32)
+
+
+def _means_codes(means: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return torch.floor(65535 * (_log_transform(means.double()) - lo) / span + 0.5).clamp(0, 65535).to(torch.int64)
+
+
+def _means_decode(codes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return _inverse_log_transform(lo + span * (codes.double() / 65535))
+
+
+def _quat_codes(quats: torch.Tensor) -> torch.Tensor:
+    index, q = largest_first(unit_quats(quats.double()))
+    three = q.gather(1, others(index))
+    stored = torch.floor(255 * (three * (SQRT2 / 2) + 0.5) + 0.5).clamp(0, 255).to(torch.int64)
+    return torch.cat([stored, (252 + index)[:, None]], dim=1)
+
+
+def _quat_decode(codes: torch.Tensor) -> torch.Tensor:
+    tag = codes[:, 3]
+    valid = (tag >= 252) & (tag <= 255)
+    three = (codes[:, :3].double() / 255 * 2 - 1) / SQRT2
+    q = from_smallest_three((tag - 252).clamp(0, 3), three)
+    identity = torch.tensor([1.0, 0, 0, 0], dtype=q.dtype).expand_as(q)
+    return torch.where(valid[:, None], q, identity).float()
+
+
+def _alpha_codes(opacities: torch.Tensor) -> torch.Tensor:
+    return torch.floor(torch.sigmoid(opacities.double()) * 255 + 0.5).clamp(0, 255).to(torch.int64)
+
+
+def quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
+    """What a SOG file of the scene with these codebooks decodes to, in the scene's order (no gradient:
+    format-aware fine-tuning adds a straight-through one)."""
+    with torch.no_grad():
+        p = {k: v.detach() for k, v in scene.params().items()}
+        lo, hi = _means_range(p["means"])
+        n, k = len(scene), p["shN"].shape[1]
+        shN = p["shN"].new_zeros(n, k, 3)
+        if k and n:
+            palette = books.palette.detach().to(p["shN"])
+            palette_q = books.sh.to(palette)[nearest_entry(palette, books.sh.to(palette))]
+            shN = palette_q[books.labels.to(palette.device)]
+        scales_book, sh0_book = books.scales.to(p["scales"]), books.sh0.to(p["sh0"])
+        return GaussianScene(
+            means=_means_decode(_means_codes(p["means"], lo, hi), lo, hi).float(),
+            scales=scales_book[nearest_entry(p["scales"], scales_book)],
+            quats=_quat_decode(_quat_codes(p["quats"])),
+            opacities=sigmoid_logit_clamped(_alpha_codes(p["opacities"]).double() / 255).float(),
+            sh0=sh0_book[nearest_entry(p["sh0"], sh0_book)],
+            shN=shN,
+        )
+
+
+# ---- images and meta.json -------------------------------------------------------------------------------
+def _webp(texels: np.ndarray, width: int, height: int) -> bytes:
+    full = np.zeros((width * height, 4), np.uint8)
+    full[: len(texels)] = texels
+    buf = io.BytesIO()
+    Image.frombuffer("RGBA", (width, height), full.tobytes(), "raw", "RGBA", 0, 1).save(
+        buf, format="WEBP", lossless=True, exact=True, quality=100, method=6)
+    return buf.getvalue()
+
+
+def _rgba(*channels: np.ndarray, alpha: np.ndarray | int = 255) -> np.ndarray:
+    n = len(channels[0])
+    out = np.zeros((n, 4), np.uint8)
+    for i, c in enumerate(channels):
+        out[:, i] = c
+    out[:, 3] = alpha
+    return out
+
+
+def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator: str = "gstrim") -> dict[str, bytes]:
+    """The files of a SOG (meta.json and the WebP images) of a scene."""
+    n = len(scene)
+    width, height = image_size(n)
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise GstrimError(f"{n:,} Gaussians exceed SOG's {MAX_SIDE} x {MAX_SIDE} images")
+    books = books if books is not None else fit_codebooks(scene)
+    p = {k: v.detach().cpu() for k, v in scene.params().items()}
+    order = torch.from_numpy(morton_order(p["means"].numpy()))
+    labels = books.labels.cpu()[order] if len(books.labels) else books.labels
+    p = {k: v[order] for k, v in p.items()}
+    lo, hi = _means_range(p["means"])
+    m = _means_codes(p["means"], lo, hi).numpy()
+    q = _quat_codes(p["quats"]).numpy()
+    s = nearest_entry(p["scales"], books.scales).numpy()
+    c = nearest_entry(p["sh0"][:, 0], books.sh0).numpy()
+    a = _alpha_codes(p["opacities"]).numpy()
+    files = {
+        "means_l.webp": _webp(_rgba(m[:, 0] & 255, m[:, 1] & 255, m[:, 2] & 255), width, height),
+        "means_u.webp": _webp(_rgba(m[:, 0] >> 8, m[:, 1] >> 8, m[:, 2] >> 8), width, height),
+        "quats.webp": _webp(_rgba(q[:, 0], q[:, 1], q[:, 2], alpha=q[:, 3]), width, height),
+        "scales.webp": _webp(_rgba(s[:, 0], s[:, 1], s[:, 2]), width, height),
+        "sh0.webp": _webp(_rgba(c[:, 0], c[:, 1], c[:, 2], alpha=a), width, height),
+    }
+    meta = {"version": VERSION, "asset": {"generator": generator}, "count": n,
+            "means": {"mins": lo.float().tolist(), "maxs": hi.float().tolist(), "files": _FILES["means"]},
+            "scales": {"codebook": books.scales.float().tolist(), "files": _FILES["scales"]},
+            "quats": {"files": _FILES["quats"]},
+            "sh0": {"codebook": books.sh0.float().tolist(), "files": _FILES["sh0"]}}
+    k = p["shN"].shape[1]
+    if k and n:
+        palette = books.palette.detach().cpu().reshape(len(books.palette), 3 * k)
+        entries = nearest_entry(palette, books.sh.cpu()).reshape(-1, k, 3).numpy()  # [P, K, rgb]
+        size = len(entries)
+        texels = _rgba(entries[..., 0].reshape(-1), entries[..., 1].reshape(-1), entries[..., 2].reshape(-1))
+        files["shN_centroids.webp"] = _webp(texels, PALETTE_ROW * k, math.ceil(size / PALETTE_ROW))
+        lab = labels.numpy()
+        files["shN_labels.webp"] = _webp(_rgba(lab & 255, lab >> 8, np.zeros_like(lab)), width, height)
+        meta["shN"] = {"count": size, "bands": sh_degree_from_rest(k), "codebook": books.sh.float().tolist(),
+                       "files": _FILES["shN"]}
+    files["meta.json"] = json.dumps(meta).encode()
+    return files
+
+
+def is_folder_output(path: Path) -> bool:
+    return path.name.lower().endswith("meta.json")
+
+
+def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None = None) -> None:
+    """A `.sog` bundle, or a folder when `path` is a `meta.json` (its images beside it, meta.json last)."""
+    path = Path(path)
+    try:
+        files = sog_files(scene, books)
+    except GstrimError as exc:
+        raise GstrimError(exc.message, path) from None
+    if is_folder_output(path):
+        meta = files.pop("meta.json")
+        for name, data in files.items():
+            with atomic_path(path.parent / name) as tmp:
+                tmp.write_bytes(data)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(meta)
+        return
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+        for name in ["meta.json"] + sorted(n for n in files if n != "meta.json"):
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), files[name])
+
+
+# ---- reading --------------------------------------------------------------------------------------------
+def _read_files(path: Path) -> tuple[dict, callable]:
+    if not path.is_file():
+        raise GstrimError("no such file", path)
+    if is_folder_output(path):
+        def load(name: str) -> bytes:
+            f = path.parent / name
+            if not f.is_file():
+                raise GstrimError(f"SOG image {name} named in meta.json is missing", path)
+            return f.read_bytes()
+        text = path.read_bytes()
+    else:
+        try:
+            z = zipfile.ZipFile(path)
+            names = set(z.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise GstrimError(f"not a SOG bundle (not a ZIP: {exc})", path) from None
+        if "meta.json" not in names:
+            raise GstrimError("not a SOG bundle (no meta.json inside)", path)
+
+        def load(name: str) -> bytes:
+            if name not in names:
+                raise GstrimError(f"SOG image {name} named in meta.json is missing from the bundle", path)
+            try:
+                return z.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise GstrimError(f"corrupt SOG bundle member {name} ({exc})", path) from None
+        text = load("meta.json")
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GstrimError(f"bad meta.json ({exc})", path) from None
+    return meta, load
+
+
+def _image(data: bytes, name: str, n: int, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception as exc:  # Pillow raises many types for a damaged image
+        raise GstrimError(f"SOG image {name} is not a readable WebP ({exc})", path) from None
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    if shape is not None and img.size != shape:
+        raise GstrimError(f"SOG image {name} is {img.size[0]} x {img.size[1]}, expected {shape[0]} x {shape[1]}", path)
+    if img.size[0] * img.size[1] < n:
+        raise GstrimError(f"SOG image {name} is {img.size[0]} x {img.size[1]}, too small for {n:,} Gaussians", path)
+    return rgba.reshape(-1, 4)[:n].astype(np.int64)
+
+
+def _codebook(meta: dict, key: str, path: Path) -> torch.Tensor:
+    book = meta.get(key, {}).get("codebook")
+    if not isinstance(book, list) or not book or not all(isinstance(x, (int, float)) for x in book):
+        raise GstrimError(f"bad meta.json: {key}.codebook is not a list of numbers", path)
+    return torch.tensor(book, dtype=torch.float32)
+
+
+def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
+    path = Path(path)
+    meta, load = _read_files(path)
+    if meta.get("version") != VERSION:
+        raise GstrimError(f"unsupported SOG version {meta.get('version')!r} (gstrim reads version {VERSION})", path)
+    n = meta.get("count")
+    if not isinstance(n, int) or n < 0:
+        raise GstrimError("bad meta.json: count is not a non-negative integer", path)
+    try:
+        mins, maxs = (torch.tensor(meta["means"][k], dtype=torch.float64) for k in ("mins", "maxs"))
+        files = {key: meta[key]["files"] for key in ("means", "scales", "quats", "sh0")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GstrimError(f"bad meta.json: missing or malformed {exc}", path) from None
+    if mins.shape != (3,) or maxs.shape != (3,):
+        raise GstrimError("bad meta.json: means.mins and means.maxs need 3 values each", path)
+    def image(key: str, i: int = 0) -> np.ndarray:
+        return _image(load(files[key][i]), files[key][i], n, path)
+
+    lo, hi = image("means", 0), image("means", 1)
+    means = _means_decode(torch.from_numpy(lo[:, :3] | hi[:, :3] << 8), mins, maxs).float()
+    quats = _quat_decode(torch.from_numpy(image("quats")))
+    scales_book, sh0_book = _codebook(meta, "scales", path), _codebook(meta, "sh0", path)
+    s, c = image("scales"), image("sh0")
+    if max(int(s[:, :3].max(initial=0)), int(c[:, :3].max(initial=0))) >= min(len(scales_book), len(sh0_book)):
+        raise GstrimError("SOG labels point past the end of a codebook in meta.json", path)
+    shN = torch.zeros(n, 0, 3)
+    if "shN" in meta:
+        sh_meta = meta["shN"]
+        bands, count = sh_meta.get("bands"), sh_meta.get("count")
+        if bands not in (1, 2, 3) or not isinstance(count, int) or count < 1:
+            raise GstrimError("bad meta.json: shN.bands must be 1-3 and shN.count positive", path)
+        k = num_sh_rest(bands)
+        book = _codebook(meta, "shN", path)
+        names = sh_meta.get("files", [])
+        if len(names) != 2:
+            raise GstrimError("bad meta.json: shN.files needs the centroids and labels images", path)
+        rows = math.ceil(count / PALETTE_ROW)
+        centroids = _image(load(names[0]), names[0], count * k, path, shape=(PALETTE_ROW * k, rows))
+        entries = torch.from_numpy(centroids[:, :3].reshape(count, k, 3))
+        labels = torch.from_numpy(_image(load(names[1]), names[1], n, path))
+        label = labels[:, 0] | labels[:, 1] << 8
+        valid = label < count
+        values = book[entries.clamp(max=len(book) - 1)]
+        shN = torch.where(valid[:, None, None], values[label.clamp(max=count - 1)], torch.zeros(()))
+    scene = GaussianScene(
+        means=means, scales=scales_book[torch.from_numpy(s[:, :3])], quats=quats,
+        opacities=sigmoid_logit_clamped(torch.from_numpy(c[:, 3]).double() / 255).float(),
+        sh0=sh0_book[torch.from_numpy(c[:, :3])][:, None, :], shN=shN)
+    return scene.check_finite(str(path), nonfinite)
+
+
+def describe_sog(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
+    scene = read_sog(path, nonfinite)
+    meta, _ = _read_files(path)
+    palette = meta.get("shN", {}).get("count")
+    kind = "folder" if is_folder_output(path) else "bundle"
+    details = f"sog (version {meta['version']}, {kind}" + (f", SH palette of {palette:,})" if palette else ")")
+    return scene, {"format": details, "extra_properties": []}

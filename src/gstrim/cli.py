@@ -23,10 +23,11 @@ from gstrim.options import flag_name
 
 def _config_classes():
     from gstrim.compress.pipeline import CompressConfig
+    from gstrim.export import ExportConfig
     from gstrim.prune.strategy import TrimConfig
     from gstrim.train import DensifyConfig, TrainConfig
 
-    return TrainConfig, DensifyConfig, TrimConfig, CompressConfig
+    return TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig
 
 
 def _field_type(hint) -> type:
@@ -261,6 +262,40 @@ def cmd_trim(args) -> int:
     _print_trim(s, Path(args.output))
     if args.compress:
         _print_compress(compressed, s.mb_in)
+    if args.format:
+        from gstrim.export import ExportConfig, trim_and_export
+
+        exported = trim_and_export(args.output, args.format, config_from_args(args, ExportConfig, seed=config.seed),
+                                   resume=args.resume, device=args.device, evaluate_test=not args.no_eval)
+        _print_export(exported, s.mb_in)
+    return 0
+
+
+def _print_export(result, original_mb: float | None = None) -> None:
+    how = f"fine-tuned {result.summary.iterations:,} iterations through its quantiser" if result.summary else "plain"
+    line = f"exported {len(result.scene):,} Gaussians ({how}): {result.bytes / 1e6:.3f} MB"
+    line += f", x{result.ratio:.1f} smaller than the .ply"
+    if original_mb is not None:
+        line += f" (x{original_mb * 1e6 / result.bytes:.1f} smaller than the untrimmed .ply)"
+    print(line)
+    if result.before is not None and result.after is not None:
+        i, o = result.before.metrics(), result.after.metrics()
+        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
+              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}   (of the file as written)")
+    elif result.after is not None:
+        o = result.after.metrics()
+        print(f"  test PSNR    {o.psnr:.3f}   SSIM {o.ssim:.4f}   LPIPS {o.lpips:.4f}   (of the file as written)")
+    print(f"  file         {result.file}")
+
+
+def cmd_export(args) -> int:
+    from gstrim.export import ExportConfig, export_model
+
+    result = export_model(args.model, args.output, data=args.data, data_options=_data_options(args),
+                          config=config_from_args(args, ExportConfig), device=args.device, resume=args.resume,
+                          checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
+                          iteration=args.iteration, nonfinite=args.nonfinite)
+    _print_export(result)
     return 0
 
 
@@ -332,7 +367,8 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gstrim.io.formats import suffixes
 
-    TrainConfig, DensifyConfig, TrimConfig, CompressConfig = _config_classes()
+    TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig = _config_classes()
+    from gstrim.export import viewer_formats
     parser = argparse.ArgumentParser(
         prog="gstrim",
         description="Make trained 3D Gaussian Splatting scenes small and fast without losing quality.",
@@ -402,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compress", action="store_true",
                    help="then compress the trimmed scene (c3dgs) into OUTPUT/compressed: the paper's whole pipeline")
     add_config_options(g, CompressConfig, skip=("seed",))
+    g = p.add_argument_group("viewer format (--format)")
+    g.add_argument("--format", choices=viewer_formats(),
+                   help="then fine-tune the trimmed scene through this format's quantiser and write it as "
+                        "OUTPUT/scene.<suffix>, ready for a viewer")
+    add_config_options(g, ExportConfig, skip=("seed", "finetune"))  # --finetune is the trim's; the default here
     _add_data_options(p)
     p.set_defaults(func=cmd_trim)
 
@@ -411,6 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, CompressConfig)
     _add_data_options(p)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="write a scene for viewers (.spz, .sog, .compressed.ply, .splat, .ply); "
+                                      "with --data, fine-tuned through the format's own quantiser first")
+    _add_model_input(p)
+    p.add_argument("-o", "--output", required=True,
+                   help="file to write (.spz, .sog, DIR/meta.json for an unbundled SOG, .compressed.ply, .splat, .ply)")
+    p.add_argument("--resume", action="store_true", help="continue the fine-tuning run in OUTPUT.finetune")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints (500)")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation")
+    _add_device(p)
+    add_config_options(p, ExportConfig)
+    _add_data_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")

@@ -10,6 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path (file or folder) that replaces `target` only if the block succeeds."""
@@ -21,6 +27,7 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the finished file gets the usual mode
     try:
         yield tmp
         if directory and target.exists():

@@ -2,8 +2,9 @@
 
 A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)`, the exact file
 size for a Gaussian count where the format has one (`size(n, sh_degree)`, which `trim --target-mb` turns
-into a count; None for an entropy-coded format) and optionally `load_described(path, nonfinite)` with the
-details `gstrim info` shows. Every verb that reads or writes a scene looks its format up here by the file
+into a count; None for an entropy-coded format), optionally `load_described(path, nonfinite)` with the
+details `gstrim info` shows, and `roundtrip(scene)`, what the file decodes to, through which
+`gstrim export --data` fine-tunes. Every verb that reads or writes a scene looks its format up here by the file
 name, so a new format is one `register(SceneFormat(...))`.
 """
 
@@ -29,6 +30,9 @@ class SceneFormat:
     max_sh_degree: int = 3
     # load with format details for `gstrim info`: (scene, {"format": ..., "extra_properties": [...]})
     load_described: Callable[[Path, str], tuple[GaussianScene, dict]] | None = None
+    # what a file of the scene decodes to, in the scene's order, for format-aware fine-tuning (the
+    # straight-through forward pass); None for formats whose writer needs more than the scene (codebooks)
+    roundtrip: Callable[[GaussianScene], GaussianScene] | None = None
 
 
 FORMATS: dict[str, SceneFormat] = {}
@@ -101,12 +105,15 @@ def _load_described_compressed_ply(path: Path, nonfinite: str) -> tuple[Gaussian
     return scene, {"format": "compressed ply (PlayCanvas, 256-Gaussian chunks)", "extra_properties": []}
 
 
-register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply))
-register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0))
-register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz))
+register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply,
+                     roundtrip=lambda scene: scene))
+register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0,
+                     roundtrip=splat.roundtrip))
+register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz,
+                     roundtrip=spz.roundtrip))
 register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
                      compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
-                     load_described=_load_described_compressed_ply))
+                     load_described=_load_described_compressed_ply, roundtrip=compressed_ply.roundtrip))
 # a .sog bundle, or a folder named by its meta.json
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz))

@@ -202,6 +202,25 @@ def quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
         )
 
 
+def fake_quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
+    """`quantize` with gradients: straight through to the scene's own values, and to the codebook entries
+    (and palette) that the labels pick, so fine-tuning optimises both."""
+    def through(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value + (x - x.detach())
+
+    fixed = quantize(GaussianScene(**{**scene.params(), "scales": scene.scales.detach(), "sh0": scene.sh0.detach(),
+                                      "shN": scene.shN.detach()}), books)
+    shN = scene.shN
+    if scene.shN.shape[1] and len(scene):
+        palette = through(books.palette, books.sh[nearest_entry(books.palette, books.sh)])
+        shN = palette[books.labels.to(palette.device)]
+    return GaussianScene(
+        means=through(scene.means, fixed.means), quats=through(scene.quats, fixed.quats),
+        opacities=through(scene.opacities, fixed.opacities),
+        scales=through(scene.scales, books.scales[nearest_entry(scene.scales, books.scales)]),
+        sh0=through(scene.sh0, books.sh0[nearest_entry(scene.sh0, books.sh0)]), shN=shN)
+
+
 # ---- images and meta.json -------------------------------------------------------------------------------
 def _webp(texels: np.ndarray, width: int, height: int) -> bytes:
     full = np.zeros((width * height, 4), np.uint8)

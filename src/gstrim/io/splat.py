@@ -31,13 +31,17 @@ def read_splat(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         raise GstrimError(
             f"truncated or not a .splat file: {len(data)} bytes is not a multiple of 32", path
         )
+    return scene_from_splat_bytes(data).check_finite(str(path), nonfinite)
+
+
+def scene_from_splat_bytes(data: bytes) -> GaussianScene:
     rec = np.frombuffer(data, dtype=SPLAT_DTYPE)
     n = len(rec)
     rgba = rec["rgba"].astype(np.float64) / 255.0
     alpha = np.clip(rgba[:, 3], _ALPHA_EPS, 1 - _ALPHA_EPS)
     with np.errstate(divide="ignore"):
         scales = np.log(rec["scale"].astype(np.float64))
-    scene = GaussianScene.from_numpy(
+    return GaussianScene.from_numpy(
         means=rec["position"],
         scales=scales,
         quats=(rec["rot"].astype(np.float64) - 128.0) / 128.0,
@@ -45,7 +49,11 @@ def read_splat(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         sh0=rgb_to_sh0(rgba[:, None, :3]),
         shN=np.zeros((n, num_sh_rest(0), 3)),
     )
-    return scene.check_finite(str(path), nonfinite)
+
+
+def roundtrip(scene: GaussianScene) -> GaussianScene:
+    """What a `.splat` of the scene decodes to, in the scene's order (SH beyond DC dropped)."""
+    return scene_from_splat_bytes(splat_bytes(scene, sort=False)).to(scene.means.device)
 
 
 def splat_bytes(scene: GaussianScene, sort: bool = True) -> bytes:

@@ -280,8 +280,30 @@ def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator
         files["shN_labels.webp"] = _webp(_rgba(lab & 255, lab >> 8, np.zeros_like(lab)), width, height)
         meta["shN"] = {"count": size, "bands": sh_degree_from_rest(k), "codebook": books.sh.float().tolist(),
                        "files": _FILES["shN"]}
-    files["meta.json"] = json.dumps(meta).encode()
+    files["meta.json"] = _meta_json(meta)
     return files
+
+
+def _meta_json(meta: dict) -> bytes:
+    """meta.json with each codebook value as the shortest decimal that reads back to the same float32 (readers
+    keep codebooks as float32): half the bytes of float64 reprs, and meta.json is stored uncompressed. The
+    position range stays exact: readers use it in double precision."""
+    raw: dict[str, str] = {}
+
+    def short(values: list[float]) -> str:
+        key = f"@@{len(raw)}@@"
+        digits = (np.format_float_positional(np.float32(v), unique=True, trim="-") for v in values)
+        raw[key] = "[" + ",".join(digits) + "]"
+        return key
+
+    meta = json.loads(json.dumps(meta))
+    for key in ("scales", "sh0", "shN"):
+        if key in meta:
+            meta[key] = {**meta[key], "codebook": short(meta[key]["codebook"])}
+    text = json.dumps(meta, separators=(",", ":"))
+    for key, value in raw.items():
+        text = text.replace(f'"{key}"', value)
+    return text.encode()
 
 
 def is_folder_output(path: Path) -> bool:

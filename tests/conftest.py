@@ -77,3 +77,18 @@ def baseline(tmp_path_factory):
     train_model(data, root / "model", config=TrainConfig(iterations=40, sh_degree=1),
                 densify=DensifyConfig(start=10, every=10, stop=35), init_points=600, save_iterations=())
     return data, root / "model"
+
+
+def interrupt_training_at(monkeypatch, step: int):
+    """Make the next training loop raise KeyboardInterrupt before `step`; returns the undo."""
+    from gstrim.train import Trainer
+
+    original = Trainer.train_step
+
+    def interrupted(self):
+        if self.step == step:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    return lambda: monkeypatch.setattr(Trainer, "train_step", original)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import interrupt_training_at
 from test_cli import assert_one_line_error, run
 
 from gstrim.compress.codebook_scene import read_gsz
@@ -14,7 +15,6 @@ from gstrim.compress.pipeline import CompressConfig, compress_model
 from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
-from gstrim.train import Trainer
 
 TINY = dict(codebook_sh=64, codebook_shape=64, kmeans_steps_sh=4, kmeans_steps_shape=4, kmeans_batch=256)
 
@@ -54,17 +54,10 @@ def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
     _, model = baseline
     config = CompressConfig(qat_iterations=10, **TINY)
     full = compress_model(model, tmp_path / "full", config=config, evaluate_test=False, checkpoint_every=3)
-    original = Trainer.train_step
-
-    def interrupted(self):
-        if self.step == 5:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    undo = interrupt_training_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         compress_model(model, tmp_path / "part", config=config, evaluate_test=False, checkpoint_every=3)
-    monkeypatch.setattr(Trainer, "train_step", original)
+    undo()
     resumed = compress_model(None, tmp_path / "part", resume=True, evaluate_test=False)
     assert resumed.file.read_bytes() == full.file.read_bytes()
 

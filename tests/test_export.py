@@ -9,14 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import random_scene
+from conftest import interrupt_training_at, random_scene
 from test_cli import assert_one_line_error, run
 
 from gstrim.compress.format_finetune import FormatParameters
 from gstrim.export import ExportConfig, export_model, run_dir_of
 from gstrim.io import load_scene, sog
 from gstrim.io.formats import FORMATS
-from gstrim.train import Trainer
 
 
 def _lexicographic(means: torch.Tensor) -> torch.Tensor:
@@ -62,18 +61,11 @@ def test_export_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
     config = ExportConfig(finetune=8)
     full = export_model(model, tmp_path / "full.spz", data=data, config=config, evaluate_test=False,
                         checkpoint_every=3)
-    original = Trainer.train_step
-
-    def interrupted(self):
-        if self.step == 5:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    undo = interrupt_training_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         export_model(model, tmp_path / "part.spz", data=data, config=config, evaluate_test=False, checkpoint_every=3)
     assert not (tmp_path / "part.spz").exists()
-    monkeypatch.setattr(Trainer, "train_step", original)
+    undo()
     resumed = export_model(None, tmp_path / "part.spz", resume=True, evaluate_test=False)
     assert resumed.file.read_bytes() == full.file.read_bytes()
 

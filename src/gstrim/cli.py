@@ -279,9 +279,7 @@ def _print_export(result, original_mb: float | None = None) -> None:
         line += f" (x{original_mb * 1e6 / result.bytes:.1f} smaller than the untrimmed .ply)"
     print(line)
     if result.before is not None and result.after is not None:
-        i, o = result.before.metrics(), result.after.metrics()
-        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
-              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}   (of the file as written)")
+        _print_change(result.before.metrics(), result.after.metrics(), "   (of the file as written)")
     elif result.after is not None:
         o = result.after.metrics()
         print(f"  test PSNR    {o.psnr:.3f}   SSIM {o.ssim:.4f}   LPIPS {o.lpips:.4f}   (of the file as written)")
@@ -299,15 +297,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _print_change(i, o, note: str = "") -> None:
+    """Test metrics before -> after."""
+    print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
+          f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}{note}")
+
+
 def _print_trim(s, model_dir: Path) -> None:
     print(f"trimmed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians ({100 * s.removed:.1f} % removed, "
           f"{s.details['variant']}, score {s.details['score']}) in {s.wall_s:.0f} s")
     print(f"  size         {s.mb_in:.2f} MB -> {s.mb_out:.2f} MB (x{s.ratio:.2f} smaller)")
     if s.input is not None and s.output is not None:
-        i, o = s.input, s.output
-        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
-              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}")
-        print(f"  render       {i.fps:.1f} -> {o.fps:.1f} FPS")
+        _print_change(s.input, s.output)
+        print(f"  render       {s.input.fps:.1f} -> {s.output.fps:.1f} FPS")
     print(f"  scene        {model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
 
 
@@ -321,9 +323,7 @@ def _print_compress(result, original_mb: float | None = None) -> None:
         line += f"; x{original_mb * 1e6 / (r['mb'] * 1e6):.1f} smaller than the untrimmed .ply"
     print(line + ")")
     if s.input is not None and s.output is not None:
-        i, o = s.input, s.output
-        print(f"  test PSNR    {i.psnr:.3f} -> {o.psnr:.3f}   SSIM {i.ssim:.4f} -> {o.ssim:.4f}   "
-              f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}   (of the file as written)")
+        _print_change(s.input, s.output, "   (of the file as written)")
     print(f"  file         {result.file}")
 
 

@@ -44,7 +44,7 @@ class ExportConfig:
     finetune: int | None = option(None, "iterations of fine-tuning through the format's quantiser (default with "
                                   "--data: 5000 on a GPU, 1000 on the CPU; without --data: 0, a plain conversion)")
     spz_version: int = option(3, ".spz version: 3 (gzip, every viewer reads it) or 4 (zstd)", choices=(3, 4))
-    sog_palette: int | None = option(None, "SOG SH palette entries (default: an eighth of the Gaussians, in rows "
+    sog_palette: int | None = option(None, "SOG SH palette entries (default: a quarter of the Gaussians, in rows "
                                      "of 64)")
     seed: int = option(0, "seed of the codebooks and of the view order", flag="--seed")
 

@@ -82,7 +82,7 @@ def run_dir_of(out: Path) -> Path:
 def file_size(path: Path) -> int:
     """Bytes of a written scene: a file, or a SOG folder (its meta.json and images)."""
     if sog.is_folder_output(path):
-        meta = sog._read_files(path)[0]
+        meta = sog.open_sog(path)[0]
         names = {n for key in ("means", "scales", "quats", "sh0", "shN") for n in meta.get(key, {}).get("files", [])}
         return path.stat().st_size + sum((path.parent / n).stat().st_size for n in names)
     return path.stat().st_size

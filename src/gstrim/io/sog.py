@@ -26,6 +26,7 @@ import io
 import json
 import math
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -333,7 +334,8 @@ def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None
 
 
 # ---- reading --------------------------------------------------------------------------------------------
-def _read_files(path: Path) -> tuple[dict, callable]:
+def open_sog(path: Path) -> tuple[dict, Callable[[str], bytes]]:
+    """(meta.json, a loader of the files it names) of a .sog bundle or a SOG folder's meta.json."""
     if not path.is_file():
         raise GstrimError("no such file", path)
     if is_folder_output(path):
@@ -390,7 +392,7 @@ def _codebook(meta: dict, key: str, path: Path) -> torch.Tensor:
 
 def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     path = Path(path)
-    meta, load = _read_files(path)
+    meta, load = open_sog(path)
     if meta.get("version") != VERSION:
         raise GstrimError(f"unsupported SOG version {meta.get('version')!r} (gstrim reads version {VERSION})", path)
     n = meta.get("count")
@@ -441,7 +443,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
 
 def describe_sog(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
     scene = read_sog(path, nonfinite)
-    meta, _ = _read_files(path)
+    meta, _ = open_sog(path)
     palette = meta.get("shN", {}).get("count")
     kind = "folder" if is_folder_output(path) else "bundle"
     details = f"sog (version {meta['version']}, {kind}" + (f", SH palette of {palette:,})" if palette else ")")

@@ -405,6 +405,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         raise GstrimError(f"bad meta.json: missing or malformed {exc}", path) from None
     if mins.shape != (3,) or maxs.shape != (3,):
         raise GstrimError("bad meta.json: means.mins and means.maxs need 3 values each", path)
+
     def image(key: str, i: int = 0) -> np.ndarray:
         return _image(load(files[key][i]), files[key][i], n, path)
 
@@ -413,8 +414,9 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     quats = _quat_decode(torch.from_numpy(image("quats")))
     scales_book, sh0_book = _codebook(meta, "scales", path), _codebook(meta, "sh0", path)
     s, c = image("scales"), image("sh0")
-    if max(int(s[:, :3].max(initial=0)), int(c[:, :3].max(initial=0))) >= min(len(scales_book), len(sh0_book)):
-        raise GstrimError("SOG labels point past the end of a codebook in meta.json", path)
+    for labels, book, key in ((s, scales_book, "scales"), (c, sh0_book, "sh0")):
+        if int(labels[:, :3].max(initial=0)) >= len(book):
+            raise GstrimError(f"SOG {key} labels point past the end of its codebook in meta.json", path)
     shN = torch.zeros(n, 0, 3)
     if "shN" in meta:
         sh_meta = meta["shN"]

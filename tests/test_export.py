@@ -95,5 +95,7 @@ def test_export_errors(baseline, tmp_path, capsys):
     assert_one_line_error(code, err, "gstrim compress")
     code, _, err = run(capsys, "export", model, "-o", tmp_path / "x.spz", "--finetune", "-1")
     assert_one_line_error(code, err, "--finetune")
+    code, _, err = run(capsys, "export", model, "-o", tmp_path / "x.spz", "--spz-sh-rest-bits", "9")
+    assert_one_line_error(code, err, "--spz-sh-rest-bits")
     code, _, err = run(capsys, "export", model, "-o", tmp_path / "x.abc")
     assert_one_line_error(code, err, "unknown scene format")

@@ -59,6 +59,16 @@ def test_spz_decodes_within_quantisation_steps(tmp_path):
     assert _rot_error(got, scene) < 1e-4
 
 
+def test_spz_sh_bits_are_the_writers_choice():
+    scene = random_scene(np.random.default_rng(9), n=200)
+    fine = spz.roundtrip(scene, sh1_bits=8, sh_rest_bits=8)
+    assert float((fine.shN - scene.shN).abs().max()) <= 0.5 / 128 + 1e-6
+    coarse = spz.encode(scene, sh1_bits=2, sh_rest_bits=1).sh
+    assert set(coarse[:, 3:].unique().tolist()) <= {0, 128, 256 - 1}  # one bit: buckets of 128, clamped to 255
+    with pytest.raises(GstrimError, match="1-8"):
+        spz.encode(scene, sh_rest_bits=0)
+
+
 def test_spz_known_encoding():
     codes = spz.encode(_one(quats=[[0.0, 1.0, 0.0, 0.0]]))  # 180 degrees about x: x is the largest, index 0
     assert codes.positions.tolist() == [[4096, -8192, 2048]]

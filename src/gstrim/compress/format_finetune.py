@@ -28,13 +28,13 @@ def straight_through(scene: GaussianScene, decoded: GaussianScene) -> GaussianSc
 
 class FormatParameters(Parameterization):
     def __init__(self, fmt: SceneFormat, books: sog.SogCodebooks | None = None, lrs: LearningRates | None = None,
-                 save=None):
-        """`books`: SOG's codebooks (formats without a `roundtrip`); `save(path, scene)`: the writer, when
-        not the format's default one (`.spz` version 4)."""
+                 save=None, roundtrip=None):
+        """`books`: SOG's codebooks (formats without a `roundtrip`); `save(path, scene)` and `roundtrip(scene)`:
+        the writer and its round trip, when not the format's defaults (`.spz` version 4 or other SH bits)."""
         if fmt.roundtrip is None and books is None:
             raise ValueError(f"format {fmt.name!r} needs codebooks to be fine-tuned through")
         self.fmt, self.books, self.lrs = fmt, books, lrs or LearningRates()
-        self.save = save or fmt.save
+        self.save, self.roundtrip = save or fmt.save, roundtrip or fmt.roundtrip
 
     def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
         params = dict(scene.params())
@@ -58,7 +58,7 @@ class FormatParameters(Parameterization):
         scene = self.raw_scene(params)
         if self.books is not None:
             return sog.fake_quantize(scene, self._books(params))
-        return straight_through(scene, self.fmt.roundtrip(scene.to("cpu") if scene.means.is_cuda else scene))
+        return straight_through(scene, self.roundtrip(scene.to("cpu") if scene.means.is_cuda else scene))
 
     def write(self, path, params: Params) -> None:
         """The file, from the current parameters."""

@@ -91,10 +91,13 @@ def fractional_bits_for(means: torch.Tensor) -> int:
     return bits
 
 
-def _quantize_sh(sh: torch.Tensor) -> torch.Tensor:
+def _quantize_sh(sh: torch.Tensor, sh1_bits: int, sh_rest_bits: int) -> torch.Tensor:
+    for bits in (sh1_bits, sh_rest_bits):
+        if not 1 <= bits <= 8:
+            raise GstrimError(f".spz SH bits must be within 1-8, got {bits}")
     q = round_half_away(sh * 128) + 128
-    bucket = torch.full_like(q, 1 << (8 - SH_REST_BITS))
-    bucket[:, :3] = 1 << (8 - SH1_BITS)
+    bucket = torch.full_like(q, 1 << (8 - sh_rest_bits))
+    bucket[:, :3] = 1 << (8 - sh1_bits)
     q = torch.div(q + torch.div(bucket, 2, rounding_mode="trunc"), bucket, rounding_mode="trunc") * bucket
     return q.clamp(0, 255).to(torch.int64)
 
@@ -126,8 +129,11 @@ def _unpack_rotations_v2(xyz: torch.Tensor) -> torch.Tensor:
     return torch.cat([w, v], dim=1).float()
 
 
-def encode(scene: GaussianScene, fractional_bits: int | None = None) -> SpzCodes:
-    """The file's integer codes for a scene (on the scene's device)."""
+def encode(scene: GaussianScene, fractional_bits: int | None = None, sh1_bits: int = SH1_BITS,
+           sh_rest_bits: int = SH_REST_BITS) -> SpzCodes:
+    """The file's integer codes for a scene (on the scene's device). `sh1_bits` / `sh_rest_bits`: the
+    significant bits kept of the degree-1 / degree-2-3 SH bytes (the reference packer's PackOptions;
+    readers need not know them)."""
     if fractional_bits is None:
         fractional_bits = fractional_bits_for(scene.means)
     with torch.no_grad():
@@ -139,7 +145,7 @@ def encode(scene: GaussianScene, fractional_bits: int | None = None) -> SpzCodes
             colors=to_uint(f32["sh0"][:, 0] * (COLOR_SCALE * 255) + 127.5),
             scales=to_uint((f32["scales"] + 10) * 16),
             rotations=_pack_rotations(f32["quats"]),
-            sh=_quantize_sh(f32["shN"]),
+            sh=_quantize_sh(f32["shN"], sh1_bits, sh_rest_bits),
         )
 
 
@@ -156,9 +162,9 @@ def decode(codes: SpzCodes) -> GaussianScene:
     )
 
 
-def roundtrip(scene: GaussianScene) -> GaussianScene:
+def roundtrip(scene: GaussianScene, sh1_bits: int = SH1_BITS, sh_rest_bits: int = SH_REST_BITS) -> GaussianScene:
     """What a `.spz` of the scene decodes to (no gradient; format-aware fine-tuning adds one)."""
-    return decode(encode(scene))
+    return decode(encode(scene, sh1_bits=sh1_bits, sh_rest_bits=sh_rest_bits))
 
 
 # ---- bytes ------------------------------------------------------------------------------------------
@@ -271,9 +277,10 @@ def read_spz(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     return decode(codes).check_finite(str(path), nonfinite)
 
 
-def write_spz(path: str | Path, scene: GaussianScene, version: int = 3) -> None:
+def write_spz(path: str | Path, scene: GaussianScene, version: int = 3, sh1_bits: int = SH1_BITS,
+              sh_rest_bits: int = SH_REST_BITS) -> None:
     try:
-        data = spz_bytes(encode(scene), version)
+        data = spz_bytes(encode(scene, sh1_bits=sh1_bits, sh_rest_bits=sh_rest_bits), version)
     except GstrimError as exc:
         raise GstrimError(exc.message, path) from None
     with atomic_path(path) as tmp:

@@ -288,9 +288,9 @@ def write_spz(path: str | Path, scene: GaussianScene, version: int = 3, sh1_bits
 
 
 def describe_spz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
-    codes, version = codes_from_bytes(path.read_bytes(), path) if path.is_file() else (None, 0)
-    if codes is None:
+    if not path.is_file():
         raise GstrimError("no such file", path)
+    codes, version = codes_from_bytes(path.read_bytes(), path)
     details = f"spz (version {version}, {codes.fractional_bits} fractional bits"
     details += ", antialiased)" if codes.antialiased else ")"
     return decode(codes).check_finite(str(path), nonfinite), {"format": details, "extra_properties": []}

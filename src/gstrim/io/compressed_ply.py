@@ -31,6 +31,7 @@ from gstrim.io.packing import (
     morton_order,
     others,
     sigmoid_logit_clamped,
+    to_uint,
     unit_quats,
 )
 from gstrim.scene import SH_C0, GaussianScene, num_sh_rest, sh_degree_from_rest
@@ -54,7 +55,7 @@ class CompressedPlyCodes:
 
 def _unorm(v: torch.Tensor, bits: int) -> torch.Tensor:
     top = (1 << bits) - 1
-    return torch.floor(v * top + 0.5).clamp(0, top).to(torch.int64)
+    return to_uint(v * top, top)
 
 
 def _from_unorm(code: torch.Tensor, bits: int) -> torch.Tensor:

@@ -107,7 +107,7 @@ def _pack_rotations(quats_wxyz: torch.Tensor) -> torch.Tensor:
     xyzw = torch.cat([q[:, 1:], q[:, :1]], dim=1)
     index, xyzw = largest_first(xyzw)
     rest = xyzw.gather(1, others(index))
-    mag = torch.floor(_MAG_MAX * rest.abs() / SQRT1_2 + 0.5).clamp(0, _MAG_MAX).to(torch.int64)
+    mag = to_uint(_MAG_MAX * rest.abs() / SQRT1_2, _MAG_MAX)
     code = (rest < 0).to(torch.int64) << _MAG_BITS | mag
     return index << 30 | code[:, 0] << 20 | code[:, 1] << 10 | code[:, 2]
 

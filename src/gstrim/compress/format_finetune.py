@@ -71,10 +71,9 @@ class FormatParameters(Parameterization):
 
     def make_optimizers(self, params: Params, extent: float) -> Optimizers:
         lrs = self.lrs
-        rate = rates(lrs, extent)
-        rate = {"means": rate["means"], "scales": lrs.scales, "quats": lrs.quats, "opacities": lrs.opacities,
-                "sh0": lrs.sh0, "shN": lrs.shN, "book_scales": lrs.scales, "book_sh0": lrs.sh0, "book_sh": lrs.shN,
-                "palette": lrs.shN}
+        rate = {"means": rates(lrs, extent)["means"], "scales": lrs.scales, "quats": lrs.quats,
+                "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN, "book_scales": lrs.scales,
+                "book_sh0": lrs.sh0, "book_sh": lrs.shN, "palette": lrs.shN}
         return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS, fused=True) for name, p in params.items()}
 
     def state_dict(self) -> dict:

@@ -43,6 +43,7 @@ from gstrim.io.packing import (
     morton_order,
     others,
     sigmoid_logit_clamped,
+    to_uint,
     unit_quats,
 )
 from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
@@ -154,7 +155,7 @@ def _means_range(means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _means_codes(means: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return torch.floor(65535 * (_log_transform(means.double()) - lo) / span + 0.5).clamp(0, 65535).to(torch.int64)
+    return to_uint(65535 * (_log_transform(means.double()) - lo) / span, 65535)
 
 
 def _means_decode(codes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -165,7 +166,7 @@ def _means_decode(codes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> to
 def _quat_codes(quats: torch.Tensor) -> torch.Tensor:
     index, q = largest_first(unit_quats(quats.double()))
     three = q.gather(1, others(index))
-    stored = torch.floor(255 * (three * (SQRT2 / 2) + 0.5) + 0.5).clamp(0, 255).to(torch.int64)
+    stored = to_uint(255 * (three * (SQRT2 / 2) + 0.5))
     return torch.cat([stored, (252 + index)[:, None]], dim=1)
 
 
@@ -179,49 +180,43 @@ def _quat_decode(codes: torch.Tensor) -> torch.Tensor:
 
 
 def _alpha_codes(opacities: torch.Tensor) -> torch.Tensor:
-    return torch.floor(torch.sigmoid(opacities.double()) * 255 + 0.5).clamp(0, 255).to(torch.int64)
+    return to_uint(torch.sigmoid(opacities.double()) * 255)
+
+
+def _decoded(scene: GaussianScene, books: SogCodebooks, through) -> GaussianScene:
+    """What a SOG file of the scene with these codebooks decodes to, in the scene's order; `through(x, value)`
+    attaches to each decoded `value` the gradient meant for the raw `x` (or none)."""
+    with torch.no_grad():
+        lo, hi = _means_range(scene.means.detach())
+        means = _means_decode(_means_codes(scene.means.detach(), lo, hi), lo, hi).float()
+        quats = _quat_decode(_quat_codes(scene.quats.detach()))
+        opacities = sigmoid_logit_clamped(_alpha_codes(scene.opacities.detach()).double() / 255).float()
+
+    def pick(x: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
+        book = book.to(x)
+        return through(x, book[nearest_entry(x, book)])
+
+    n, k = len(scene), scene.shN.shape[1]
+    shN = scene.shN.new_zeros(n, k, 3)
+    if k and n:
+        shN = pick(books.palette.to(scene.shN), books.sh)[books.labels.to(scene.shN.device)]
+    return GaussianScene(means=through(scene.means, means.to(scene.means)),
+                         quats=through(scene.quats, quats.to(scene.quats)),
+                         opacities=through(scene.opacities, opacities.to(scene.opacities)),
+                         scales=pick(scene.scales, books.scales), sh0=pick(scene.sh0, books.sh0), shN=shN)
 
 
 def quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
     """What a SOG file of the scene with these codebooks decodes to, in the scene's order (no gradient:
     format-aware fine-tuning adds a straight-through one)."""
     with torch.no_grad():
-        p = {k: v.detach() for k, v in scene.params().items()}
-        lo, hi = _means_range(p["means"])
-        n, k = len(scene), p["shN"].shape[1]
-        shN = p["shN"].new_zeros(n, k, 3)
-        if k and n:
-            palette = books.palette.detach().to(p["shN"])
-            palette_q = books.sh.to(palette)[nearest_entry(palette, books.sh.to(palette))]
-            shN = palette_q[books.labels.to(palette.device)]
-        scales_book, sh0_book = books.scales.to(p["scales"]), books.sh0.to(p["sh0"])
-        return GaussianScene(
-            means=_means_decode(_means_codes(p["means"], lo, hi), lo, hi).float(),
-            scales=scales_book[nearest_entry(p["scales"], scales_book)],
-            quats=_quat_decode(_quat_codes(p["quats"])),
-            opacities=sigmoid_logit_clamped(_alpha_codes(p["opacities"]).double() / 255).float(),
-            sh0=sh0_book[nearest_entry(p["sh0"], sh0_book)],
-            shN=shN,
-        )
+        return _decoded(scene, books, lambda x, value: value)
 
 
 def fake_quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
     """`quantize` with gradients: straight through to the scene's own values, and to the codebook entries
     (and palette) that the labels pick, so fine-tuning optimises both."""
-    def through(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        return value + (x - x.detach())
-
-    fixed = quantize(GaussianScene(**{**scene.params(), "scales": scene.scales.detach(), "sh0": scene.sh0.detach(),
-                                      "shN": scene.shN.detach()}), books)
-    shN = scene.shN
-    if scene.shN.shape[1] and len(scene):
-        palette = through(books.palette, books.sh[nearest_entry(books.palette, books.sh)])
-        shN = palette[books.labels.to(palette.device)]
-    return GaussianScene(
-        means=through(scene.means, fixed.means), quats=through(scene.quats, fixed.quats),
-        opacities=through(scene.opacities, fixed.opacities),
-        scales=through(scene.scales, books.scales[nearest_entry(scene.scales, books.scales)]),
-        sh0=through(scene.sh0, books.sh0[nearest_entry(scene.sh0, books.sh0)]), shN=shN)
+    return _decoded(scene, books, lambda x, value: value + (x - x.detach()))
 
 
 # ---- images and meta.json -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from test_render import make_camera, make_scene
 from gstrim.prune.scores import SCORES, lightgaussian_score, pup_score, spatial_fisher
 from gstrim.render import pixel_statistics
 from gstrim.render.reference import render_dense
-from gstrim.scene import GaussianScene
+from gstrim.scene import SH_C0, GaussianScene
 
 
 def positive_colour_scene(rng, n: int) -> GaussianScene:
@@ -24,15 +24,16 @@ def dense_image(scene: GaussianScene, camera, background, **params):
 
 
 def reference_statistics(scene: GaussianScene, camera, background):
-    """(hits [N], Fisher [N, 6, 6]) by full Jacobians of the dense image."""
+    """(hits [N], max blending weight [N], Fisher [N, 6, 6]) by full Jacobians of the dense image."""
     n = len(scene)
     jac_m, jac_s = torch.func.jacfwd(lambda m, s: dense_image(scene, camera, background, means=m, scales=s),
                                      argnums=(0, 1))(scene.means.detach(), scene.scales.detach())
     g = torch.cat([jac_m, jac_s], dim=-1).reshape(-1, n, 6)  # [pixels x channels, N, 6]
     fisher = torch.einsum("pni,pnj->nij", g, g)
     jac_c = torch.func.jacfwd(lambda c: dense_image(scene, camera, background, sh0=c))(scene.sh0.detach())
-    hits = (jac_c[..., 0, :, 0, 0] != 0).reshape(-1, n).sum(0)  # blended pixels: red depends on red DC
-    return hits, fisher
+    red = jac_c[..., 0, :, 0, 0].reshape(-1, n)  # d red / d red DC = blending weight x SH C0
+    hits = (red != 0).sum(0)  # blended pixels
+    return hits, red.amax(0) / SH_C0, fisher
 
 
 def test_pixel_statistics_and_fisher_match_dense_reference(rng):
@@ -42,8 +43,10 @@ def test_pixel_statistics_and_fisher_match_dense_reference(rng):
     expected_hits = torch.zeros(len(scene), dtype=torch.long)
     expected_fisher = torch.zeros(len(scene), 6, 6, dtype=torch.float64)
     for cam in cameras:
-        hits, fisher = reference_statistics(scene, cam, background)
-        assert torch.equal(pixel_statistics(scene, cam, background=background).hits.long(), hits)
+        hits, max_weight, fisher = reference_statistics(scene, cam, background)
+        stats = pixel_statistics(scene, cam, background=background)
+        assert torch.equal(stats.hits.long(), hits)
+        assert torch.allclose(stats.max_weight.double(), max_weight, atol=1e-12)
         expected_hits += hits
         expected_fisher += fisher
     assert expected_hits.sum() > 0
@@ -108,3 +111,19 @@ def test_a_new_score_is_one_registration(rng):
         torch.testing.assert_close(params["means"].detach(), scene.means.detach()[7:].float())
     finally:
         SCORES.pop("toy_index")
+
+
+def test_visibility_is_low_for_an_opaque_gaussian_hidden_behind_another(rng):
+    """Two opaque Gaussians on the view axis: the one behind keeps its opacity but shows almost nothing."""
+    from gstrim.prune.scores import visibility_score
+
+    scene = positive_colour_scene(rng, 2)
+    cam = make_camera(rng, width=26, height=22)
+    params = scene.params()
+    ahead = cam.viewmat[:3, :3].T @ torch.tensor([0.0, 0.0, 1.0], dtype=cam.viewmat.dtype)
+    campos = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
+    params["means"] = torch.stack([campos + 3 * ahead, campos + 5 * ahead]).to(params["means"].dtype)
+    params["scales"] = torch.tensor([[-0.5] * 3, [-2.0] * 3], dtype=params["scales"].dtype)  # the front one covers
+    params["opacities"] = torch.full_like(params["opacities"], 6.0)  # sigmoid ~ 0.998
+    weight = visibility_score(GaussianScene(**params), [cam])
+    assert weight[0] > 0.95 and weight[1] < 0.02

@@ -52,7 +52,8 @@ def test_variants(baseline, tmp_path, variant):
     assert result.summary.iterations == 18  # every variant trains as long
 
 
-@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup"])
+@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup", "gradient-visibility",
+                                   "gradient-sum"])
 def test_first_prune_keeps_the_top_of_its_score(baseline, score):
     """The strategy removes exactly the lowest-ranked Gaussians of the configured score (with the OR rule of
     eq. 5 for the gradient), scored over the statistics views on the loaded scene."""
@@ -66,7 +67,7 @@ def test_first_prune_keeps_the_top_of_its_score(baseline, score):
     strategy.step_begin(params, {}, state, 0, torch.Generator())
     entry = SCORES[score]
     values = entry.fn(scene, ds.train, background=ds.background, device="cpu")
-    primary = scene.activated_opacities() if entry.or_with_opacity else values
+    primary = entry.keep_with(scene, ds.train, background=ds.background) if entry.keep_with else values
     keep = ~prune_mask_count(primary, values, len(scene) - strategy.survivors[0])
     assert state["prunes_done"] == 1 and 0 < int(keep.sum()) < len(scene)
     assert torch.equal(params["means"].detach(), scene.means[keep])
@@ -190,3 +191,18 @@ def test_checkpoint_input_keeps_adam_moments_and_refuses_empty_statistics(baseli
                        "--no-eval")
     assert_one_line_error(code, err, "chkpnt40.pt", "--stats checkpoint", "statistics are empty")
     assert not (tmp_path / "c").exists()
+
+
+def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
+    from gstrim.prune.strategy import finetune_parameters
+    from gstrim.train.optim import means_lr
+
+    config = TrimConfig(restart_lr=1e-4, steps=3, every=10, finetune=20)
+    rates = finetune_parameters(config)
+    lr = [means_lr(step, config.iterations, rates.lrs, 2.0, rates.restarts) for step in range(config.iterations + 1)]
+    for start, end in ((0, 10), (10, 20), (20, 50)):
+        assert lr[start] == pytest.approx(2e-4)
+        assert all(a > b for a, b in zip(lr[start:end], lr[start + 1:end], strict=False))  # decays in between
+    assert lr[50] == pytest.approx(2 * 1.6e-6)
+    constant = finetune_parameters(TrimConfig(steps=3, every=10, finetune=20))
+    assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))

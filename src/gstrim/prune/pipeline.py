@@ -13,7 +13,7 @@ from gstrim import progress
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.model import Model
-from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_rates
+from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.render.project import project
@@ -82,10 +82,11 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
     strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
                             len(scene), scene.sh_degree, checkpoint_stats=stats)
+    parameterization = finetune_parameters(config)
     train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
-                               lrs=finetune_rates(), seed=config.seed, device=device)
+                               lrs=parameterization.lrs, seed=config.seed, device=device)
     trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config, strategy=strategy,
-                      background=dataset.background)
+                      background=dataset.background, parameterization=parameterization)
 
     if folder is not None:
         elapsed = folder.resume(trainer)

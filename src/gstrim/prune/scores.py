@@ -62,6 +62,21 @@ def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=No
     return mean_grad2d(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
+def gradient_sum_score(scene: GaussianScene, cameras: list[Camera], *, background=None,
+                       device: str = "auto") -> torch.Tensor:
+    """The gradient statistic summed over views instead of averaged: a Gaussian many views draw counts more."""
+    return gradient_statistics(scene, cameras, background=background, device=device)[0].float()
+
+
+def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
+    """The effective opacity: the largest blending weight alpha * T of a Gaussian over the views' pixels. Unlike
+    the opacity it is low for an opaque Gaussian hidden behind a surface."""
+    weight = torch.zeros(len(scene), dtype=torch.float64)
+    for cam in progress.track(cameras, "visibility"):
+        weight = torch.maximum(weight, pixel_statistics(scene, cam, background=background).max_weight.double())
+    return weight.float()
+
+
 LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (VITA-Group/LightGaussian `prune.py`)
 
 
@@ -130,19 +145,22 @@ def pup_score(scene: GaussianScene, cameras: list[Camera], *, background=None, *
 class ImportanceScore:
     name: str
     fn: Score
-    # True: kept when this score OR the opacity is high (eq. 5 of Trimming the Fat); False: ranked alone
-    or_with_opacity: bool = False
+    # kept when this score OR `keep_with` is high (eq. 5 of Trimming the Fat: the opacity); None: ranked alone
+    keep_with: Score | None = None
 
 
 SCORES: dict[str, ImportanceScore] = {}
 
 
-def register_score(name: str, fn: Score, *, or_with_opacity: bool = False) -> ImportanceScore:
-    SCORES[name] = ImportanceScore(name, fn, or_with_opacity)
+def register_score(name: str, fn: Score, *, keep_with: Score | None = None) -> ImportanceScore:
+    SCORES[name] = ImportanceScore(name, fn, keep_with)
     return SCORES[name]
 
 
-register_score("gradient", gradient_score, or_with_opacity=True)
+register_score("gradient", gradient_score, keep_with=opacity_score)
 register_score("opacity", opacity_score)
 register_score("lightgaussian", lightgaussian_score)
 register_score("pup", pup_score)
+# beyond the paper (docs/pruning.md, "closing the synthetic-scene gap")
+register_score("gradient-visibility", gradient_score, keep_with=visibility_score)
+register_score("gradient-sum", gradient_sum_score, keep_with=opacity_score)

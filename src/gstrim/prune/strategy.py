@@ -20,10 +20,11 @@ from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
 from gstrim.options import option
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
-from gstrim.prune.scores import SCORES
+from gstrim.prune.scores import SCORES, gradient_score
 from gstrim.scene import GaussianScene
 from gstrim.train import ops
 from gstrim.train.optim import LearningRates
+from gstrim.train.parameterization import RawParameters
 from gstrim.train.strategy import Strategy, mean_grad2d
 
 PRESETS = {
@@ -59,6 +60,9 @@ class TrimConfig:
     finetune: int | None = option(None, "fine-tuning iterations after the last prune step (default: the preset's)")
     one_shot: bool = option(False, "remove the whole target at once, then fine-tune", exclusive="variant")
     no_prune: bool = option(False, "fine-tune only (the fair baseline)", exclusive="variant")
+    restart_lr: float | None = option(None, "position learning rate (x extent) to restart at after each prune "
+                                      "step, decaying to 1.6e-6 by the next (default: constant 1.6e-6, as the "
+                                      "paper)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -96,8 +100,8 @@ class TrimConfig:
             raise ConfigError(f"unknown {{score}} {self.score!r}; use one of {', '.join(SCORES)}", "score")
         if self.stats not in STATS:
             raise ConfigError(f"unknown {{stats}} {self.stats!r}; use refresh or checkpoint", "stats")
-        if self.stats == "checkpoint" and not SCORES[self.score].or_with_opacity:
-            raise ConfigError("{stats} checkpoint reuses gradient statistics; it needs {score} gradient",
+        if self.stats == "checkpoint" and SCORES[self.score].fn is not gradient_score:
+            raise ConfigError("{stats} checkpoint reuses the mean gradient statistic; it needs {score} gradient",
                               "stats", "score")
         targets = ("gamma", "target_removal", "target_count", "target_mb")
         if sum(getattr(self, t) is not None for t in targets) > 1:
@@ -116,6 +120,8 @@ class TrimConfig:
                 raise ConfigError(f"{{{name}}} must be at least {low}, got {value}", name)
         if self.stats_views is not None and self.stats_views < 1:
             raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
+        if self.restart_lr is not None and self.restart_lr <= 0:
+            raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
         if self.target_mb is not None and self.target_mb <= 0:
             raise ConfigError(f"{{target_mb}} must be positive, got {self.target_mb}", "target_mb")
 
@@ -176,16 +182,18 @@ class TrimStrategy(Strategy):
             self.prune(params, optimizers, state)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
-        """(opacity, score) for the OR rule of eq. 5; a score other than `gradient` stands alone: (score, score)."""
+        """(opacity, score) for the OR rule of eq. 5 (or the score's own `keep_with` in place of the opacity); a
+        score ranked alone gives (score, score)."""
         scene = GaussianScene(**{k: v.detach() for k, v in params.items()})
         entry = SCORES[self.config.score]
+        where = {"background": self.background, "device": str(scene.means.device)}
         if self.config.uses_checkpoint_stats:
             score = mean_grad2d(state["grad2d"], state["count"])
         else:
-            score = entry.fn(scene, self.cameras, background=self.background, device=str(scene.means.device))
-        if not entry.or_with_opacity:
+            score = entry.fn(scene, self.cameras, **where)
+        if entry.keep_with is None:
             return score, score
-        return scene.activated_opacities().cpu(), score
+        return entry.keep_with(scene, self.cameras, **where).cpu(), score
 
     def prune(self, params, optimizers, state) -> None:
         n = params["means"].shape[0]
@@ -201,7 +209,11 @@ class TrimStrategy(Strategy):
         progress.log(f"prune {state['prunes_done']}: {n:,} -> {n - int(mask.sum()):,} Gaussians")
 
 
-def finetune_rates() -> LearningRates:
-    """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps)."""
-    return LearningRates(means=1.6e-6, means_final=1.6e-6)
+def finetune_parameters(config: TrimConfig) -> RawParameters:
+    """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps); with
+    `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next."""
+    final = LearningRates().means_final
+    if config.restart_lr is None:
+        return RawParameters(LearningRates(means=final, means_final=final))
+    return RawParameters(LearningRates(means=config.restart_lr, means_final=final), config.prune_iterations())
 

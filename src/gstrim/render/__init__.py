@@ -93,6 +93,7 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
 class PixelStatistics:
     projection: Projection
     hits: torch.Tensor  # [N] pixels where each Gaussian is blended
+    max_weight: torch.Tensor  # [N] largest blending weight alpha * T over the pixels
     # [N, 15] upper triangle of the sum over pixels and channels of h h^T, h = d pixel / d(means2d, conic)
     fisher2d: torch.Tensor
 
@@ -112,8 +113,8 @@ def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | N
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        hits, fisher = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(), proj.radii,
+        hits, max_weight, fisher = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(), proj.radii,
                               proj.depths, camera.width, camera.height, bg)
-    return PixelStatistics(proj, hits, fisher)
+    return PixelStatistics(proj, hits, max_weight, fisher)
 
 __all__ = ["BACKENDS", "PixelStatistics", "RenderOutput", "pixel_statistics", "rasterize", "resolve_device"]

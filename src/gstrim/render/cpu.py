@@ -115,14 +115,15 @@ class RasterizePixels(torch.autograd.Function):
 
 
 def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, height, background):
-    """(hits [N], fisher2d [N, 15]) of one render: see `cpu_kernels.pixel_statistics`."""
+    """(hits [N], max_weight [N], fisher2d [N, 15]) of one render: see `cpu_kernels.pixel_statistics`."""
     _, transmittance, levels, offsets, ids, last = blend(means2d, conics, colors, opacities, radii, depths,
                                                          width, height, background)
     threads, n = kernels.num_threads(), means2d.shape[0]
     dtype = _np(means2d).dtype
     hits = np.zeros((threads, n), dtype)
+    max_weight = np.zeros((threads, n), dtype)
     fisher = np.zeros((threads, n, 15), dtype)
     kernels.pixel_statistics(_np(means2d), _np(conics), _np(colors), _np(opacities), levels, offsets, ids, width,
                              height, TILE, _np(background.to(means2d.dtype)), transmittance, last, threads, hits,
-                             fisher)
-    return torch.from_numpy(hits.sum(0)), torch.from_numpy(fisher.sum(0))
+                             max_weight, fisher)
+    return torch.from_numpy(hits.sum(0)), torch.from_numpy(max_weight.max(0)), torch.from_numpy(fisher.sum(0))

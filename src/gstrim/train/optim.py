@@ -23,11 +23,16 @@ class LearningRates:
     shN: float = 2.5e-3 / 20
 
 
-def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float) -> float:
+def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float,
+             restarts: tuple[int, ...] = ()) -> float:
     """Log-linear decay of the position learning rate from `means` to `means_final` (times the extent)
     over `total_steps` (3DGS `get_expon_lr_func` without its warm-up; gsplat decays over the run's length
-    too). Equal initial and final rates give a constant rate, as fine-tuning after pruning uses."""
-    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    too). Equal initial and final rates give a constant rate, as fine-tuning after pruning uses.
+    `restarts`: steps where the rate jumps back to `means` and decays again, reaching `means_final` at the
+    next restart (or at the end): warm restarts after each prune step."""
+    start = max((r for r in restarts if r <= step), default=0)
+    end = min((r for r in restarts if r > step), default=total_steps)
+    t = min(max((step - start) / max(end - start, 1), 0.0), 1.0)
     return extent * math.exp((1 - t) * math.log(lrs.means) + t * math.log(lrs.means_final))
 
 

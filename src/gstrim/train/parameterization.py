@@ -44,10 +44,11 @@ class Parameterization:
 
 class RawParameters(Parameterization):
     """The raw INRIA parameters, one Adam per tensor (as gsplat does: a Gaussian-count edit then touches
-    one optimizer state per key), position rate decaying over the run."""
+    one optimizer state per key), position rate decaying over the run (or restarting at `restarts`)."""
 
-    def __init__(self, lrs: LearningRates | None = None):
+    def __init__(self, lrs: LearningRates | None = None, restarts: tuple[int, ...] = ()):
         self.lrs = lrs or LearningRates()
+        self.restarts = tuple(restarts)
 
     def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
         return scene.params()
@@ -64,4 +65,4 @@ class RawParameters(Parameterization):
         return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS, fused=True) for name, p in params.items()}
 
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
-        set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent))
+        set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent, self.restarts))

@@ -467,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=cmd_export)
 
+    from gstrim.cli_experiments import add_experiment_commands
+
+    add_experiment_commands(sub, TrimConfig, CompressConfig, ExportConfig)
+
     p = sub.add_parser("demo", help="generate the built-in example scene and run the pipeline on it")
     p.add_argument("-o", "--output", default="gstrim-demo", help="output folder (default: gstrim-demo)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,135 @@
+"""`gstrim sweep` and `gstrim report`: the plan, resumption, the table, refusals, and the report's files."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import pytest
+from conftest import interrupt_training_at
+from PIL import Image
+from test_cli import assert_one_line_error, run
+
+import gstrim.sweep
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.prune.strategy import TrimConfig
+from gstrim.report.page import write_report
+from gstrim.report.table import read_table
+from gstrim.sweep import SweepConfig, parse_variant, plan, run_sweep
+
+SMALL = TrimConfig(steps=2, every=3, finetune=4)
+QUICK = dict(fps_views=1, fps_repeats=1)
+
+
+def test_plan_names_every_run_once():
+    config = SweepConfig(removals=[0.5, 0.8], scores=["gradient", "opacity"], one_shot=True, seeds=[0, 2],
+                         variants={"restart": {"restart_lr": 1e-4}})
+    runs = plan(config, SMALL)
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names)) == 2 * (1 + 2 * 4)
+    assert names[:2] == ["no-prune", "gradient-0.5"] and "gradient-oneshot-0.8-s2" in names
+    restart = next(r for r in runs if r.name == "gradient-0.8-restart-s2")
+    assert restart.config.restart_lr == 1e-4 and restart.config.seed == 2 and restart.group == "gradient-0.8-restart"
+    assert restart.config.target_removal == 0.8 and restart.config.steps == 2
+    gammas = plan(SweepConfig(gammas=[0.3], scores=["gradient"], baseline=False), SMALL)
+    assert [(r.name, r.config.gamma) for r in gammas] == [("gradient-g0.3", 0.3)]
+
+
+def test_parse_variant_types_values_and_refuses_unknown_settings():
+    assert parse_variant(["fast", "every=2", "restart-lr=1e-4", "stats=refresh"]) == (
+        "fast", {"every": 2, "restart_lr": 1e-4, "stats": "refresh"})
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        parse_variant(["x", "learning=3"])
+    with pytest.raises(ConfigError, match="needs a int"):
+        parse_variant(["x", "every=fast"])
+    with pytest.raises(ConfigError):
+        parse_variant(["only-a-name"])
+
+
+def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_path, monkeypatch):
+    data, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5], scores=["gradient", "opacity"], one_shot=True, **QUICK)
+    undo = interrupt_training_at(monkeypatch, 5)  # inside the first run (no-prune)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(model, out, config=config, trim=SMALL)
+    undo()
+    assert (out / "runs/no-prune/config.json").is_file() and not (out / "table.json").exists()
+    first = run_sweep(model, out, config=config, trim=SMALL)
+    rows = {r.name: r for r in first.rows}
+    assert list(rows) == ["input", "no-prune", "gradient-0.5", "opacity-0.5", "gradient-oneshot-0.5"]
+    assert rows["no-prune"].dpsnr == 0 and rows["input"].dpsnr == pytest.approx(rows["input"].psnr -
+                                                                                  rows["no-prune"].psnr)
+    assert rows["gradient-0.5"].removed == pytest.approx(0.5, abs=0.01) and rows["gradient-0.5"].fps > 0
+    assert rows["gradient-0.5"].dpsnr == pytest.approx(rows["gradient-0.5"].psnr - rows["no-prune"].psnr)
+    # the interrupted run continued from its checkpoint: it trained as many iterations as the others
+    summary = json.loads((out / "runs/no-prune/results.json").read_text())["trim"]
+    assert summary["iterations"] == SMALL.steps * SMALL.every + SMALL.finetune
+
+    # a second sweep trims nothing and evaluates the input no more
+    monkeypatch.setattr(gstrim.sweep, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran again"))
+    monkeypatch.setattr(gstrim.evaluate, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
+    again = run_sweep(model, out, config=config, trim=SMALL)
+    assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
+
+    table, meta = read_table(out)
+    assert [r.name for r in table] == list(rows) and meta["trim"]["steps"] == 2
+    csv_rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
+    assert [r["name"] for r in csv_rows] == list(rows)
+    assert float(csv_rows[2]["psnr"]) == pytest.approx(rows["gradient-0.5"].psnr)
+    markdown = (out / "table.md").read_text()
+    assert markdown.count("\n| ") == len(rows) and "gradient-oneshot-0.5 | one-shot" in markdown
+
+
+def test_sweep_refuses_other_settings_and_another_scene(baseline, tmp_path):
+    data, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5], scores=["opacity"], baseline=False, **QUICK)
+    run_sweep(model, out, config=config, trim=SMALL)
+    with pytest.raises(GstrimError, match="other trim settings") as info:
+        run_sweep(model, out, config=config, trim=TrimConfig(steps=3, every=3, finetune=4))
+    assert "opacity-0.5" in str(info.value)
+    other = tmp_path / "other.ply"
+    other.write_bytes((model / "point_cloud/iteration_40/point_cloud.ply").read_bytes())
+    with pytest.raises(GstrimError, match="another scene"):
+        run_sweep(other, out, data=data, config=config, trim=SMALL)
+    with pytest.raises(ConfigError, match="per run"):
+        run_sweep(model, tmp_path / "x", config=config, trim=TrimConfig(seed=3))
+
+
+def test_report_writes_figures_and_a_self_contained_page(baseline, tmp_path):
+    data, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5, 0.7], scores=["gradient"], one_shot=True, **QUICK)
+    run_sweep(model, out, config=config, trim=SMALL)
+    page = write_report(out, views=1)
+    names = {p.name for p in page.parent.iterdir()}
+    assert {"psnr_vs_size.png", "fps_vs_size.png", "iterative_vs_one_shot.png", "opacity_histograms.png",
+            "renders_view0.png", "error_view0.png", "index.html"} <= names
+    for name in names - {"index.html"}:
+        with Image.open(page.parent / name) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 150
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("<figure>") == 6 and "gradient-oneshot-0.7" in text
+    assert "http" not in text  # nothing to fetch
+    for encoded in re.findall(r"base64,([A-Za-z0-9+/=]+)'", text):
+        assert base64.b64decode(encoded).startswith(b"\x89PNG")
+
+
+def test_sweep_and_report_from_the_command_line(baseline, tmp_path, capsys):
+    data, model = baseline
+    out = tmp_path / "sweep"
+    code, stdout, _ = run(capsys, "sweep", model, "-o", out, "--removals", "0.5", "--scores", "opacity",
+                          "--steps", "2", "--every", "3", "--finetune", "4", "--fps-views", "1", "--fps-repeats", "1",
+                          "--variant", "restart", "restart_lr=1e-4")
+    assert code == 0 and "| opacity-0.5-restart | restart | opacity |" in stdout
+    code, stdout, _ = run(capsys, "report", out)
+    assert code == 0 and (out / "report/index.html").is_file()
+    code, _, err = run(capsys, "sweep", model, "-o", tmp_path / "bad", "--removals", "1.5")
+    assert_one_line_error(code, err, "removal")
+    code, _, err = run(capsys, "report", tmp_path / "bad")
+    assert_one_line_error(code, err, "table.json")

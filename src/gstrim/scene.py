@@ -129,6 +129,8 @@ class GaussianScene:
     def nonfinite_mask(self) -> torch.Tensor:
         """True for each Gaussian with a NaN or infinite parameter."""
         bad = torch.zeros(len(self), dtype=torch.bool)
+        if len(self) == 0:  # nothing to check (and no shape to infer)
+            return bad
         for v in self.params().values():
             bad |= ~torch.isfinite(v.reshape(len(self), -1)).all(dim=1)
         return bad

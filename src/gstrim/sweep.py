@@ -6,7 +6,8 @@ every other verb. The input is evaluated once (`SWEEP/input/`), render speed is 
 every row at the end (`metrics.fps`), and the table goes to `SWEEP/table.{json,csv,md}`.
 
 Layout: SWEEP/sweep.json (what was asked), input/, runs/<name>/ (a trim; its compressed/ and scene.<ext>
-exports inside, as `gstrim trim --compress/--format` writes them), runs/input+compress/, table.*.
+exports inside, as `gstrim trim --compress/--format` writes them), runs/input+compress/, table.*; the rows
+of `gstrim ablate ... -o SWEEP/ablations/<name>` join the table when the sweep runs again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gstrim import progress
+from gstrim.ablations import read_ablation
 from gstrim.compress.pipeline import COMPRESSED_DIR, CompressConfig, compress_model
 from gstrim.data import load_dataset
 from gstrim.errors import ConfigError, GstrimError
@@ -242,6 +244,11 @@ class Sweep:
                                           str(out.relative_to(self.root))))
             scene_of["input+compress"] = self._compressed_file(out, c)
         rows += extra
+        for folder in sorted((self.root / "ablations").glob("*/")):
+            row = self._ablation_row(folder, reference)
+            if row is not None:
+                rows.append(row)
+                scene_of[row.name] = folder
         self._measure_fps(rows, scene_of)
         meta = self.meta()
         write_table(self.root, rows, meta)
@@ -286,6 +293,16 @@ class Sweep:
         return Row(name, kind, run.variant, run.config.score if run.variant != "input" else "", target, target_kind,
                    run.config.seed, s.gaussians_out, mb, self._input_mb() / mb, removed, o.psnr, o.ssim, o.lpips,
                    o.psnr - base, wall_s=s.wall_s, path=path, group=group, stages_s=s.details.get("stages_s", {}))
+
+    def _ablation_row(self, folder: Path, reference: dict) -> Row | None:
+        """The row of a `gstrim ablate` run kept in SWEEP/ablations/ (None when it has not finished)."""
+        a = read_ablation(folder)
+        if a is None:
+            return None
+        return Row(folder.name, "ablation", a["ablation"], "", None, "none", a["settings"].get("seed", 0),
+                   a["gaussians"], a["mb"], self._input_mb() / a["mb"], 1.0 - a["gaussians"] / len(self.model.scene),
+                   a["psnr"], a["ssim"], a["lpips"], a["psnr"] - reference.get(0, a["psnr"]), wall_s=a["wall_s"],
+                   path=str(folder.relative_to(self.root)), group=folder.name)
 
     def _measure_fps(self, rows: list[Row], scene_of: dict[str, Path]) -> None:
         cameras = (self.dataset.test or self.dataset.train)[: self.config.fps_views]

@@ -36,6 +36,8 @@ def method_of(row: Row) -> str:
     """The line a row belongs to: its kind, variant and score, without level or seed."""
     if row.kind in ("input", "no-prune"):
         return row.kind
+    if row.kind == "ablation":
+        return f"ablation: {row.variant}"
     label = row.score if row.variant == "iterative" else f"{row.score} {row.variant}"
     return {"trim": label, "compress": f"{label} + c3dgs", "format": f"{label} + {row.name.rsplit('+', 1)[-1]}"}[
         row.kind]

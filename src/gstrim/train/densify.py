@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gstrim.errors import ConfigError
 from gstrim.options import option
 from gstrim.render import RenderOutput
 from gstrim.train import ops
@@ -47,6 +48,10 @@ class DensifyConfig:
     percent_dense: float = 0.01
     max_screen_size: float = 20.0
     max_world_size: float = 0.1
+    # the "no 3D prior" ablation of Trimming the Fat (Sec. 4.3): after densification stops, keep pruning
+    # Gaussians below `prune_opacity` (default: min_opacity) every `every` iterations until `prune_until`
+    prune_until: int | None = None
+    prune_opacity: float | None = None
 
     def stop_for(self, iterations: int) -> int:
         """The last iteration (exclusive) that densifies, in a run of `iterations`."""
@@ -66,6 +71,13 @@ class DensifyStrategy(Strategy):
 
     def step_begin(self, params, optimizers, state, step, generator) -> None:
         cfg, it = self.config, step  # `step` iterations are complete: edits of iteration `it` are due
+        if it >= self.stop and cfg.prune_until is not None and it < cfg.prune_until and it % cfg.every == 0:
+            threshold = cfg.min_opacity if cfg.prune_opacity is None else cfg.prune_opacity
+            prune = torch.sigmoid(params["opacities"].detach()) < threshold
+            if bool(prune.all()):
+                raise ConfigError(f"iteration {it}: every Gaussian is below the pruning opacity {threshold}; "
+                                  "choose a lower {prune_opacity}", "prune_opacity")
+            ops.remove(params, optimizers, state, prune)
         if it == 0 or it >= self.stop:
             return
         if it > cfg.start and it % cfg.every == 0:

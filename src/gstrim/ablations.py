@@ -1,0 +1,142 @@
+"""The ablations of Trimming the Fat (Ali et al. 2024, Sec. 4.3), each a run folder that ends with its table
+row in `ablation.json` (a sweep picks up the rows of `SWEEP/ablations/*/`):
+
+* `no_prior` ("Why 3D prior for pruning is important?"): 3DGS training from photos whose densification stops
+  where it always does (15k of 30k), whose opacity pruning continues for a third of the run more (10k of 30k)
+  and which then fine-tunes to the end (5k of 30k): pruning without a trained prior. Shorter runs scale by
+  the same rule as gstrim's training (`DensifyConfig.stop_for`: half the run, at most 15,000).
+* `lottery_ticket` ("Lottery ticket for the Gaussian splats?"): a pruned scene's positions kept, its SH,
+  opacity, scale and rotation re-initialised as 3DGS initialises points (random colour, opacity 0.1,
+  isotropic scale from the neighbours, identity rotation), then trained as long as its baseline was, without
+  densification, so the Gaussian set stays the pruned one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from gstrim import progress
+from gstrim.data import load_dataset
+from gstrim.errors import GstrimError
+from gstrim.io.atomic import write_text_atomic
+from gstrim.io.formats import FORMATS
+from gstrim.io.model import CONFIG_NAME, Model, read_config, resolve_recorded
+from gstrim.records import RunSummary
+from gstrim.render import resolve_device
+from gstrim.run_folder import RunFolder, open_inputs
+from gstrim.scene import GaussianScene
+from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
+from gstrim.train.init import scene_from_points
+
+ABLATION_NAME = "ablation.json"
+ABLATION_RECORD = "gstrim.ablation/1"
+# as long as the baselines gstrim trains: 3DGS's 30,000 on a GPU, 7,000 (3DGS's first checkpoint) on the CPU
+DEFAULT_ITERATIONS = {"cuda": 30_000, "cpu": 7_000}
+
+
+def no_prior_densify(iterations: int, prune_opacity: float, base: DensifyConfig | None = None) -> DensifyConfig:
+    """Densify as usual (until `stop_for`), prune by opacity a third of the run longer, then only optimise."""
+    base = base or DensifyConfig()
+    return replace(base, prune_until=base.stop_for(iterations) + iterations // 3, prune_opacity=prune_opacity)
+
+
+def _row(out: Path, ablation: str, summary: RunSummary, settings: dict) -> dict:
+    o = summary.output
+    if o is None:
+        raise GstrimError("an ablation row compares held-out views, and this dataset has no test split", out)
+    row = {"record": ABLATION_RECORD, "ablation": ablation, "gaussians": summary.gaussians_out,
+           "mb": FORMATS["ply"].size(summary.gaussians_out, summary.sh_degree) / 1e6, "psnr": o.psnr, "ssim": o.ssim,
+           "lpips": o.lpips, "iterations": summary.iterations, "wall_s": summary.wall_s, "settings": settings}
+    write_text_atomic(out / ABLATION_NAME, json.dumps(row, indent=1))
+    return row
+
+
+def read_ablation(folder: Path) -> dict | None:
+    path = Path(folder) / ABLATION_NAME
+    if not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    return row if row.get("record") == ABLATION_RECORD else None
+
+
+def no_prior(data: str | Path | None, out_dir: str | Path, *, data_options: dict | None = None,
+             iterations: int | None = None, prune_opacity: float = 0.005, resume: bool = False, device: str = "auto",
+             seed: int = 0, densify: DensifyConfig | None = None, init_points: int | None = None) -> dict:
+    """Prune while training from photos, without a trained prior; returns (and writes) the table row.
+    `densify`: the densification to extend (default: 3DGS's); `init_points`: as `train_model`."""
+    out = Path(out_dir)
+    if resume:
+        recorded = read_config(out) or {}
+        iterations = recorded.get("train", {}).get("iterations", iterations)
+        prune_opacity = recorded.get("densify", {}).get("prune_opacity", prune_opacity)
+    iterations = iterations or DEFAULT_ITERATIONS[resolve_device(device).type]
+    densify = no_prior_densify(iterations, prune_opacity, densify)
+    progress.log(f"no-prior ablation: densify until {densify.stop_for(iterations):,}, prune below opacity "
+                 f"{prune_opacity} until {densify.prune_until:,}, {iterations:,} iterations in all")
+    result = train_model(data, out, data_options=data_options, densify=densify, resume=resume, init_points=init_points,
+                         config=TrainConfig(iterations=iterations, seed=seed, device=device))
+    settings = {"iterations": iterations, "densify_until": densify.stop_for(iterations),
+                "prune_until": densify.prune_until, "prune_opacity": prune_opacity, "seed": seed}
+    return _row(out, "no-prior", result.summary, settings)
+
+
+def reinitialized(scene: GaussianScene, seed: int) -> GaussianScene:
+    """The scene's positions with everything else as 3DGS initialises a point cloud (random colours)."""
+    colors = np.random.default_rng(seed).uniform(0, 1, size=(len(scene), 3)).astype(np.float32)
+    return scene_from_points(scene.means.detach().cpu().numpy(), colors, scene.sh_degree)
+
+
+def baseline_iterations(model: Model) -> int | None:
+    """How long the model's baseline was trained: followed through the run folders' recorded inputs."""
+    config, root = model.config, model.root
+    for _ in range(8):  # trim of a trim of ... a training run
+        if not config:
+            return None
+        if config.get("verb") == "train":
+            return int(config["train"]["iterations"])
+        if "input" not in config:
+            return None
+        source = resolve_recorded(config["input"], root)
+        root = next((p for p in source.parents if (p / CONFIG_NAME).is_file()), None)
+        if root is None:
+            return None
+        config = read_config(root)
+    return None
+
+
+def lottery_ticket(model_path: str | Path | None, out_dir: str | Path, *, data: str | Path | None = None,
+                   data_options: dict | None = None, iterations: int | None = None, resume: bool = False,
+                   device: str = "auto", seed: int = 0, checkpoint_every: int = 1_000) -> dict:
+    """Retrain a pruned scene's Gaussians from scratch at their positions; returns (and writes) the table row."""
+    out = Path(out_dir)
+    inputs = open_inputs(out, "ablate", model_path, data=data, data_options=data_options, resume=resume,
+                         iteration=None, nonfinite="error")
+    model, folder = inputs.model, inputs.folder
+    settings = inputs.settings or {
+        "ablation": "lottery-ticket", "seed": seed,
+        "iterations": iterations or baseline_iterations(model) or DEFAULT_ITERATIONS[resolve_device(device).type]}
+    dataset = load_dataset(inputs.data, **inputs.data_options)
+    scene = reinitialized(model.scene, settings["seed"])
+    config = TrainConfig(iterations=settings["iterations"], sh_degree=scene.sh_degree, seed=settings["seed"],
+                         device=device)
+    trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=config, background=dataset.background)
+    if folder is None:
+        progress.log(f"lottery-ticket ablation: {len(scene):,} Gaussians re-initialised at their positions, "
+                     f"{config.iterations:,} iterations")
+        folder = RunFolder.create(out, "ablate", data=inputs.data, data_options=inputs.data_options,
+                                  input=model.source, settings={"ablate": settings})
+        folder.write_layout(dataset, scene.sh_degree)
+        elapsed = 0.0
+    else:
+        elapsed = folder.resume(trainer)
+    wall = folder.fit(trainer, checkpoint_every=checkpoint_every, description="lottery ticket", elapsed=elapsed)
+    result = trainer.scene()
+    after = folder.evaluate(result, f"ours_{trainer.step}", dataset, device)
+    summary = RunSummary("ablate", len(model.scene), len(result), result.sh_degree, trainer.step, wall,
+                         output=after.metrics() if after else None, details=settings)
+    folder.write_summary(summary)
+    return _row(out, "lottery-ticket", summary, settings)

@@ -206,3 +206,27 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
     assert lr[50] == pytest.approx(2 * 1.6e-6)
     constant = finetune_parameters(TrimConfig(steps=3, every=10, finetune=20))
     assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))
+
+
+def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, tmp_path):
+    data, model = baseline
+    ds = load_dataset(data)
+    scene = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
+    config = TrimConfig(score="opacity", target_removal=0.5, steps=2, every=4, finetune=0, fade=2)
+    strategy = TrimStrategy(config, ds.train, ds.background, len(scene), scene.sh_degree)
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in scene.params().items()}
+    state = strategy.initialize_state(len(scene))
+    strategy.step_begin(params, {}, state, 0, torch.Generator())
+    fading = state["fading"].clone()
+    assert len(params["means"]) == len(scene) and 0 < int(fading.sum()) < len(scene)
+    before = torch.sigmoid(scene.opacities)
+    strategy.step_begin(params, {}, state, 1, torch.Generator())
+    assert torch.allclose(torch.sigmoid(params["opacities"].detach())[fading], before[fading] / 2, atol=1e-6)
+    assert torch.equal(params["opacities"].detach()[~fading], scene.opacities[~fading])
+    strategy.step_begin(params, {}, state, 2, torch.Generator())
+    assert torch.equal(params["means"].detach(), scene.means[~fading])
+    result = trim_scene(model, tmp_path / "t", config=TrimConfig(target_removal=0.5, fade=2, **SMALL),
+                        evaluate_test=False)
+    assert len(result.scene) == round(len(scene) * 0.5)
+    with pytest.raises(Exception, match="fade"):
+        TrimConfig(fade=4, **SMALL).validate()

@@ -173,7 +173,8 @@ class Sweep:
         out = self.root / "runs" / run.name
         wanted = run.config.resolved(resolve_device(self.device))
         recorded = read_config(out) if (out / CONFIG_NAME).is_file() else None
-        if recorded is not None and recorded.get("trim") != wanted.to_dict():
+        # compared as configurations, so that a run made before a new option existed (its default) still matches
+        if recorded is not None and _recorded_trim(recorded) != wanted:
             raise GstrimError("this run was made with other trim settings than the sweep asks for now; sweep "
                               "into another folder or remove the run", out)
         finished = RunSummary.read(out, "trim")
@@ -321,6 +322,14 @@ class Sweep:
                         "repeats": self.config.fps_repeats, "device": getattr(self, "fps_device", "")},
                 "trim": self.trim.resolved(resolve_device(self.device)).to_dict(),
                 "sweep": asdict(self.config)}
+
+
+def _recorded_trim(config: dict) -> TrimConfig | None:
+    names = {f.name for f in dataclasses.fields(TrimConfig)}
+    settings = config.get("trim")
+    if not isinstance(settings, dict) or not set(settings) <= names:
+        return None
+    return TrimConfig(**settings)
 
 
 def run_sweep(model_path: str | Path, out_dir: str | Path, *, data: str | Path | None = None,

@@ -63,6 +63,8 @@ class TrimConfig:
     restart_lr: float | None = option(None, "position learning rate (x extent) to restart at after each prune "
                                       "step, decaying to 1.6e-6 by the next (default: constant 1.6e-6, as the "
                                       "paper)")
+    fade: int | None = option(None, "soft pruning: iterations over which each prune step's removal set fades to "
+                              "zero opacity before it is deleted, while the rest adapts (default: deleted at once)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -120,6 +122,11 @@ class TrimConfig:
                 raise ConfigError(f"{{{name}}} must be at least {low}, got {value}", name)
         if self.stats_views is not None and self.stats_views < 1:
             raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
+        if self.fade is not None:
+            room = self.finetune if self.one_shot else self.every
+            if self.fade < 1 or (room is not None and self.fade >= room):
+                raise ConfigError(f"{{fade}} must be at least 1 and shorter than the gap after each prune step "
+                                  f"({room}), got {self.fade}", "fade")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -172,14 +179,33 @@ class TrimStrategy(Strategy):
                           if target is not None and prunes else None)
 
     def initialize_state(self, n: int) -> dict:
+        state = {"prunes_done": 0}
+        if self.config.fade is not None:  # the set fading out, its opacity when it began, and when it began
+            state |= {"fading": torch.zeros(n, dtype=torch.bool), "fade_from": torch.zeros(n), "fade_start": -1}
         if self.config.uses_checkpoint_stats:
-            return {"prunes_done": 0, **self.checkpoint_stats}
-        return {"prunes_done": 0}
+            state |= self.checkpoint_stats
+        return state
 
     def step_begin(self, params, optimizers, state, step, generator) -> None:
+        if self.config.fade is not None and state["fade_start"] >= 0:
+            self.fade(params, optimizers, state, step)
         iterations = self.config.prune_iterations()
         if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
-            self.prune(params, optimizers, state)
+            self.prune(params, optimizers, state, step)
+
+    def fade(self, params, optimizers, state, step: int) -> None:
+        """Lower the fading set's opacity linearly to zero over `fade` iterations, then delete it."""
+        t = (step - state["fade_start"]) / self.config.fade
+        fading = state["fading"]
+        if t >= 1:
+            n = params["means"].shape[0]
+            ops.remove(params, optimizers, state, fading)
+            state["fade_start"] = -1
+            progress.log(f"faded out: {n:,} -> {params['means'].shape[0]:,} Gaussians")
+            return
+        with torch.no_grad():
+            faded = (state["fade_from"][fading] * (1 - t)).clamp(1e-7, 1 - 1e-7)
+            params["opacities"][fading] = torch.logit(faded).to(params["opacities"].dtype)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
         """(opacity, score) for the OR rule of eq. 5 (or the score's own `keep_with` in place of the opacity); a
@@ -195,7 +221,7 @@ class TrimStrategy(Strategy):
             return score, score
         return entry.keep_with(scene, self.cameras, **where).cpu(), score
 
-    def prune(self, params, optimizers, state) -> None:
+    def prune(self, params, optimizers, state, step: int = 0) -> None:
         n = params["means"].shape[0]
         opacity, score = self._scores(params, state)
         if self.survivors is not None:
@@ -204,8 +230,15 @@ class TrimStrategy(Strategy):
             mask = prune_mask_gamma(opacity, score, self.config.gamma)
         if bool(mask.all()):
             raise ConfigError("this prune would remove every Gaussian; choose a smaller {gamma} or target", "gamma")
-        ops.remove(params, optimizers, state, mask.to(params["means"].device))
         state["prunes_done"] += 1
+        mask = mask.to(params["means"].device)
+        if self.config.fade is not None:
+            state["fading"] = mask
+            state["fade_from"] = torch.sigmoid(params["opacities"].detach())
+            state["fade_start"] = step
+            progress.log(f"prune {state['prunes_done']}: fading out {int(mask.sum()):,} of {n:,} Gaussians")
+            return
+        ops.remove(params, optimizers, state, mask)
         progress.log(f"prune {state['prunes_done']}: {n:,} -> {n - int(mask.sum()):,} Gaussians")
 
 

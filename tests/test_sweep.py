@@ -133,3 +133,24 @@ def test_sweep_and_report_from_the_command_line(baseline, tmp_path, capsys):
     assert_one_line_error(code, err, "removal")
     code, _, err = run(capsys, "report", tmp_path / "bad")
     assert_one_line_error(code, err, "table.json")
+
+
+def test_sweep_compresses_and_exports_the_methods_trims(baseline, tmp_path):
+    from gstrim.compress.pipeline import CompressConfig
+    from gstrim.export import ExportConfig
+
+    data, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5], scores=["gradient", "opacity"], compress=True, formats=["spz"], **QUICK)
+    rows = {r.name: r for r in run_sweep(model, out, config=config, trim=SMALL,
+                                         compress=CompressConfig(qat_iterations=3, kmeans_steps_sh=2,
+                                                                 kmeans_steps_shape=2),
+                                         export=ExportConfig(finetune=3)).rows}
+    assert list(rows) == ["input", "input+compress", "no-prune", "gradient-0.5", "opacity-0.5",
+                          "gradient-0.5+compress", "gradient-0.5+spz"]
+    spz = rows["gradient-0.5+spz"]
+    assert spz.kind == "format" and spz.mb * 1e6 == (out / spz.path).stat().st_size
+    assert spz.gaussians == rows["gradient-0.5"].gaussians and spz.fps > 0
+    packed = rows["gradient-0.5+compress"]
+    assert packed.kind == "compress" and packed.mb < rows["gradient-0.5"].mb and packed.ratio > 2
+    assert rows["input+compress"].variant == "input" and rows["input+compress"].mb < rows["input"].mb

@@ -94,9 +94,11 @@ def add_experiment_commands(sub, TrimConfig, CompressConfig, ExportConfig) -> No
     p.add_argument("--one-shot", action="store_true", help="also one-shot runs of the first score")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every run (default: 0)")
     p.add_argument("--no-baseline", action="store_true", help="leave out the unpruned model fine-tuned as long")
-    p.add_argument("--compress", action="store_true", help="also c3dgs compression of the input and of every trim")
+    p.add_argument("--compress", action="store_true",
+                   help="also c3dgs compression of the input and of the first score's iterative trims")
     p.add_argument("--formats", nargs="+", default=[], choices=viewer_formats(),
-                   help="also export every trim to these viewer formats, fine-tuned through their quantisers")
+                   help="also export the first score's iterative trims to these viewer formats, fine-tuned through "
+                        "their quantisers")
     p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                    help="a named variant of the first score's trims with other trim settings, e.g. "
                         "--variant restart restart_lr=1.6e-5 (repeatable)")

@@ -50,8 +50,8 @@ class SweepConfig:
     one_shot: bool = False  # also one-shot runs of the first score
     seeds: list[int] = field(default_factory=lambda: [0])
     baseline: bool = True  # the unpruned model fine-tuned as long, per seed
-    compress: bool = False  # c3dgs compression of the input and of every trim
-    formats: list[str] = field(default_factory=list)  # viewer formats every trim is exported to (fine-tuned)
+    compress: bool = False  # c3dgs compression of the input and of the first score's iterative trims
+    formats: list[str] = field(default_factory=list)  # viewer formats those trims are exported to (fine-tuned)
     # named sets of TrimConfig fields, each run like the first score's iterative trims at every level and seed
     variants: dict[str, dict] = field(default_factory=dict)
     fps_views: int = 20
@@ -223,8 +223,8 @@ class Sweep:
             out = self.root / "runs" / run.name
             rows.append(self._trim_row(run, s, reference))
             scene_of[run.name] = out
-            if run.variant == "no-prune":
-                continue
+            if run.variant != "iterative" or run.config.score != self.config.scores[0]:
+                continue  # Table 2: the method's own trims go on to compression and viewer formats
             if self.config.compress:
                 trimmed = Evaluation.read(out, f"ours_{s.iterations}")
                 c = self.run_compress(out, out / COMPRESSED_DIR, trimmed)

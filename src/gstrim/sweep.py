@@ -215,38 +215,40 @@ class Sweep:
         summaries = {run.name: self.run_trim(run, known) for run in runs}
         extra: list[Row] = []
         scene_of: dict[str, Path] = {}
-        reference = {run.config.seed: summaries[run.name].output.psnr for run in runs if run.variant == "no-prune"}
-        rows = [self._input_row(known, reference)]
+        self.known = known
+        self.reference = {run.config.seed: summaries[run.name].output.psnr for run in runs
+                          if run.variant == "no-prune"}
+        rows = [self._input_row()]
         scene_of["input"] = self.model.source
         for run in runs:
             s = summaries[run.name]
             out = self.root / "runs" / run.name
-            rows.append(self._trim_row(run, s, reference))
+            rows.append(self._trim_row(run, s))
             scene_of[run.name] = out
             if run.variant != "iterative" or run.config.score != self.config.scores[0]:
                 continue  # Table 2: the method's own trims go on to compression and viewer formats
             if self.config.compress:
                 trimmed = Evaluation.read(out, f"ours_{s.iterations}")
                 c = self.run_compress(out, out / COMPRESSED_DIR, trimmed)
-                extra.append(self._file_row(f"{run.name}+compress", "compress", run, c, reference,
+                extra.append(self._file_row(f"{run.name}+compress", "compress", run, c,
                                             str((out / COMPRESSED_DIR).relative_to(self.root))))
                 scene_of[f"{run.name}+compress"] = self._compressed_file(out / COMPRESSED_DIR, c)
             for fmt in self.config.formats:
                 e = self.run_export(out, fmt)
                 file = Path(e.details["file"])
-                extra.append(self._file_row(f"{run.name}+{fmt}", "format", run, e, reference,
+                extra.append(self._file_row(f"{run.name}+{fmt}", "format", run, e,
                                             str(file.relative_to(self.root))))
                 scene_of[f"{run.name}+{fmt}"] = file
         if self.config.compress:
             out = self.root / "runs" / "input+compress"
             c = self.run_compress(self.model.source, out, known)
             first = PlannedTrim("input", "input", replace(self.trim, no_prune=True), "input+compress")
-            rows.insert(1, self._file_row("input+compress", "compress", first, c, reference,
+            rows.insert(1, self._file_row("input+compress", "compress", first, c,
                                           str(out.relative_to(self.root))))
             scene_of["input+compress"] = self._compressed_file(out, c)
         rows += extra
         for folder in sorted((self.root / "ablations").glob("*/")):
-            row = self._ablation_row(folder, reference)
+            row = self._ablation_row(folder)
             if row is not None:
                 rows.append(row)
                 scene_of[row.name] = folder
@@ -259,10 +261,14 @@ class Sweep:
     def _compressed_file(run_dir: Path, summary: RunSummary) -> Path:
         return run_dir / summary.details["file"]
 
-    def _input_row(self, known: Evaluation, reference: dict) -> Row:
-        m = known.metrics()
+    def _dpsnr(self, psnr: float, seed: int) -> float:
+        """Against the no-prune model of the same seed (the input when the sweep has none)."""
+        return psnr - self.reference.get(seed, self.known.metrics().psnr)
+
+    def _input_row(self) -> Row:
+        m = self.known.metrics()
         return Row("input", "input", "input", "", None, "none", 0, len(self.model.scene), self._input_mb(), 1.0, 0.0,
-                   m.psnr, m.ssim, m.lpips, m.psnr - reference.get(0, m.psnr), path="input", group="input")
+                   m.psnr, m.ssim, m.lpips, self._dpsnr(m.psnr, 0), path="input", group="input")
 
     def _input_mb(self) -> float:
         return FORMATS["ply"].size(len(self.model.scene), self.model.scene.sh_degree) / 1e6
@@ -274,35 +280,34 @@ class Sweep:
             return None, "none"
         return config.target_removal, "removal"
 
-    def _trim_row(self, run: PlannedTrim, s: RunSummary, reference: dict) -> Row:
+    def _trim_row(self, run: PlannedTrim, s: RunSummary) -> Row:
         o = s.output
         target, kind = self._target(run.config)
-        base = reference.get(run.config.seed, s.input.psnr)
         return Row(run.name, "no-prune" if run.variant == "no-prune" else "trim", run.variant,
                    "" if run.variant == "no-prune" else run.config.score, target, kind, run.config.seed,
                    s.gaussians_out, s.mb_out, self._input_mb() / s.mb_out, s.removed, o.psnr, o.ssim, o.lpips,
-                   o.psnr - base, wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
+                   self._dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
                    stages_s={"trim_s": round(s.wall_s, 1)})
 
-    def _file_row(self, name: str, kind: str, run: PlannedTrim, s: RunSummary, reference: dict, path: str) -> Row:
+    def _file_row(self, name: str, kind: str, run: PlannedTrim, s: RunSummary, path: str) -> Row:
         o = s.output
         target, target_kind = self._target(run.config)
-        base = reference.get(run.config.seed, self.input_evaluation().metrics().psnr)
         mb = s.details["mb"]
         removed = 1.0 - s.gaussians_out / len(self.model.scene)
         group = name if run.config.seed == 0 else name.replace(f"-s{run.config.seed}", "")
         return Row(name, kind, run.variant, run.config.score if run.variant != "input" else "", target, target_kind,
                    run.config.seed, s.gaussians_out, mb, self._input_mb() / mb, removed, o.psnr, o.ssim, o.lpips,
-                   o.psnr - base, wall_s=s.wall_s, path=path, group=group, stages_s=s.details.get("stages_s", {}))
+                   self._dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path, group=group,
+                   stages_s=s.details.get("stages_s", {}))
 
-    def _ablation_row(self, folder: Path, reference: dict) -> Row | None:
+    def _ablation_row(self, folder: Path) -> Row | None:
         """The row of a `gstrim ablate` run kept in SWEEP/ablations/ (None when it has not finished)."""
         a = read_ablation(folder)
         if a is None:
             return None
         return Row(folder.name, "ablation", a["ablation"], "", None, "none", a["settings"].get("seed", 0),
                    a["gaussians"], a["mb"], self._input_mb() / a["mb"], 1.0 - a["gaussians"] / len(self.model.scene),
-                   a["psnr"], a["ssim"], a["lpips"], a["psnr"] - reference.get(0, a["psnr"]), wall_s=a["wall_s"],
+                   a["psnr"], a["ssim"], a["lpips"], self._dpsnr(a["psnr"], 0), wall_s=a["wall_s"],
                    path=str(folder.relative_to(self.root)), group=folder.name)
 
     def _measure_fps(self, rows: list[Row], scene_of: dict[str, Path]) -> None:

@@ -230,3 +230,16 @@ def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, t
     assert len(result.scene) == round(len(scene) * 0.5)
     with pytest.raises(Exception, match="fade"):
         TrimConfig(fade=4, **SMALL).validate()
+
+
+def test_regrow_keeps_the_schedule_and_splits_the_highest_gradients(baseline, tmp_path):
+    data, model = baseline
+    n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))
+    result = trim_scene(model, tmp_path / "t", config=TrimConfig(target_removal=0.5, regrow=0.2, **SMALL),
+                        evaluate_test=False)
+    assert len(result.scene) == round(n_in * 0.5)
+    plain = trim_scene(model, tmp_path / "p", config=TrimConfig(target_removal=0.5, **SMALL), evaluate_test=False)
+    assert not torch.equal(result.scene.means, plain.scene.means)
+    for bad in (dict(regrow=1.5), dict(regrow=0.2, score="opacity"), dict(regrow=0.2, fade=2)):
+        with pytest.raises(Exception, match="regrow"):
+            TrimConfig(target_removal=0.5, **bad, **SMALL).validate()

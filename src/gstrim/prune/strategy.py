@@ -65,6 +65,9 @@ class TrimConfig:
                                       "paper)")
     fade: int | None = option(None, "soft pruning: iterations over which each prune step's removal set fades to "
                               "zero opacity before it is deleted, while the rest adapts (default: deleted at once)")
+    regrow: float | None = option(None, "prune-and-regrow: each prune step also removes this fraction of its "
+                                  "survivors (the next in line) and splits as many with the highest gradient, "
+                                  "keeping the count (default: none)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -127,6 +130,12 @@ class TrimConfig:
             if self.fade < 1 or (room is not None and self.fade >= room):
                 raise ConfigError(f"{{fade}} must be at least 1 and shorter than the gap after each prune step "
                                   f"({room}), got {self.fade}", "fade")
+        if self.regrow is not None:
+            if not 0 < self.regrow < 1:
+                raise ConfigError(f"{{regrow}} must be a fraction in (0, 1), got {self.regrow}", "regrow")
+            if SCORES[self.score].keep_with is None or self.fade is not None:
+                raise ConfigError("{regrow} grows where the gradient is high: it needs {score} gradient (or "
+                                  "another OR-rule score) and no {fade}", "regrow", "score", "fade")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -191,7 +200,7 @@ class TrimStrategy(Strategy):
             self.fade(params, optimizers, state, step)
         iterations = self.config.prune_iterations()
         if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
-            self.prune(params, optimizers, state, step)
+            self.prune(params, optimizers, state, step, generator)
 
     def fade(self, params, optimizers, state, step: int) -> None:
         """Lower the fading set's opacity linearly to zero over `fade` iterations, then delete it."""
@@ -221,13 +230,16 @@ class TrimStrategy(Strategy):
             return score, score
         return entry.keep_with(scene, self.cameras, **where).cpu(), score
 
-    def prune(self, params, optimizers, state, step: int = 0) -> None:
+    def prune(self, params, optimizers, state, step: int = 0, generator: torch.Generator | None = None) -> None:
         n = params["means"].shape[0]
         opacity, score = self._scores(params, state)
         if self.survivors is not None:
             mask = prune_mask_count(opacity, score, n - self.survivors[state["prunes_done"]])
         else:
             mask = prune_mask_gamma(opacity, score, self.config.gamma)
+        grow = round(self.config.regrow * (n - int(mask.sum()))) if self.config.regrow else 0
+        if grow:  # the next `grow` in the removal order go too, and as many are grown where the gradient is high
+            mask = prune_mask_count(opacity, score, int(mask.sum()) + grow)
         if bool(mask.all()):
             raise ConfigError("this prune would remove every Gaussian; choose a smaller {gamma} or target", "gamma")
         state["prunes_done"] += 1
@@ -239,7 +251,13 @@ class TrimStrategy(Strategy):
             progress.log(f"prune {state['prunes_done']}: fading out {int(mask.sum()):,} of {n:,} Gaussians")
             return
         ops.remove(params, optimizers, state, mask)
-        progress.log(f"prune {state['prunes_done']}: {n:,} -> {n - int(mask.sum()):,} Gaussians")
+        if grow:
+            survivors = score[~mask.cpu()]
+            chosen = torch.zeros(len(survivors), dtype=torch.bool)
+            chosen[torch.topk(survivors, grow).indices] = True
+            ops.split(params, optimizers, state, chosen.to(mask.device), generator, samples=2)
+        note = f" ({grow:,} of them regrown by splitting)" if grow else ""
+        progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians{note}")
 
 
 def finetune_parameters(config: TrimConfig) -> RawParameters:

@@ -49,3 +49,15 @@ def test_real_renders_give_a_positive_rate(rng):
     assert result.fps > 0 and result.p10_ms <= result.median_ms <= result.p90_ms
     with pytest.raises(ValueError):
         measure_fps(random_scene(rng, 5, 1), [], device="cpu")
+
+
+def test_fps_command_prints_one_row_per_model(baseline, capsys, tmp_path):
+    from test_cli import assert_one_line_error, run
+
+    data, model = baseline
+    code, out, _ = run(capsys, "fps", model, model / "point_cloud/iteration_40/point_cloud.ply", "--data", data,
+                       "--views", "2", "--warmup", "1", "--repeats", "2", "--device", "cpu")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "Gaussians" not in line]
+    assert code == 0 and len(rows) == 2 and all("| cpu |" in r and "2 x 2" in r for r in rows)
+    code, _, err = run(capsys, "fps", tmp_path / "none.ply")
+    assert_one_line_error(code, err, "none.ply")

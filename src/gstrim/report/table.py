@@ -13,7 +13,9 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
+from gstrim.io.model import read_json
 
 TABLE_RECORD = "gstrim.table/1"
 TABLE_NAME = "table"
@@ -51,15 +53,10 @@ def rows_to_json(rows: list[Row], meta: dict) -> dict:
 
 def read_table(sweep_dir: Path) -> tuple[list[Row], dict]:
     """(rows, metadata) of a sweep folder's table.json."""
-    from gstrim.errors import GstrimError
-
     path = Path(sweep_dir) / f"{TABLE_NAME}.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GstrimError("no sweep table here: run `gstrim sweep` into this folder first", path) from None
-    except json.JSONDecodeError as e:
-        raise GstrimError(f"not valid JSON: {e}", path) from None
+    data = read_json(path)  # a file that is not JSON is refused there, naming it
+    if not data:
+        raise GstrimError("no sweep table here: run `gstrim sweep` into this folder first", path)
     if data.get("record") != TABLE_RECORD:
         raise GstrimError(f"not a {TABLE_RECORD} record", path)
     names = {f.name for f in fields(Row)}

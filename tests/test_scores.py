@@ -127,3 +127,11 @@ def test_visibility_is_low_for_an_opaque_gaussian_hidden_behind_another(rng):
     params["opacities"] = torch.full_like(params["opacities"], 6.0)  # sigmoid ~ 0.998
     weight = visibility_score(GaussianScene(**params), [cam])
     assert weight[0] > 0.95 and weight[1] < 0.02
+
+
+def test_pixel_statistics_without_fisher_give_the_same_counts_and_weights(rng):
+    scene = positive_colour_scene(rng, 12)
+    cam = make_camera(rng, width=24, height=20)
+    full, lean = pixel_statistics(scene, cam), pixel_statistics(scene, cam, fisher=False)
+    assert torch.equal(full.hits, lean.hits) and torch.equal(full.max_weight, lean.max_weight)
+    assert lean.fisher2d.shape == (12, 0) and full.fisher2d.abs().sum() > 0

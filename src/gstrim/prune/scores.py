@@ -73,7 +73,8 @@ def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=
     the opacity it is low for an opaque Gaussian hidden behind a surface."""
     weight = torch.zeros(len(scene), dtype=torch.float64)
     for cam in progress.track(cameras, "visibility"):
-        weight = torch.maximum(weight, pixel_statistics(scene, cam, background=background).max_weight.double())
+        stats = pixel_statistics(scene, cam, background=background, fisher=False)
+        weight = torch.maximum(weight, stats.max_weight.double())
     return weight.float()
 
 
@@ -83,7 +84,7 @@ LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (VITA-Group/LightGaussian `
 def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
     hits = torch.zeros(len(scene), dtype=torch.float64)
     for cam in progress.track(cameras, "LightGaussian score"):
-        hits += pixel_statistics(scene, cam, background=background).hits.double()
+        hits += pixel_statistics(scene, cam, background=background, fisher=False).hits.double()
     volume = torch.exp(scene.scales.detach().double().cpu()).prod(dim=1)
     if len(scene) == 0:
         return hits.float()

@@ -99,9 +99,10 @@ class PixelStatistics:
 
 
 def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = None,
-                     background: torch.Tensor | tuple | None = None) -> PixelStatistics:
+                     background: torch.Tensor | tuple | None = None, fisher: bool = True) -> PixelStatistics:
     """Per-Gaussian pixel statistics of one view for pruning scores (LightGaussian, PUP-3DGS), computed by the
-    CPU kernels whatever device the scene lives on (a scoring pass is one render per view)."""
+    CPU kernels whatever device the scene lives on (a scoring pass is one render per view). `fisher=False`
+    skips the Fisher entries (`fisher2d` is then [N, 0]), the costly part."""
     from gstrim.render.cpu import pixel_statistics as kernel
 
     with torch.no_grad():
@@ -113,8 +114,8 @@ def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | N
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        hits, max_weight, fisher = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(), proj.radii,
-                              proj.depths, camera.width, camera.height, bg)
-    return PixelStatistics(proj, hits, max_weight, fisher)
+        hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(),
+                                            proj.radii, proj.depths, camera.width, camera.height, bg, fisher)
+    return PixelStatistics(proj, hits, max_weight, fisher2d)
 
 __all__ = ["BACKENDS", "PixelStatistics", "RenderOutput", "pixel_statistics", "rasterize", "resolve_device"]

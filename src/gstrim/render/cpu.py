@@ -114,16 +114,18 @@ class RasterizePixels(torch.autograd.Function):
                 torch.from_numpy(g_opa.sum(0)), None, None, None, None, None)
 
 
-def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, height, background):
-    """(hits [N], max_weight [N], fisher2d [N, 15]) of one render: see `cpu_kernels.pixel_statistics`."""
+def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, height, background,
+                     fisher: bool = True):
+    """(hits [N], max_weight [N], fisher2d [N, 15], or [N, 0] without `fisher`) of one render: see
+    `cpu_kernels.pixel_statistics`."""
     _, transmittance, levels, offsets, ids, last = blend(means2d, conics, colors, opacities, radii, depths,
                                                          width, height, background)
     threads, n = kernels.num_threads(), means2d.shape[0]
     dtype = _np(means2d).dtype
     hits = np.zeros((threads, n), dtype)
     max_weight = np.zeros((threads, n), dtype)
-    fisher = np.zeros((threads, n, 15), dtype)
+    fisher2d = np.zeros((threads, n, 15 if fisher else 0), dtype)
     kernels.pixel_statistics(_np(means2d), _np(conics), _np(colors), _np(opacities), levels, offsets, ids, width,
                              height, TILE, _np(background.to(means2d.dtype)), transmittance, last, threads, hits,
-                             max_weight, fisher)
-    return torch.from_numpy(hits.sum(0)), torch.from_numpy(max_weight.max(0)), torch.from_numpy(fisher.sum(0))
+                             max_weight, fisher2d)
+    return torch.from_numpy(hits.sum(0)), torch.from_numpy(max_weight.max(0)), torch.from_numpy(fisher2d.sum(0))

@@ -375,7 +375,7 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
       pixels: how much of any pixel the Gaussian actually shows, 0 for one hidden behind a surface;
     * fisher[th, g, :]: the 15 upper-triangle entries of sum_pixels sum_rgb h h^T, h = d(pixel colour) /
       d(means2d x, y, conic a, b, c) of Gaussian g, the 2-D part of PUP-3DGS's Fisher (the 0.99-capped
-      pixels contribute nothing, as their alpha does not move).
+      pixels contribute nothing, as their alpha does not move); a buffer with no entries skips it.
 
     Walks the tiles back to front exactly like `rasterize_backward`, which supplies d(pixel)/d(alpha)."""
     dtype = transmittance.dtype
@@ -438,7 +438,7 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                             d = (colors[g, ch] - a) * Ti - w_behind * background[ch]
                             d_alpha2 += d * d
                         last_alpha[i] = alpha
-                        if raw >= alpha_max:
+                        if raw >= alpha_max or fisher.shape[2] == 0:  # capped, or no Fisher asked for
                             continue
                         # d alpha / d(means2d, conic) = alpha * d power / d(...)
                         u[0] = -alpha * (ca * dx + cb * dy)

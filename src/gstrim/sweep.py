@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -73,7 +74,7 @@ class SweepConfig:
             raise ConfigError("give at least one seed", "seeds")
         for name, overrides in self.variants.items():
             unknown = set(overrides) - {f.name for f in dataclasses.fields(TrimConfig)}
-            if unknown or not name.replace("_", "").replace(".", "").isalnum():
+            if unknown or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
                 raise ConfigError(f"variant {name!r}: unknown trim settings {sorted(unknown)} or a name that "
                                   "is not a plain word", "variant")
 

@@ -73,10 +73,11 @@ class SweepConfig:
         if not self.seeds:
             raise ConfigError("give at least one seed", "seeds")
         for name, overrides in self.variants.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                raise ConfigError(f"variant name {name!r}: use letters, digits, '.', '_' and '-' only", "variant")
             unknown = set(overrides) - {f.name for f in dataclasses.fields(TrimConfig)}
-            if unknown or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-                raise ConfigError(f"variant {name!r}: unknown trim settings {sorted(unknown)} or a name that "
-                                  "is not a plain word", "variant")
+            if unknown:
+                raise ConfigError(f"variant {name!r}: unknown trim settings {', '.join(sorted(unknown))}", "variant")
 
 
 @dataclass

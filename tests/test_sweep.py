@@ -34,6 +34,9 @@ def test_plan_names_every_run_once():
     restart = next(r for r in runs if r.name == "gradient-0.8-restart-s2")
     assert restart.config.restart_lr == 1e-4 and restart.config.seed == 2 and restart.group == "gradient-0.8-restart"
     assert restart.config.target_removal == 0.8 and restart.config.steps == 2
+    visible = plan(SweepConfig(removals=[0.8], scores=["gradient"], variants={"vis": {"score": "gradient-visibility"}}),
+                   SMALL)[-1]
+    assert (visible.name, visible.variant, visible.config.score) == ("gradient-0.8-vis", "vis", "gradient-visibility")
     gammas = plan(SweepConfig(gammas=[0.3], scores=["gradient"], baseline=False), SMALL)
     assert [(r.name, r.config.gamma) for r in gammas] == [("gradient-g0.3", 0.3)]
 

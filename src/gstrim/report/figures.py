@@ -38,7 +38,7 @@ def method_of(row: Row) -> str:
         return row.kind
     if row.kind == "ablation":
         return f"ablation: {row.variant}"
-    label = row.score if row.variant == "iterative" else f"{row.score} {row.variant}"
+    label = {"iterative": row.score, "one-shot": f"{row.score} one-shot"}.get(row.variant, row.variant)
     return {"trim": label, "compress": f"{label} + c3dgs", "format": f"{label} + {row.name.rsplit('+', 1)[-1]}"}[
         row.kind]
 

@@ -25,10 +25,14 @@ REPORT_DIR = "report"
 
 
 def _shown_trims(rows: list[Row], meta: dict) -> list[Row]:
-    """The trims shown side by side: the first score's iterative runs of seed 0, least pruned first."""
+    """The trims shown side by side: the first score's iterative runs of seed 0, least pruned first, then each
+    named variant at its highest level."""
     scores = meta.get("sweep", {}).get("scores") or [r.score for r in rows if r.kind == "trim"][:1]
-    return sorted((r for r in rows if r.kind == "trim" and r.variant == "iterative" and r.seed == 0
-                   and r.score == scores[0]), key=lambda r: r.removed)
+    trims = [r for r in rows if r.kind == "trim" and r.seed == 0]
+    shown = sorted((r for r in trims if r.variant == "iterative" and r.score == scores[0]), key=lambda r: r.removed)
+    for variant in dict.fromkeys(r.variant for r in trims if r.variant not in ("iterative", "one-shot")):
+        shown.append(max((r for r in trims if r.variant == variant), key=lambda r: r.removed))
+    return shown
 
 
 def _render(scene, camera, background, device) -> torch.Tensor:

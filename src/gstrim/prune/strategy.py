@@ -46,7 +46,8 @@ def preset_for(device) -> str:
 @dataclass
 class TrimConfig:
     score: str = option("gradient", "importance score: gradient (Trimming the Fat: kept if opacity OR gradient "
-                        "is high), or one ranked alone", choices=lambda: list(SCORES))
+                        "is high), gradient-visibility (OR with the largest blending weight instead of the "
+                        "opacity), gradient-sum, or one ranked alone", choices=lambda: list(SCORES))
     gamma: float | None = option(None, "quantile level per prune step (paper: 0.225-0.6)", exclusive="target")
     target_removal: float | None = option(None, f"fraction of the Gaussians to remove (default {DEFAULT_REMOVAL})",
                                           exclusive="target")

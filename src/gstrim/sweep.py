@@ -155,6 +155,7 @@ class Sweep:
         self.config, self.trim, self.compress, self.export = config, trim, compress, export
         self.device = device
         self.dataset = load_dataset(data, **data_options)
+        self.fps_device = ""  # what the FPS column was measured on, once measured
 
     # ---- the input ---------------------------------------------------------------------------------
     def input_evaluation(self) -> Evaluation:
@@ -326,7 +327,7 @@ class Sweep:
         return {"model": relative_to_folder(self.model.source, self.root),
                 "data": {"path": relative_to_folder(self.data, self.root), **self.data_options},
                 "fps": {"views": min(self.config.fps_views, len(self.dataset.test or self.dataset.train)),
-                        "repeats": self.config.fps_repeats, "device": getattr(self, "fps_device", "")},
+                        "repeats": self.config.fps_repeats, "device": self.fps_device},
                 "trim": self.trim.resolved(resolve_device(self.device)).to_dict(),
                 "sweep": asdict(self.config)}
 

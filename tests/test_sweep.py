@@ -13,6 +13,7 @@ from conftest import interrupt_training_at
 from PIL import Image
 from test_cli import assert_one_line_error, run
 
+import gstrim.run_folder
 import gstrim.sweep
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.prune.strategy import TrimConfig
@@ -74,7 +75,7 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
 
     # a second sweep trims nothing and evaluates the input no more
     monkeypatch.setattr(gstrim.sweep, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran again"))
-    monkeypatch.setattr(gstrim.evaluate, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
+    monkeypatch.setattr(gstrim.run_folder, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
     again = run_sweep(model, out, config=config, trim=SMALL)
     assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
 

@@ -24,7 +24,7 @@ from gstrim.data import load_dataset
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
-from gstrim.io.model import CONFIG_NAME, Model, read_config, resolve_recorded
+from gstrim.io.model import CONFIG_NAME, Model, read_config, read_json, resolve_recorded
 from gstrim.records import RunSummary
 from gstrim.render import resolve_device
 from gstrim.run_folder import RunFolder, open_inputs
@@ -56,10 +56,8 @@ def _row(out: Path, ablation: str, summary: RunSummary, settings: dict) -> dict:
 
 
 def read_ablation(folder: Path) -> dict | None:
-    path = Path(folder) / ABLATION_NAME
-    if not path.is_file():
-        return None
-    row = json.loads(path.read_text())
+    """The row an ablation run wrote, or None when it has not finished."""
+    row = read_json(Path(folder) / ABLATION_NAME)
     return row if row.get("record") == ABLATION_RECORD else None
 
 

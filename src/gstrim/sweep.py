@@ -36,6 +36,7 @@ from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.report.table import Row, write_table
+from gstrim.run_folder import RunFolder
 
 SWEEP_RECORD = "gstrim.sweep/1"
 SWEEP_NAME = "sweep.json"
@@ -159,16 +160,13 @@ class Sweep:
 
     # ---- the input ---------------------------------------------------------------------------------
     def input_evaluation(self) -> Evaluation:
-        folder = self.root / "input"
-        known = Evaluation.read(folder, "input")
+        """Evaluated once, into SWEEP/input/results.json, and read back by every later sweep."""
+        folder = RunFolder(self.root / "input", {})
+        known = folder.read_evaluation("input")
         if known is None:
             progress.log("== input: test-view evaluation")
-            from gstrim.evaluate import evaluate
-
-            known = evaluate(self.model.scene, self.dataset.test, label="input", background=self.dataset.background,
-                             device=self.device)
-            folder.mkdir(parents=True, exist_ok=True)
-            known.write(folder)
+            folder.root.mkdir(parents=True, exist_ok=True)
+            known = folder.evaluate(self.model.scene, "input", self.dataset, self.device)
         return known
 
     # ---- runs --------------------------------------------------------------------------------------
@@ -206,10 +204,9 @@ class Sweep:
             return finished
         again = (run_dir_of(target) / CONFIG_NAME).is_file()
         progress.log(f"== {target.relative_to(self.root)} ({'resuming' if again else 'starting'})")
-        config = self.export if self.export.finetune is not None else replace(self.export, finetune=None)
         return export_model(None if again else trim_dir, target, data=None if again else self.data,
-                            data_options=None if again else self.data_options, config=config, device=self.device,
-                            resume=again).summary
+                            data_options=None if again else self.data_options, config=self.export,
+                            device=self.device, resume=again).summary
 
     # ---- the table -------------------------------------------------------------------------------
     def run(self) -> SweepResult:
@@ -222,7 +219,6 @@ class Sweep:
         self.reference = {run.config.seed: summaries[run.name].output.psnr for run in runs
                           if run.variant == "no-prune"}
         rows = [self._input_row()]
-        scene_of["input"] = self.model.source
         for run in runs:
             s = summaries[run.name]
             out = self.root / "runs" / run.name
@@ -233,21 +229,19 @@ class Sweep:
             if self.config.compress:
                 trimmed = Evaluation.read(out, f"ours_{s.iterations}")
                 c = self.run_compress(out, out / COMPRESSED_DIR, trimmed)
-                extra.append(self._file_row(f"{run.name}+compress", "compress", run, c,
+                extra.append(self._file_row("compress", "compress", run, c,
                                             str((out / COMPRESSED_DIR).relative_to(self.root))))
                 scene_of[f"{run.name}+compress"] = self._compressed_file(out / COMPRESSED_DIR, c)
             for fmt in self.config.formats:
                 e = self.run_export(out, fmt)
                 file = Path(e.details["file"])
-                extra.append(self._file_row(f"{run.name}+{fmt}", "format", run, e,
-                                            str(file.relative_to(self.root))))
+                extra.append(self._file_row(fmt, "format", run, e, str(file.relative_to(self.root))))
                 scene_of[f"{run.name}+{fmt}"] = file
         if self.config.compress:
             out = self.root / "runs" / "input+compress"
             c = self.run_compress(self.model.source, out, known)
-            first = PlannedTrim("input", "input", replace(self.trim, no_prune=True), "input+compress")
-            rows.insert(1, self._file_row("input+compress", "compress", first, c,
-                                          str(out.relative_to(self.root))))
+            source = PlannedTrim("input", "input", replace(self.trim, no_prune=True), "input")
+            rows.insert(1, self._file_row("compress", "compress", source, c, str(out.relative_to(self.root))))
             scene_of["input+compress"] = self._compressed_file(out, c)
         rows += extra
         for folder in sorted((self.root / "ablations").glob("*/")):
@@ -292,16 +286,17 @@ class Sweep:
                    self._dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
                    stages_s={"trim_s": round(s.wall_s, 1)})
 
-    def _file_row(self, name: str, kind: str, run: PlannedTrim, s: RunSummary, path: str) -> Row:
+    def _file_row(self, suffix: str, kind: str, run: PlannedTrim, s: RunSummary, path: str) -> Row:
+        """The row of a file made from `run`'s scene (its compressed or viewer-format file): `<run>+<suffix>`."""
         o = s.output
         target, target_kind = self._target(run.config)
         mb = s.details["mb"]
         removed = 1.0 - s.gaussians_out / len(self.model.scene)
-        group = name if run.config.seed == 0 else name.replace(f"-s{run.config.seed}", "")
-        return Row(name, kind, run.variant, run.config.score if run.variant != "input" else "", target, target_kind,
-                   run.config.seed, s.gaussians_out, mb, self._input_mb() / mb, removed, o.psnr, o.ssim, o.lpips,
-                   self._dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path, group=group,
-                   stages_s=s.details.get("stages_s", {}))
+        score = run.config.score if run.variant != "input" else ""
+        return Row(f"{run.name}+{suffix}", kind, run.variant, score, target, target_kind, run.config.seed,
+                   s.gaussians_out, mb, self._input_mb() / mb, removed, o.psnr, o.ssim, o.lpips,
+                   self._dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path,
+                   group=f"{run.group}+{suffix}", stages_s=s.details.get("stages_s", {}))
 
     def _ablation_row(self, folder: Path) -> Row | None:
         """The row of a `gstrim ablate` run kept in SWEEP/ablations/ (None when it has not finished)."""
@@ -316,8 +311,11 @@ class Sweep:
     def _measure_fps(self, rows: list[Row], scene_of: dict[str, Path]) -> None:
         cameras = (self.dataset.test or self.dataset.train)[: self.config.fps_views]
         for row in progress.track(rows, "FPS of every row"):
-            source = scene_of[row.name]
-            scene = load_model(source).scene if source.is_dir() else load_scene(source)
+            if row.kind == "input":
+                scene = self.model.scene  # loaded already
+            else:
+                source = scene_of[row.name]
+                scene = load_model(source).scene if source.is_dir() else load_scene(source)
             fps = measure_fps(scene, cameras, background=self.dataset.background, device=self.device,
                               repeats=self.config.fps_repeats)
             row.fps, row.fps_p10_ms, row.fps_p90_ms = fps.fps, fps.p10_ms, fps.p90_ms

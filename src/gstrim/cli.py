@@ -24,11 +24,12 @@ from gstrim.options import flag_name
 
 def _config_classes():
     from gstrim.compress.pipeline import CompressConfig
+    from gstrim.data.virtual import ViewConfig
     from gstrim.export import ExportConfig
     from gstrim.prune.strategy import TrimConfig
     from gstrim.train import DensifyConfig, TrainConfig
 
-    return TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig
+    return TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig, ViewConfig
 
 
 def _field_type(hint) -> type:
@@ -117,6 +118,24 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=1_000, help="iterations between checkpoints (1000)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation")
     _add_device(p)
+
+
+def _add_photo_free_options(p: argparse.ArgumentParser) -> None:
+    from gstrim.data.virtual import ViewConfig
+
+    g = p.add_argument_group("photo-free (without --data: the scene renders its own targets from virtual views)")
+    g.add_argument("--photo-free", action="store_true",
+                   help="use virtual views even when the model records a dataset")
+    add_config_options(g, ViewConfig, skip=("seed",))
+
+
+def _photo_free_options(args) -> dict:
+    """`views` (a ViewConfig when a photo-free option was typed) and `photo_free`, for the library's verbs."""
+    from gstrim.data.virtual import ViewConfig
+
+    given = any(getattr(args, f.name, None) not in (None, False) for f in dataclasses.fields(ViewConfig)
+                if f.name != "seed")
+    return {"views": config_from_args(args, ViewConfig) if given else None, "photo_free": args.photo_free}
 
 
 def _data_options(args) -> dict:
@@ -250,7 +269,7 @@ def cmd_trim(args) -> int:
 
     options = dict(data=args.data, data_options=_data_options(args), device=args.device, resume=args.resume,
                    checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval, iteration=args.iteration,
-                   nonfinite=args.nonfinite)
+                   nonfinite=args.nonfinite, **_photo_free_options(args))
     config = config_from_args(args, TrimConfig)
     if args.compress:
         from gstrim.compress.pipeline import CompressConfig, trim_and_compress
@@ -293,7 +312,7 @@ def cmd_export(args) -> int:
     result = export_model(args.model, args.output, data=args.data, data_options=_data_options(args),
                           config=config_from_args(args, ExportConfig), device=args.device, resume=args.resume,
                           checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
-                          iteration=args.iteration, nonfinite=args.nonfinite)
+                          iteration=args.iteration, nonfinite=args.nonfinite, **_photo_free_options(args))
     _print_export(result)
     return 0
 
@@ -304,13 +323,21 @@ def _print_change(i, o, note: str = "") -> None:
           f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}{note}")
 
 
+def _photo_free_note(details: dict) -> str:
+    return ", photo-free: taught by its own renders" if details.get("mode") == "photo-free" else ""
+
+
 def _print_trim(s, model_dir: Path) -> None:
     print(f"trimmed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians ({100 * s.removed:.1f} % removed, "
-          f"{s.details['variant']}, score {s.details['score']}) in {s.wall_s:.0f} s")
+          f"{s.details['variant']}, score {s.details['score']}{_photo_free_note(s.details)}) in {s.wall_s:.0f} s")
     print(f"  size         {s.mb_in:.2f} MB -> {s.mb_out:.2f} MB (x{s.ratio:.2f} smaller)")
     if s.input is not None and s.output is not None:
         _print_change(s.input, s.output)
         print(f"  render       {s.input.fps:.1f} -> {s.output.fps:.1f} FPS")
+    elif s.output is not None:  # photo-free: scored against the input's renders, so there is no "before"
+        o = s.output
+        print(f"  held-out     PSNR {o.psnr:.3f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f} against the untrimmed "
+              f"scene's renders of {o.views} virtual views (not photos)")
     print(f"  scene        {model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
 
 
@@ -334,7 +361,7 @@ def cmd_compress(args) -> int:
     result = compress_model(args.model, args.output, data=args.data, data_options=_data_options(args),
                             config=config_from_args(args, CompressConfig), device=args.device, resume=args.resume,
                             checkpoint_every=args.checkpoint_every, evaluate_test=not args.no_eval,
-                            iteration=args.iteration, nonfinite=args.nonfinite)
+                            iteration=args.iteration, nonfinite=args.nonfinite, **_photo_free_options(args))
     _print_compress(result)
     return 0
 
@@ -368,7 +395,7 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gstrim.io.formats import suffixes
 
-    TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig = _config_classes()
+    TrainConfig, DensifyConfig, TrimConfig, CompressConfig, ExportConfig, _ = _config_classes()
     from gstrim.export import viewer_formats
     parser = argparse.ArgumentParser(
         prog="gstrim",
@@ -445,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUTPUT/scene.<suffix>, ready for a viewer")
     add_config_options(g, ExportConfig, skip=("seed", "finetune"))  # --finetune is the trim's; the default here
     _add_data_options(p)
+    _add_photo_free_options(p)
     p.set_defaults(func=cmd_trim)
 
     p = sub.add_parser("compress", help="compress a scene (c3dgs: codebooks, quantisation-aware fine-tuning) to .gsz")
@@ -452,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     add_config_options(p, CompressConfig)
     _add_data_options(p)
+    _add_photo_free_options(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("export", help="write a scene for viewers (.spz, .sog, .compressed.ply, .splat, .ply); "
@@ -465,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     add_config_options(p, ExportConfig)
     _add_data_options(p)
+    _add_photo_free_options(p)
     p.set_defaults(func=cmd_export)
 
     from gstrim.cli_experiments import add_experiment_commands

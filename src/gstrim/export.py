@@ -20,6 +20,7 @@ from gstrim import progress
 from gstrim.compress.format_finetune import FormatParameters
 from gstrim.compress.sensitivity import sensitivity
 from gstrim.data import load_dataset
+from gstrim.data.virtual import ViewConfig
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io import sog, spz
@@ -27,7 +28,6 @@ from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene
 from gstrim.io.model import latest_checkpoint, load_model
 from gstrim.options import option
-from gstrim.prune.pipeline import check_scene_matches
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.run_folder import RunFolder, open_inputs
@@ -120,21 +120,23 @@ def _fit_scene(scene: GaussianScene, fmt: SceneFormat) -> GaussianScene:
 def export_model(model_path: str | Path | None, out: str | Path, *, data: str | Path | None = None,
                  data_options: dict | None = None, config: ExportConfig | None = None, device: str = "auto",
                  resume: bool = False, checkpoint_every: int = 500, evaluate_test: bool = True,
-                 iteration: int | None = None, nonfinite: str = "error") -> ExportResult:
+                 iteration: int | None = None, nonfinite: str = "error", views: ViewConfig | None = None,
+                 photo_free: bool = False) -> ExportResult:
     """Write `model_path` as `out`; with a dataset (`data`, or `config.finetune` > 0 and the model's recorded
-    one) fine-tune through the format's quantiser first."""
+    one, or without photos the scene's own renders from virtual views) fine-tune through the format's quantiser
+    first."""
     out = Path(out)
     fmt = _target(out)
     config = config or ExportConfig()
     config.validate()
     finetune = config.finetune
     if finetune is None:
-        finetune = FINETUNE[resolve_device(device).type] if (data is not None or resume) else 0
+        finetune = FINETUNE[resolve_device(device).type] if (data is not None or resume or photo_free) else 0
     if finetune == 0:
         return _convert(model_path, out, fmt, config, data, data_options, evaluate_test, device, iteration,
                         nonfinite)
     return _finetune(model_path, out, fmt, replace(config, finetune=finetune), data, data_options, device, resume,
-                     checkpoint_every, evaluate_test, iteration, nonfinite)
+                     checkpoint_every, evaluate_test, iteration, nonfinite, views, photo_free)
 
 
 def _write_plain(out: Path, scene: GaussianScene, fmt: SceneFormat, config: ExportConfig,
@@ -177,19 +179,17 @@ def _codebooks(folder: RunFolder, scene: GaussianScene, cameras, config: ExportC
 
 
 def _finetune(model_path, out: Path, fmt: SceneFormat, config: ExportConfig, data, data_options, device, resume,
-              checkpoint_every, evaluate_test, iteration, nonfinite) -> ExportResult:
+              checkpoint_every, evaluate_test, iteration, nonfinite, views=None, photo_free=False) -> ExportResult:
     run = run_dir_of(out)
     inputs = open_inputs(run, "export", model_path, data=data, data_options=data_options, resume=resume,
-                         iteration=iteration, nonfinite=nonfinite)
+                         iteration=iteration, nonfinite=nonfinite, views=views, photo_free=photo_free)
     model, folder = inputs.model, inputs.folder
     if inputs.settings is not None:
         config = ExportConfig(**{k: v for k, v in inputs.settings.items() if k != "format"})
-    dataset = load_dataset(inputs.data, **inputs.data_options)
+    dataset = inputs.dataset(device)
     scene = _fit_scene(model.scene, fmt)
-    check_scene_matches(scene, dataset, model.source)
     if folder is None:
-        folder = RunFolder.create(run, "export", data=inputs.data, data_options=inputs.data_options,
-                                  input=model.source, settings={"export": {**config.to_dict(), "format": fmt.name}})
+        folder = inputs.create_folder(run, "export", {"export": {**config.to_dict(), "format": fmt.name}})
         folder.write_layout(dataset, scene.sh_degree)
         before = folder.evaluate_input(model.scene, dataset, device) if evaluate_test else None
     else:

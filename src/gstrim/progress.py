@@ -64,4 +64,4 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 def log(message: str) -> None:
     """A one-line status message (stderr), suppressed by --quiet."""
     if _enabled:
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)  # one line each, paths unbroken

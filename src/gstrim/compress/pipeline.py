@@ -20,17 +20,16 @@ from gstrim.compress.codebook_scene import CodebookScene, read_gsz, write_gsz
 from gstrim.compress.codebooks import ClusterSettings, CodebookReport, build_codebooks
 from gstrim.compress.finetune import QuantizedParameters
 from gstrim.compress.sensitivity import sensitivity
-from gstrim.data import load_dataset
+from gstrim.data.virtual import ViewConfig
 from gstrim.errors import ConfigError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.container import CODECS
 from gstrim.io.formats import FORMATS
 from gstrim.io.model import CONFIG_NAME, latest_checkpoint, point_cloud_path
 from gstrim.options import option
-from gstrim.prune.pipeline import check_scene_matches
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
-from gstrim.run_folder import RunFolder, open_inputs
+from gstrim.run_folder import open_inputs
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
@@ -97,23 +96,23 @@ def compress_model(model_path: str | Path | None, out_dir: str | Path, *, data: 
                    data_options: dict | None = None, config: CompressConfig | None = None, device: str = "auto",
                    resume: bool = False, checkpoint_every: int = 500, evaluate_test: bool = True,
                    input_evaluation: Evaluation | None = None, iteration: int | None = None,
-                   nonfinite: str = "error") -> CompressResult:
-    """Compress `model_path` (a .ply, model folder, checkpoint or trim output) into `out_dir`."""
+                   nonfinite: str = "error", views: ViewConfig | None = None,
+                   photo_free: bool = False) -> CompressResult:
+    """Compress `model_path` (a .ply, model folder, checkpoint or trim output) into `out_dir`; without photos
+    its quantisation-aware fine-tuning learns from the input's own renders (`run_folder.open_inputs`)."""
     out_dir = Path(out_dir)
     inputs = open_inputs(out_dir, "compress", model_path, data=data, data_options=data_options, resume=resume,
-                         iteration=iteration, nonfinite=nonfinite)
+                         iteration=iteration, nonfinite=nonfinite, views=views, photo_free=photo_free)
     model, folder = inputs.model, inputs.folder
     if inputs.settings is not None:
         config = CompressConfig(**inputs.settings)
     config = (config or CompressConfig()).resolved(resolve_device(device))
     config.validate()
-    dataset = load_dataset(inputs.data, **inputs.data_options)
+    dataset = inputs.dataset(device)
     scene = model.scene
-    check_scene_matches(scene, dataset, model.source)
 
     if folder is None:
-        folder = RunFolder.create(out_dir, "compress", data=inputs.data, data_options=inputs.data_options,
-                                  input=model.source, settings={"compress": config.to_dict()})
+        folder = inputs.create_folder(out_dir, "compress", {"compress": config.to_dict()})
         folder.write_layout(dataset, scene.sh_degree)
         before = folder.evaluate_input(scene, dataset, device, input_evaluation) if evaluate_test else None
     else:

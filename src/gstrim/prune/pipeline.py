@@ -7,21 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gstrim import progress
-from gstrim.data import Dataset, load_dataset
-from gstrim.errors import ConfigError, GstrimError
+from gstrim.data import Dataset
+from gstrim.data.virtual import ViewConfig
+from gstrim.errors import ConfigError
 from gstrim.io.model import Model
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
-from gstrim.render.project import project
-from gstrim.run_folder import RunFolder, open_inputs
+from gstrim.run_folder import open_inputs
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
-
-MIN_IN_VIEW = 0.05  # below this fraction of Gaussians seen by some training camera, the data is another scene
 
 
 @dataclass
@@ -35,19 +32,6 @@ class TrimResult:
     summary: RunSummary
 
 
-def check_scene_matches(scene: GaussianScene, dataset: Dataset, source: Path) -> None:
-    """Refuse a dataset whose training cameras see almost none of the scene."""
-    seen = torch.zeros(len(scene), dtype=torch.bool)
-    with torch.no_grad():
-        for cam in dataset.train:
-            proj = project(scene.means, scene.quats, scene.scales, cam.viewmat, cam.K, cam.width, cam.height)
-            seen |= proj.radii > 0
-    fraction = float(seen.float().mean()) if len(scene) else 0.0
-    if fraction < MIN_IN_VIEW:
-        raise GstrimError(f"the dataset {dataset.root} does not match this scene: only {100 * fraction:.1f} % of "
-                          "its Gaussians are in view of any training camera", source)
-
-
 def _stats_cameras(dataset: Dataset, views: int | None, seed: int):
     if views is None or views >= len(dataset.train):
         return dataset.train
@@ -59,15 +43,17 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
                data_options: dict | None = None, config: TrimConfig | None = None, device: str = "auto",
                resume: bool = False, checkpoint_every: int = 1_000, evaluate_test: bool = True,
                input_evaluation: Evaluation | None = None, iteration: int | None = None,
-               nonfinite: str = "error") -> TrimResult:
+               nonfinite: str = "error", views: ViewConfig | None = None, photo_free: bool = False) -> TrimResult:
     """Trim `scene_path` (a .ply, model folder or checkpoint) into `out_dir`. `input_evaluation`: the input's
     test evaluation when already known (another trim of the same scene made it), which skips that pass.
     With `resume=True`, continue the run in `out_dir` with the settings it was started with. `iteration` and
-    `nonfinite` choose the model folder's iteration and what to do with non-finite Gaussians (`load_model`)."""
+    `nonfinite` choose the model folder's iteration and what to do with non-finite Gaussians (`load_model`).
+    Without photos (none given or recorded, or `photo_free`) the scene teaches itself on virtual views
+    (`views`; `data.virtual`)."""
     out_dir = Path(out_dir)
     inputs = open_inputs(out_dir, "trim", scene_path, data=data, data_options=data_options, resume=resume,
-                         iteration=iteration, nonfinite=nonfinite)
-    model, folder, data, data_options = inputs.model, inputs.folder, inputs.data, inputs.data_options
+                         iteration=iteration, nonfinite=nonfinite, views=views, photo_free=photo_free)
+    model, folder = inputs.model, inputs.folder
     if inputs.settings is not None:
         config = TrimConfig(**inputs.settings)
     config = (config or TrimConfig()).resolved(resolve_device(device))
@@ -75,9 +61,8 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     if not resume:
         progress.log(f"trim schedule: {config.preset} preset, {config.steps} prunes {config.every} apart, "
                      f"then {config.finetune:,} fine-tuning iterations ({config.iterations:,} in all)")
-    dataset = load_dataset(data, **data_options)
+    dataset = inputs.dataset(device)
     scene = model.scene
-    check_scene_matches(scene, dataset, model.source)
 
     stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
     strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
@@ -94,8 +79,7 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     else:
         if model.checkpoint is not None:  # continue the training run's Adam moments, as the authors' code does
             trainer.load_optimizer_state(model.checkpoint["optimizers"])
-        folder = RunFolder.create(out_dir, "trim", data=data, data_options=data_options, input=model.source,
-                                  settings={"trim": config.to_dict()})
+        folder = inputs.create_folder(out_dir, "trim", {"trim": config.to_dict()})
         folder.write_layout(dataset, scene.sh_degree)
         before = folder.evaluate_input(scene, dataset, device, input_evaluation) if evaluate_test else None
         elapsed = 0.0
@@ -105,7 +89,8 @@ def trim_scene(scene_path: str | Path | None, out_dir: str | Path, *, data: str 
     variant = "no-prune" if config.no_prune else ("one-shot" if config.one_shot else "iterative")
     summary = RunSummary("trim", len(scene), len(result_scene), scene.sh_degree, trainer.step, wall,
                          input=before.metrics() if before else None, output=after.metrics() if after else None,
-                         details={"variant": variant, "score": config.score, "preset": config.preset})
+                         details={"variant": variant, "score": config.score, "preset": config.preset,
+                                  **inputs.details()})
     folder.write_summary(summary)
     return TrimResult(out_dir, result_scene, len(scene), before, after, wall, summary)
 

@@ -249,3 +249,24 @@ def run_loud(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_compress_and_export_learn_from_the_scene_too(baseline, tmp_path, capsys):
+    data, model = baseline
+    bare = tmp_path / "scene.ply"
+    shutil.copy(model / "point_cloud/iteration_40/point_cloud.ply", bare)
+    code, out, err = run(capsys, "compress", bare, "-o", tmp_path / "c", "--qat-iterations", "3", *VIEWS)
+    assert code == 0, err
+    assert "photo-free" in out.splitlines()[0] and "virtual views (not photos)" in out
+    results = json.loads((tmp_path / "c/results.json").read_text())
+    assert results["compress"]["details"]["mode"] == "photo-free" and "ours_3_virtual" in results
+    code, out, err = run(capsys, "export", bare, "-o", tmp_path / "e.spz", "--finetune", "3", *VIEWS)
+    assert code == 0, err
+    assert "photo-free" in out.splitlines()[0]
+    # a photo-free trim's folder remembers its views: compressing it stays photo-free without a flag
+    code, _, err = run(capsys, "trim", bare, "-o", tmp_path / "t", *SMALL, *VIEWS, "--no-eval")
+    assert code == 0, err
+    code, out, err = run(capsys, "compress", tmp_path / "t", "-o", tmp_path / "tc", "--qat-iterations", "2")
+    assert code == 0, err
+    config = json.loads((tmp_path / "tc/config.json").read_text())
+    assert config["data"]["virtual"]["views"] == 12

@@ -292,7 +292,8 @@ def cmd_trim(args) -> int:
 
 
 def _print_export(result, original_mb: float | None = None) -> None:
-    how = f"fine-tuned {result.summary.iterations:,} iterations through its quantiser" if result.summary else "plain"
+    how = (f"fine-tuned {result.summary.iterations:,} iterations through its quantiser"
+           f"{_photo_free_note(result.summary.details)}" if result.summary else "plain")
     line = f"exported {len(result.scene):,} Gaussians ({how}): {result.bytes / 1e6:.3f} MB"
     line += f", x{result.ratio:.1f} smaller than the .ply"
     if original_mb is not None:
@@ -300,6 +301,8 @@ def _print_export(result, original_mb: float | None = None) -> None:
     print(line)
     if result.before is not None and result.after is not None:
         _print_change(result.before.metrics(), result.after.metrics(), "   (of the file as written)")
+    elif result.after is not None and result.after.label.endswith("_virtual"):
+        _print_virtual(result.after.metrics())
     elif result.after is not None:
         o = result.after.metrics()
         print(f"  test PSNR    {o.psnr:.3f}   SSIM {o.ssim:.4f}   LPIPS {o.lpips:.4f}   (of the file as written)")
@@ -323,6 +326,13 @@ def _print_change(i, o, note: str = "") -> None:
           f"LPIPS {i.lpips:.4f} -> {o.lpips:.4f}{note}")
 
 
+def _print_virtual(o) -> None:
+    """Photo-free metrics: against the input's own renders, so there is no "before"."""
+    if o is not None and o.label.endswith("_virtual"):
+        print(f"  held-out     PSNR {o.psnr:.3f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f} against the input's renders "
+              f"of {o.views} virtual views (not photos)")
+
+
 def _photo_free_note(details: dict) -> str:
     return ", photo-free: taught by its own renders" if details.get("mode") == "photo-free" else ""
 
@@ -334,10 +344,7 @@ def _print_trim(s, model_dir: Path) -> None:
     if s.input is not None and s.output is not None:
         _print_change(s.input, s.output)
         print(f"  render       {s.input.fps:.1f} -> {s.output.fps:.1f} FPS")
-    elif s.output is not None:  # photo-free: scored against the input's renders, so there is no "before"
-        o = s.output
-        print(f"  held-out     PSNR {o.psnr:.3f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f} against the untrimmed "
-              f"scene's renders of {o.views} virtual views (not photos)")
+    _print_virtual(s.output if s.input is None else None)
     print(f"  scene        {model_dir / 'point_cloud' / f'iteration_{s.iterations}' / 'point_cloud.ply'}")
 
 
@@ -345,13 +352,14 @@ def _print_compress(result, original_mb: float | None = None) -> None:
     r, s = result.record, result.summary
     stages = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in r["stages_s"].items())
     print(f"compressed {s.gaussians_in:,} -> {s.gaussians_out:,} Gaussians, {r['sh_entries']:,} colour and "
-          f"{r['shape_entries']:,} shape codebook entries ({stages})")
+          f"{r['shape_entries']:,} shape codebook entries ({stages}{_photo_free_note(s.details)})")
     line = f"  size         {r['input_ply_mb']:.2f} MB .ply -> {r['mb']:.3f} MB .gsz (x{r['ratio']:.1f} smaller"
     if original_mb is not None:
         line += f"; x{original_mb * 1e6 / (r['mb'] * 1e6):.1f} smaller than the untrimmed .ply"
     print(line + ")")
     if s.input is not None and s.output is not None:
         _print_change(s.input, s.output, "   (of the file as written)")
+    _print_virtual(s.output if s.input is None else None)
     print(f"  file         {result.file}")
 
 

@@ -218,7 +218,7 @@ def _finetune(model_path, out: Path, fmt: SceneFormat, config: ExportConfig, dat
         record["sog_palette"] = len(books.palette)
     summary = RunSummary("export", len(model.scene), len(decoded), scene.sh_degree, trainer.step,
                          sum(stages.values()), input=before.metrics() if before else None,
-                         output=after.metrics() if after else None, details=record)
+                         output=after.metrics() if after else None, details={**record, **inputs.details()})
     folder.write_summary(summary)
     return ExportResult(out, decoded, size, ply_in, before, after, summary, folder.root)
 

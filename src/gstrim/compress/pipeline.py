@@ -142,7 +142,7 @@ def compress_model(model_path: str | Path | None, out_dir: str | Path, *, data: 
               "stages_s": {k: round(v, 2) for k, v in stages.items()}}
     summary = RunSummary("compress", len(scene), len(decoded), scene.sh_degree, trainer.step,
                          sum(stages.values()), input=before.metrics() if before else None,
-                         output=after.metrics() if after else None, details=record)
+                         output=after.metrics() if after else None, details={**record, **inputs.details()})
     folder.write_summary(summary)
     return CompressResult(folder.root, path, decoded, before, after, summary)
 

@@ -212,7 +212,9 @@ def test_cli_trims_a_bare_ply_without_photos(baseline, tmp_path, capsys):
     assert len(json.loads((tmp_path / "t/cameras.json").read_text())) == 12
     n_in = len(load_scene(bare))
     assert len(load_scene(tmp_path / "t/point_cloud/iteration_10/point_cloud.ply")) == round(n_in / 2)
-    # the real photos, when someone has them, score the same result too
+    # the real photos, when someone has them, score the same result too (and are asked for)
+    code, _, err = run(capsys, "eval", tmp_path / "t")
+    assert_one_line_error(code, err, "photo-free", "--data")
     code, out, err = run(capsys, "eval", tmp_path / "t", "--data", data)
     assert code == 0, err
     assert "ours_10" in json.loads((tmp_path / "t/results.json").read_text())

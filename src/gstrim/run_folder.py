@@ -74,10 +74,6 @@ class RunInputs:
     views: ViewConfig | None = None
     virtual: VirtualViews | None = None  # set by `dataset()` in photo-free runs
 
-    @property
-    def photo_free(self) -> bool:
-        return self.views is not None
-
     def dataset(self, device: str = "auto") -> Dataset:
         """The photos (refused when their cameras do not see the scene) or, photo-free, the virtual views with the
         scene's renders as their images."""

@@ -7,12 +7,15 @@ so the loss and every importance score run unchanged.
 Where the cameras go:
 - `cameras.json` beside the scene (the INRIA model folder layout) gives the capture's own poses;
 - otherwise they are sampled. The scene's frame is robust: the median of its opaque Gaussians (opacity
-  >= 0.1) and the 95th percentile of their distances from it. Whether to look at the scene from outside
-  (an object) or from inside (a room, or an unbounded capture with background all around) is read from
-  the scene itself: six 90-degree probe renders from the centre cover the whole sphere of directions, and
-  when their mean alpha reaches `ENCLOSED_COVERAGE` the centre is enclosed by the scene. An isolated
-  object leaves most of that sphere empty. (A closed shell such as a lone ball looks enclosed too:
-  `--views-from outside` overrides the rule.)
+  >= 0.1, or half the largest) and the 95th percentile of their distances from it. Whether to look at the
+  scene from outside (an object) or from inside (a room, or an unbounded capture with background all
+  around) is read from the scene itself (`Layout`): inside when the centre is empty space enclosed by the
+  scene (the nearest 1 % of opaque Gaussians at >= `FREE_CENTRE` x their median distance, and six
+  90-degree probe renders from the centre covered to `ENCLOSED_COVERAGE` on average), or when probes
+  looking outward from the 95 % sphere still see background (`BEYOND_COVERAGE`). Enclosure alone is not
+  enough: an object whose centre lies inside its own body encloses it too. A closed shell around an empty
+  centre (a lone hollow ball) cannot be told from a room by geometry: `--views-from` overrides the rule.
+  Measured values on real scenes are in docs/pruning.md.
 - outside: a Fibonacci spiral of directions over the sphere (over the upper part only with `--up`), at
   three distances around the one where the scene's bounding sphere fills the field of view, looking at
   the centre;

@@ -138,6 +138,9 @@ class Model:
     def recorded_dataset(self) -> tuple[str, dict]:
         """(path, loading options) of the dataset this model was trained or trimmed on."""
         recorded = dict(self.data_options or {})
+        if "virtual" in recorded:
+            raise GstrimError("this model was made photo-free (its scores against the input's renders are in "
+                              "results.json); pass --data DATA to use photos", self.source)
         if "path" not in recorded:
             raise GstrimError("no dataset recorded with this scene; pass --data DATA", self.source)
         return str(resolve_recorded(recorded.pop("path"), self.root)), recorded

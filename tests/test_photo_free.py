@@ -114,6 +114,27 @@ def test_every_sampled_camera_sees_the_scene(make, up):
     assert len(np.unique(centres.round(4), axis=0)) == 24  # no two views alike
 
 
+def desk_scene(seed: int = 0) -> GaussianScene:
+    """A subject on a wide desk: most opaque Gaussians near the centre, a heavy tail of desk far out."""
+    rng = np.random.default_rng(seed)
+    subject = rng.normal(0, 0.3, (1500, 3))
+    radius = 12 * np.sqrt(rng.uniform(0, 1, 600))
+    angle = rng.uniform(0, 2 * math.pi, 600)
+    desk = np.stack([radius * np.cos(angle), radius * np.sin(angle), np.full(600, -0.5)], axis=1)
+    return _scene(np.concatenate([subject, desk]), math.log(0.1), seed=seed)
+
+
+def test_outside_views_orbit_a_subject_within_its_surroundings():
+    scene = desk_scene()
+    frame = scene_frame(scene)
+    assert frame.radius >= 2.5 * frame.median_distance and frame.core_radius == frame.median_distance
+    cameras, side, _ = sample_views(scene, ViewConfig(views=12, views_from="outside"), 32, 32)
+    distances = [np.linalg.norm(c.center - frame.center) for c in cameras]
+    assert max(distances) < frame.radius  # within the desk's extent, framing the subject
+    compact = scene_frame(object_scene())
+    assert compact.core_radius == compact.radius
+
+
 def test_look_at_points_the_optical_axis_at_the_target():
     position, target = np.array([1.0, 2.0, 3.0]), np.array([-2.0, 0.5, 1.0])
     viewmat = look_at(position, target, np.array([0.0, 0.0, 1.0]))

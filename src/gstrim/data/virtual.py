@@ -17,8 +17,8 @@ Where the cameras go:
   centre (a lone hollow ball) cannot be told from a room by geometry: `--views-from` overrides the rule.
   Measured values on real scenes are in docs/pruning.md.
 - outside: a Fibonacci spiral of directions over the sphere (over the upper part only with `--up`), at
-  three distances around the one where the scene's bounding sphere fills the field of view, looking at
-  the centre;
+  three distances around the one where the scene's bounding sphere fills the field of view (the median
+  sphere for a subject among surroundings: `SceneFrame.core_radius`), looking at the centre;
 - inside: positions in the central part of the scene, away from opaque Gaussians, each looking at a
   random opaque Gaussian at a distance.
 Every sampled camera is kept only when a probe render shows the scene covering at least `MIN_COVERAGE` of
@@ -45,6 +45,7 @@ OPAQUE = 0.1  # Gaussians at or above this opacity (or half the largest) define 
 ENCLOSED_COVERAGE = 0.6  # mean probe alpha from the centre at which the scene counts as enclosing it
 FREE_CENTRE = 0.4  # a room's centre is free space: its nearest 1 % of Gaussians lie this far (x the median)
 BEYOND_COVERAGE = 0.5  # mean alpha looking outward from the 95 % sphere: background all around (unbounded)
+SURROUNDED_TAIL = 2.5  # r95 / median distance from which outside views orbit the median sphere, not the r95 one
 MIN_COVERAGE = 0.05  # a sampled view must show the scene over at least this fraction of its pixels
 PROBE_SIZE = 32  # pixels of the probe renders (enclosure test and view check)
 HOLD_OUT_EVERY = 8  # as the 3DGS COLMAP split
@@ -95,6 +96,13 @@ class SceneFrame:
     radius: float  # 95th percentile distance of the opaque Gaussians from the centre
     median_distance: float
     opaque_means: np.ndarray  # [M, 3]
+
+    @property
+    def core_radius(self) -> float:
+        """The radius outside views frame: the whole scene (r95), or for a subject among its surroundings (a desk,
+        a room's far walls: a heavy tail, r95 >= `SURROUNDED_TAIL` x the median distance) the median sphere, so
+        that the cameras orbit the subject within its surroundings as a capture does."""
+        return self.median_distance if self.radius >= SURROUNDED_TAIL * self.median_distance else self.radius
 
 
 def scene_frame(scene: GaussianScene, source: Path | str | None = None) -> SceneFrame:
@@ -230,7 +238,7 @@ def _outside_candidates(frame: SceneFrame, config: ViewConfig, rng: np.random.Ge
     """Rounds of spirals of `config.views` directions at three distances, each round turned by a random angle,
     so that the views a round keeps are spread over the whole range of directions."""
     up = _up_vector(config.up)
-    fit = frame.radius / math.sin(math.radians(min(config.fov, 120.0)) / 2)
+    fit = frame.core_radius / math.sin(math.radians(min(config.fov, 120.0)) / 2)
     while True:
         for k, direction in enumerate(_fibonacci_directions(config.views, up, rng)):
             distance = fit * OUTSIDE_DISTANCES[k % len(OUTSIDE_DISTANCES)]

@@ -37,8 +37,8 @@ from gstrim.records import Evaluation, RunSummary
 SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/node_modules/.bin/splat-transform"
 
 
-def trimmed(source: Path, out: Path, removal: float, **options) -> tuple[RunSummary, float]:
-    """The trim in `out` (run, resumed or read back) and its wall time."""
+def trimmed(source: Path, out: Path, removal: float, **options) -> RunSummary:
+    """The trim in `out`: run, resumed or read back."""
     summary = RunSummary.read(out, "trim")
     if summary is None:
         resume = read_config(out) is not None
@@ -47,7 +47,7 @@ def trimmed(source: Path, out: Path, removal: float, **options) -> tuple[RunSumm
                              config=None if resume else TrimConfig(target_removal=removal, preset="cpu"),
                              **({} if resume else options)).summary
         progress.log(f"{out.name}: {time.perf_counter() - t0:.0f} s")
-    return summary, summary.wall_s
+    return summary
 
 
 DECIMATE = {"splat-transform --decimate": "--decimate", "splat-transform --decimate-adaptive": "--decimate-adaptive"}
@@ -85,9 +85,9 @@ def bench_model(model_dir: Path, out: Path, removals: list[float], resolution: i
         for method in ("photos", "photo-free"):
             run = out / f"{method}-{removal}"
             if method == "photos":
-                summary, wall = trimmed(model_dir, run, removal)
+                summary = trimmed(model_dir, run, removal)
             else:
-                summary, wall = trimmed(bare, run, removal, views=views)
+                summary = trimmed(bare, run, removal, views=views)
             scene = load_scene(run / f"point_cloud/iteration_{summary.iterations}/point_cloud.ply")
             label = f"ours_{summary.iterations}"
             real = Evaluation.read(run, label)
@@ -99,7 +99,7 @@ def bench_model(model_dir: Path, out: Path, removals: list[float], resolution: i
                          "mb": round(summary.mb_out, 3), "psnr": round(m.psnr, 3), "ssim": round(m.ssim, 4),
                          "lpips": round(m.lpips, 4),
                          "virtual_psnr": scores(scene, virtual.test, None, "virtual")["psnr"],
-                         "wall_s": round(wall)})
+                         "wall_s": round(summary.wall_s)})
         for method, flag in DECIMATE.items():
             found = decimated(bare, out / f"{flag[2:]}-{removal}.ply", rows[-1]["gaussians"], flag)
             if found is None:
@@ -119,13 +119,14 @@ def bench_splat(path: Path, out: Path, removal: float, resolution: int | None) -
         bare.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, bare)
     views = ViewConfig(resolution=resolution)
-    summary, wall = trimmed(bare, out / f"photo-free-{removal}", removal, views=views)
+    summary = trimmed(bare, out / f"photo-free-{removal}", removal, views=views)
     virtual, info = virtual_dataset(load_scene(bare), views, bare)
     run = out / f"photo-free-{removal}"
     scene = load_scene(run / f"point_cloud/iteration_{summary.iterations}/point_cloud.ply")
     common = {"scene": path.name, "removed": removal, "side": info.side}
     rows = [{**common, "method": "photo-free", "gaussians": len(scene), "mb_in": round(path.stat().st_size / 1e6, 3),
-             "mb": round(summary.mb_out, 3), **scores(scene, virtual.test, None, "virtual"), "wall_s": round(wall)}]
+             "mb": round(summary.mb_out, 3), **scores(scene, virtual.test, None, "virtual"),
+             "wall_s": round(summary.wall_s)}]
     count = len(scene)
     for method, flag in DECIMATE.items():
         found = decimated(bare, out / f"{flag[2:]}-{removal}.ply", count, flag)

@@ -244,6 +244,10 @@ def test_cli_trims_a_bare_ply_without_photos(baseline, tmp_path, capsys):
     assert code == 0 and "photo-free" not in out
     code, out, err = run(capsys, "trim", model, "--photo-free", "-o", tmp_path / "f", *SMALL, *VIEWS, "--no-eval")
     assert code == 0 and "photo-free" in out.splitlines()[0]
+    # an ablation measured on photos still asks for them
+    code, _, err = run(capsys, "ablate", "lottery-ticket", bare, "-o", tmp_path / "lt")
+    assert_one_line_error(code, err, "scene.ply", "--data")
+    assert not (tmp_path / "lt").exists()
 
 
 def test_photo_free_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch, capsys):

@@ -27,7 +27,7 @@ from gstrim.io.formats import FORMATS
 from gstrim.io.model import CONFIG_NAME, Model, read_config, read_json, resolve_recorded
 from gstrim.records import RunSummary
 from gstrim.render import resolve_device
-from gstrim.run_folder import RunFolder, open_inputs
+from gstrim.run_folder import open_inputs
 from gstrim.scene import GaussianScene
 from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
 from gstrim.train.init import scene_from_points
@@ -112,7 +112,7 @@ def lottery_ticket(model_path: str | Path | None, out_dir: str | Path, *, data: 
     """Retrain a pruned scene's Gaussians from scratch at their positions; returns (and writes) the table row."""
     out = Path(out_dir)
     inputs = open_inputs(out, "ablate", model_path, data=data, data_options=data_options, resume=resume,
-                         iteration=None, nonfinite="error")
+                         iteration=None, nonfinite="error", photos_required=True)  # the paper's test is on photos
     model, folder = inputs.model, inputs.folder
     settings = inputs.settings or {
         "ablation": "lottery-ticket", "seed": seed,
@@ -125,8 +125,7 @@ def lottery_ticket(model_path: str | Path | None, out_dir: str | Path, *, data: 
     if folder is None:
         progress.log(f"lottery-ticket ablation: {len(scene):,} Gaussians re-initialised at their positions, "
                      f"{config.iterations:,} iterations")
-        folder = RunFolder.create(out, "ablate", data=inputs.data, data_options=inputs.data_options,
-                                  input=model.source, settings={"ablate": settings})
+        folder = inputs.create_folder(out, "ablate", {"ablate": settings})
         folder.write_layout(dataset, scene.sh_degree)
         elapsed = 0.0
     else:

@@ -103,11 +103,13 @@ class RunInputs:
 
 def open_inputs(out_dir: str | Path, verb: str, model_path: str | Path | None, *, data: str | Path | None,
                 data_options: dict | None, resume: bool, iteration: int | None, nonfinite: str,
-                views: ViewConfig | None = None, photo_free: bool = False) -> RunInputs:
+                views: ViewConfig | None = None, photo_free: bool = False,
+                photos_required: bool = False) -> RunInputs:
     """Reopen the run in `out_dir` (resume: its recorded input, dataset and `verb` settings) or refuse a
     non-empty folder before anything is written; then load the scene and find its dataset: the given one,
     else the one recorded with the model, else (or with `photo_free`) virtual views of the scene itself
-    (`views`, or those recorded with a photo-free model)."""
+    (`views`, or those recorded with a photo-free model). A verb whose result means nothing without photos
+    (`photos_required`) gets the model's one-line "pass --data" error instead."""
     folder = settings = None
     if resume:
         folder = RunFolder.open(out_dir, verb)
@@ -122,7 +124,10 @@ def open_inputs(out_dir: str | Path, verb: str, model_path: str | Path | None, *
     model = load_model(model_path, iteration=iteration, nonfinite=nonfinite)
     if data is None and not photo_free:
         recorded = dict(model.data_options or {})
-        if "path" in recorded:
+        if photos_required:
+            data, recorded = model.recorded_dataset()
+            data_options = {**recorded, **(data_options or {})}
+        elif "path" in recorded:
             data = resolve_recorded(recorded.pop("path"), model.root)
             data_options = {**recorded, **(data_options or {})}
         else:

@@ -27,6 +27,7 @@ it. One view in eight is held out for evaluation, as the 3DGS split of COLMAP ca
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,11 +180,7 @@ def coverage(scene: GaussianScene, camera: Camera) -> float:
     """Mean alpha of a low-resolution render of `camera`'s view: how much of it the scene covers."""
     from gstrim.render import rasterize
 
-    scale = PROBE_SIZE / max(camera.width, camera.height)
-    w, h = max(1, round(camera.width * scale)), max(1, round(camera.height * scale))
-    K = camera.K.clone()
-    K[:2] *= torch.tensor([[w / camera.width], [h / camera.height]])
-    probe = Camera("probe", w, h, K, camera.viewmat)
+    probe = resized(camera, PROBE_SIZE)
     with torch.no_grad():
         return float(rasterize(scene, probe, sh_degree=0, background=(0.0, 0.0, 0.0)).alpha.mean())
 
@@ -286,8 +283,6 @@ def sample_views(scene: GaussianScene, config: ViewConfig, width: int, height: i
 def read_cameras_json(path: Path) -> list[Camera]:
     """The cameras of an INRIA `cameras.json` (camera-to-world rotation rows, centre, focal lengths; the
     principal point at the image centre, as the INRIA code assumes)."""
-    import json
-
     try:
         entries = json.loads(Path(path).read_text())
         cameras = []

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from rasterizer import bench_scene
 
-from gstrim.compress.codebook_scene import write_gsz
+from gstrim.camera import Camera
 from gstrim.compress.codebooks import ClusterSettings, build_codebooks
 from gstrim.compress.pipeline import CompressConfig
 from gstrim.compress.sensitivity import sensitivity
-from gstrim.data.camera import Camera
 from gstrim.io.container import CODECS
+from gstrim.io.gsz import write_gsz
 
 
 def orbit_cameras(views: int, size: int) -> list[Camera]:

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import torch
 
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.render import cpu_kernels as kernels
 from gstrim.render import pixel_statistics, rasterize
 from gstrim.render.cpu import depth_order

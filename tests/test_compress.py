@@ -10,11 +10,11 @@ import torch
 from conftest import interrupt_training_at
 from test_cli import assert_one_line_error, run
 
-from gstrim.compress.codebook_scene import read_gsz
 from gstrim.compress.pipeline import CompressConfig, compress_model
 from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
+from gstrim.io.gsz import read_gsz
 
 TINY = dict(codebook_sh=64, codebook_shape=64, kmeans_steps_sh=4, kmeans_steps_shape=4, kmeans_batch=256)
 

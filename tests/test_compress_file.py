@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import random_scene
 
-from gstrim.compress.codebook_scene import CodebookScene, read_gsz, write_gsz
 from gstrim.compress.quantize import FakeQuant8, QuantParams, fake_half
 from gstrim.errors import GstrimError
 from gstrim.io.container import CODECS, Entry, read_container, write_container
 from gstrim.io.formats import load_scene, save_scene
+from gstrim.io.gsz import CodebookScene, read_gsz, write_gsz
 from gstrim.io.packing import morton_order
 
 

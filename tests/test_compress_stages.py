@@ -60,7 +60,7 @@ def test_sensitivity_against_autograd_of_the_dense_reference(rng):
 
 
 def test_weighted_kmeans_finds_known_clusters(rng):
-    from gstrim.compress.kmeans import nearest, weighted_kmeans
+    from gstrim.kmeans import nearest, weighted_kmeans
 
     corners = torch.tensor([[(i >> b) & 1 for b in range(3)] for i in range(8)], dtype=torch.float32)
     centres = torch.cat([20 * corners, torch.from_numpy(rng.normal(0, 1, (8, 2))).float()], 1)  # separated

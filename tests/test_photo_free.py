@@ -12,7 +12,7 @@ import torch
 from test_cli import assert_one_line_error, run
 
 from gstrim import progress
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.data.virtual import (
     MIN_COVERAGE,
     TeacherCamera,

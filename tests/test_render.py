@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.render import rasterize
 from gstrim.render.reference import render_dense
 from gstrim.render.sh import sh_basis

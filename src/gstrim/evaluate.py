@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from gstrim import progress
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.metrics import LPIPS, psnr, ssim

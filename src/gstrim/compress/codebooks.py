@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gstrim.compress.codebook_scene import CodebookScene
 from gstrim.compress.covariance import normalized_covariance, rotation_and_scale
-from gstrim.compress.kmeans import nearest, weighted_kmeans
 from gstrim.compress.sensitivity import Sensitivity
+from gstrim.io.gsz import CodebookScene
+from gstrim.kmeans import nearest, weighted_kmeans
 from gstrim.scene import GaussianScene
 
 _TRACE = (0, 3, 5)  # diagonal entries of a stored upper triangle

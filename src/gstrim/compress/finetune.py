@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from gstrim.compress.codebook_scene import QUANTIZED, CodebookScene, decode_codebooks
 from gstrim.compress.quantize import FakeQuant8, QuantParams, fake_half
+from gstrim.io.gsz import QUANTIZED, CodebookScene, decode_codebooks
 from gstrim.scene import GaussianScene
 from gstrim.train.ops import Optimizers, Params
 from gstrim.train.optim import ADAM_EPS, LearningRates

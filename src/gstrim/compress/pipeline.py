@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from gstrim import progress
-from gstrim.compress.codebook_scene import CodebookScene, read_gsz, write_gsz
 from gstrim.compress.codebooks import ClusterSettings, CodebookReport, build_codebooks
 from gstrim.compress.finetune import QuantizedParameters
 from gstrim.compress.sensitivity import sensitivity
@@ -25,6 +24,7 @@ from gstrim.errors import ConfigError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.container import CODECS
 from gstrim.io.formats import FORMATS
+from gstrim.io.gsz import CodebookScene, read_gsz, write_gsz
 from gstrim.io.model import CONFIG_NAME, latest_checkpoint, point_cloud_path
 from gstrim.options import option
 from gstrim.records import Evaluation, RunSummary

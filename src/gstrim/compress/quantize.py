@@ -11,42 +11,11 @@ exactly what the file decodes to; its gradient passes straight through inside th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 
-Q_MIN, Q_MAX = -128, 127
+from gstrim.io.packing import Q_MAX, Q_MIN, QuantParams
+
 AVERAGING_CONSTANT = 0.01  # torch.ao MovingAverageMinMaxObserver's default
-_EPS = float(torch.finfo(torch.float32).eps)
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def of_range(cls, lo: float, hi: float) -> QuantParams:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-        scale = max((hi - lo) / (Q_MAX - Q_MIN), _EPS)
-        zero_point = int(np.clip(Q_MIN - round(lo / scale), Q_MIN, Q_MAX))
-        return cls(float(np.float32(scale)), zero_point)
-
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        # the same float32 arithmetic as torch.fake_quantize_per_tensor_affine
-        q = np.round(x.astype(np.float32) * np.float32(1.0 / self.scale)) + self.zero_point
-        return np.clip(q, Q_MIN, Q_MAX).astype(np.int8)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return ((q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(np.float32)
-
-    def to_json(self) -> dict:
-        return {"scale": self.scale, "zero_point": self.zero_point}
-
-    @classmethod
-    def from_json(cls, d: dict) -> QuantParams:
-        return cls(float(d["scale"]), int(d["zero_point"]))
 
 
 class FakeQuant8(torch.nn.Module):

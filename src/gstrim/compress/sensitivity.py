@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from gstrim import progress
+from gstrim.camera import Camera
 from gstrim.compress.covariance import normalized_covariance, symmetric
-from gstrim.data.camera import Camera
 from gstrim.render.cpu import RasterizePixels
 from gstrim.render.project import project_covariance
 from gstrim.render.sh import sh_to_rgb

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gstrim.data.camera import Camera, image_size
+from gstrim.camera import Camera, image_size
 from gstrim.errors import GstrimError
 
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flip camera y and z axes

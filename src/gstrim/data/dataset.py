@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gstrim.camera import Camera, Undistortion, image_size
 from gstrim.data import colmap
 from gstrim.data.blender import blender_cameras
-from gstrim.data.camera import Camera, Undistortion, image_size
 from gstrim.errors import ConfigError, GstrimError
 
 BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from gstrim import progress
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.data.dataset import BACKGROUNDS, Dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.options import option
+from gstrim.render import rasterize
 from gstrim.scene import GaussianScene
 
 OPAQUE = 0.1  # Gaussians at or above this opacity (or half the largest) define the scene's frame
@@ -178,7 +179,6 @@ def _fibonacci_directions(count: int, up: np.ndarray | None, rng: np.random.Gene
 
 def coverage(scene: GaussianScene, camera: Camera) -> float:
     """Mean alpha of a low-resolution render of `camera`'s view: how much of it the scene covers."""
-    from gstrim.render import rasterize
 
     probe = resized(camera, PROBE_SIZE)
     with torch.no_grad():
@@ -336,8 +336,6 @@ class TeacherCamera(Camera):
         self.renders = 0
 
     def render_target(self) -> torch.Tensor:
-        from gstrim.render import rasterize
-
         with torch.no_grad():
             image = rasterize(self._teacher, self, background=self.background).image.clamp(0, 1)
         self.renders += 1

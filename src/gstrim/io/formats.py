@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gstrim.compress import codebook_scene
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, ply, sog, splat, spz
+from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz
 from gstrim.scene import GaussianScene
 
 
@@ -85,16 +84,16 @@ def _load_described_ply(path: Path, nonfinite: str) -> tuple[GaussianScene, dict
 
 
 def _load_gsz(path: Path, nonfinite: str) -> GaussianScene:
-    return codebook_scene.read_gsz(path).decode().check_finite(str(path), nonfinite)
+    return gsz.read_gsz(path).decode().check_finite(str(path), nonfinite)
 
 
 def _save_gsz(path: Path, scene: GaussianScene) -> None:
     # a plain conversion: every Gaussian its own 8-bit entry; `gstrim compress` builds the codebooks
-    codebook_scene.write_gsz(path, codebook_scene.CodebookScene.from_scene(scene))
+    gsz.write_gsz(path, gsz.CodebookScene.from_scene(scene))
 
 
 def _load_described_gsz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
-    cs = codebook_scene.read_gsz(path)
+    cs = gsz.read_gsz(path)
     kind = "codebooks" if cs.sh_index is not None else "8-bit"
     kind += f", {len(cs.sh_dc):,} colour / {len(cs.rotations):,} shape entries"
     return cs.decode().check_finite(str(path), nonfinite), {"format": f"gsz ({kind})", "extra_properties": []}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import load_scene

@@ -8,11 +8,14 @@ exactly what the file decodes to.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 SQRT1_2 = math.sqrt(0.5)
+Q_MIN, Q_MAX = -128, 127  # affine qint8, as torch.ao quantises (c3dgs)
+_EPS = float(torch.finfo(torch.float32).eps)
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -82,3 +85,31 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     g = np.clip(np.round(grid), 0, 2**21 - 1).astype(np.uint64)
     code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | (_spread_bits(g[:, 2]) << np.uint64(2))
     return np.argsort(code, kind="stable")
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of_range(cls, lo: float, hi: float) -> QuantParams:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = max((hi - lo) / (Q_MAX - Q_MIN), _EPS)
+        zero_point = int(np.clip(Q_MIN - round(lo / scale), Q_MIN, Q_MAX))
+        return cls(float(np.float32(scale)), zero_point)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        # the same float32 arithmetic as torch.fake_quantize_per_tensor_affine
+        q = np.round(x.astype(np.float32) * np.float32(1.0 / self.scale)) + self.zero_point
+        return np.clip(q, Q_MIN, Q_MAX).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return ((q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+    @classmethod
+    def from_json(cls, d: dict) -> QuantParams:
+        return cls(float(d["scale"]), int(d["zero_point"]))

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gstrim.compress.kmeans import nearest, weighted_kmeans
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.packing import (
@@ -46,6 +45,7 @@ from gstrim.io.packing import (
     to_uint,
     unit_quats,
 )
+from gstrim.kmeans import nearest, weighted_kmeans
 from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
 
 VERSION = 2

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from gstrim import progress
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.render import rasterize, resolve_device
 from gstrim.scene import GaussianScene
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from gstrim import progress
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.render import pixel_statistics, rasterize, resolve_device
 from gstrim.render.project import project
 from gstrim.scene import GaussianScene

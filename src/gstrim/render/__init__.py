@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.render.gsplat_backend import gsplat_available, rasterize_gsplat
 from gstrim.render.project import Projection, project

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from gstrim.data.camera import Camera
+from gstrim.camera import Camera
 from gstrim.metrics.image import psnr
 from gstrim.options import option
 from gstrim.render import rasterize, resolve_device

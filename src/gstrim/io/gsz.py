@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gstrim.compress.quantize import QuantParams
 from gstrim.errors import GstrimError
 from gstrim.io.container import Entry, read_container, write_container
-from gstrim.io.packing import morton_order
+from gstrim.io.packing import QuantParams, morton_order
 from gstrim.scene import GaussianScene, sh_degree_from_rest
 
 QUANTIZED = ("opacities", "scale_norms", "sh_dc", "sh_rest", "rotations", "unit_scales")

@@ -70,12 +70,13 @@ def assert_scenes_equal(a: GaussianScene, b: GaussianScene) -> None:
 def baseline(tmp_path_factory):
     """(dataset folder, model folder) of a tiny trained example scene, shared by the trim and compress tests."""
     from gstrim.example import generate_example
-    from gstrim.train import DensifyConfig, TrainConfig, train_model
+    from gstrim.pipelines.train import TrainSetup, train_model
+    from gstrim.train import DensifyConfig, TrainConfig
 
     root = tmp_path_factory.mktemp("baseline")
     data = generate_example(root / "data", seed=7, n_train=6, n_test=2, size=32, supersample=1)
-    train_model(data, root / "model", config=TrainConfig(iterations=40, sh_degree=1),
-                densify=DensifyConfig(start=10, every=10, stop=35), init_points=600, save_iterations=())
+    train_model(data, root / "model", TrainConfig(iterations=40, sh_degree=1),
+                TrainSetup(init_points=600, save_iterations=[], densify=DensifyConfig(start=10, every=10, stop=35)))
     return data, root / "model"
 
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, run
 
-from gstrim.ablations import lottery_ticket, no_prior, no_prior_densify, reinitialized
 from gstrim.errors import ConfigError
 from gstrim.io.model import load_model
+from gstrim.pipelines.ablate import AblationConfig, lottery_ticket, no_prior, no_prior_densify, reinitialized
+from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs, run_sweep
+from gstrim.pipelines.train import TrainSetup
 from gstrim.prune.strategy import TrimConfig
-from gstrim.sweep import SweepConfig, run_sweep
 from gstrim.train import DensifyConfig, DensifyStrategy
 
 
@@ -42,10 +44,10 @@ def test_opacity_pruning_continues_after_densification_until_prune_until():
 
 def test_no_prior_run_writes_its_row(baseline, tmp_path):
     data, _ = baseline
-    densify = DensifyConfig(start=10, every=10, reset_every=1_000)
+    setup = TrainSetup(densify=DensifyConfig(start=10, every=10, reset_every=1_000), init_points=300)
     with pytest.raises(ConfigError, match="every Gaussian"):
-        no_prior(data, tmp_path / "all", iterations=60, prune_opacity=0.9, densify=densify, init_points=300)
-    row = no_prior(data, tmp_path / "np", iterations=60, prune_opacity=0.012, densify=densify, init_points=300)
+        no_prior(data, tmp_path / "all", AblationConfig(iterations=60, prune_opacity=0.9), setup)
+    row = no_prior(data, tmp_path / "np", AblationConfig(iterations=60, prune_opacity=0.012), setup)
     assert row["ablation"] == "no-prior" and row["settings"]["prune_until"] == 50
     saved = json.loads((tmp_path / "np/ablation.json").read_text())
     assert saved == json.loads(json.dumps(row))
@@ -56,10 +58,10 @@ def test_no_prior_run_writes_its_row(baseline, tmp_path):
 
 def test_lottery_ticket_keeps_positions_and_retrains_as_long_as_the_baseline(baseline, tmp_path):
     data, model = baseline
-    from gstrim.prune.pipeline import trim_scene
+    from gstrim.pipelines.trim import trim_scene
 
-    trimmed = trim_scene(model, tmp_path / "t", config=TrimConfig(target_removal=0.5, steps=2, every=3, finetune=4),
-                         evaluate_test=False)
+    trimmed = trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, steps=2, every=3, finetune=4),
+                         RunControl(no_eval=True))
     fresh = reinitialized(trimmed.scene, seed=3)
     assert torch.equal(fresh.means, trimmed.scene.means)
     assert torch.allclose(torch.sigmoid(fresh.opacities), torch.tensor(0.1))
@@ -74,13 +76,13 @@ def test_lottery_ticket_keeps_positions_and_retrains_as_long_as_the_baseline(bas
 def test_ablate_from_the_command_line_and_in_a_sweep(baseline, tmp_path, capsys):
     data, model = baseline
     sweep = tmp_path / "sweep"
-    run_sweep(model, sweep, config=SweepConfig(removals=[0.5], scores=["opacity"], fps_views=1, fps_repeats=1),
-              trim=TrimConfig(steps=2, every=3, finetune=4))
+    config = SweepConfig(removals=[0.5], scores=["opacity"], fps_views=1, fps_repeats=1)
+    configs = SweepRunConfigs(TrimConfig(steps=2, every=3, finetune=4))
+    run_sweep(model, sweep, config, configs)
     code, out, _ = run(capsys, "ablate", "lottery-ticket", sweep / "runs/opacity-0.5", "-o",
                        sweep / "ablations/lottery-ticket", "--iterations", "12")
     assert code == 0 and "lottery-ticket:" in out and "12 iterations" in out
-    result = run_sweep(model, sweep, config=SweepConfig(removals=[0.5], scores=["opacity"], fps_views=1,
-                                                        fps_repeats=1), trim=TrimConfig(steps=2, every=3, finetune=4))
+    result = run_sweep(model, sweep, config, configs)
     ablation = result.rows[-1]
     assert (ablation.name, ablation.kind, ablation.variant) == ("lottery-ticket", "ablation", "lottery-ticket")
     assert ablation.gaussians == result.rows[2].gaussians and ablation.fps > 0

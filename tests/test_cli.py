@@ -109,7 +109,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 
 
 def test_demo_trains_and_evaluates(tmp_path, capsys, monkeypatch):
-    import gstrim.demo as demo
+    import gstrim.pipelines.demo as demo
 
     real = demo.generate_example
     monkeypatch.setattr(demo, "generate_example", lambda out, **kw: real(out, **kw, n_train=8, n_test=2, size=48))

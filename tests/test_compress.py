@@ -10,18 +10,20 @@ import torch
 from conftest import interrupt_training_at
 from test_cli import assert_one_line_error, run
 
-from gstrim.compress.pipeline import CompressConfig, compress_model
+from gstrim.compress.stages import STAGES, CompressConfig, Stage, register_stage, unregister_stage
 from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.gsz import read_gsz
+from gstrim.pipelines.compress import compress_model
+from gstrim.pipelines.run import RunControl
 
 TINY = dict(codebook_sh=64, codebook_shape=64, kmeans_steps_sh=4, kmeans_steps_shape=4, kmeans_batch=256)
 
 
 def test_compress_writes_a_small_file_and_evaluates_it_as_written(baseline, tmp_path):
     data, model = baseline
-    result = compress_model(model, tmp_path / "c", config=CompressConfig(qat_iterations=8, **TINY))
+    result = compress_model(model, tmp_path / "c", CompressConfig(qat_iterations=8, **TINY))
     record = json.loads((tmp_path / "c" / "results.json").read_text())["compress"]
     assert record["details"]["file"] == "point_cloud/iteration_8/point_cloud.gsz"
     size = result.file.stat().st_size
@@ -53,13 +55,40 @@ def _lexicographic(means: torch.Tensor) -> torch.Tensor:
 def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
     _, model = baseline
     config = CompressConfig(qat_iterations=10, **TINY)
-    full = compress_model(model, tmp_path / "full", config=config, evaluate_test=False, checkpoint_every=3)
+    control = RunControl(no_eval=True, checkpoint_every=3)
+    full = compress_model(model, tmp_path / "full", config, control)
     undo = interrupt_training_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
-        compress_model(model, tmp_path / "part", config=config, evaluate_test=False, checkpoint_every=3)
+        compress_model(model, tmp_path / "part", config, control)
     undo()
-    resumed = compress_model(None, tmp_path / "part", resume=True, evaluate_test=False)
+    resumed = compress_model(None, tmp_path / "part", control=RunControl(resume=True, no_eval=True))
     assert resumed.file.read_bytes() == full.file.read_bytes()
+
+
+def test_a_compression_stage_is_one_registration(baseline, tmp_path):
+    """A toy stage between fine-tuning and writing (it moves the scene): it sees the fine-tuned codebooks, changes
+    what is written, and is timed in the record, with no edit to the verb."""
+    _, model = baseline
+    seen = {}
+
+    def shift(job):
+        codebooks = job.values["codebooks"]
+        seen["iteration"] = job.values["iteration"]
+        codebooks.means = codebooks.means + torch.tensor([1.0, 0.0, 0.0])
+        return {"codebooks": codebooks}
+
+    register_stage(Stage("shift", shift), after="finetune")
+    try:
+        assert [s.name for s in STAGES] == ["sensitivity", "clustering", "finetune", "shift", "write"]
+        result = compress_model(model, tmp_path / "c", CompressConfig(qat_iterations=3, **TINY),
+                                RunControl(no_eval=True))
+    finally:
+        unregister_stage("shift")
+    assert seen["iteration"] == 3 and "shift_s" in result.record["stages_s"]
+    trained = load_scene(tmp_path / "c" / "point_cloud/iteration_3/point_cloud.ply")  # before the toy stage
+    shifted = read_gsz(result.file).decode().means.mean(0) - trained.means.mean(0)
+    torch.testing.assert_close(shifted, torch.tensor([1.0, 0.0, 0.0]), atol=1e-2, rtol=0)
+    assert [s.name for s in STAGES] == ["sensitivity", "clustering", "finetune", "write"]
 
 
 def test_cli_compress_trim_compress_and_decompress(baseline, tmp_path, capsys):

@@ -3,6 +3,7 @@ through the format's quantiser (and reach SOG's codebooks), resume, the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -13,9 +14,13 @@ from conftest import interrupt_training_at, random_scene
 from test_cli import assert_one_line_error, run
 
 from gstrim.compress.format_finetune import FormatParameters
-from gstrim.export import ExportConfig, export_model, run_dir_of
-from gstrim.io import load_scene, sog
-from gstrim.io.formats import FORMATS
+from gstrim.io import load_scene, ply, sog
+from gstrim.io.formats import FORMATS, SceneFormat, register
+from gstrim.io.quantiser import QuantiserContext, RoundTrip
+from gstrim.options import option
+from gstrim.pipelines.export import ExportConfig, export_model, run_dir_of
+from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.scene import GaussianScene
 
 
 def _lexicographic(means: torch.Tensor) -> torch.Tensor:
@@ -27,8 +32,8 @@ def _lexicographic(means: torch.Tensor) -> torch.Tensor:
 def test_decode_is_the_file_and_gradients_flow(tmp_path, name):
     scene = random_scene(np.random.default_rng(3), n=300, sh_degree=3 if name != "splat" else 0)
     fmt = FORMATS[name]
-    books = sog.fit_codebooks(scene, palette_size=64) if name == "sog" else None
-    param = FormatParameters(fmt, books)
+    options = sog.SogOptions(palette=64) if name == "sog" else fmt.default_options()
+    param = FormatParameters(fmt.quantiser(scene, options, QuantiserContext()))
     params = {k: torch.nn.Parameter(v.clone()) for k, v in param.init_params(scene).items()}
     decoded = param.decode(params)
     (decoded.means.sum() + decoded.scales.sum() + decoded.sh0.sum() + decoded.shN.sum()
@@ -46,8 +51,9 @@ def test_decode_is_the_file_and_gradients_flow(tmp_path, name):
 
 def test_sog_fine_tuning_moves_its_codebooks(baseline, tmp_path):
     data, model = baseline
-    result = export_model(model, tmp_path / "s.sog", data=data, config=ExportConfig(finetune=6, sog_palette=64))
-    books = sog.SogCodebooks(**torch.load(run_dir_of(tmp_path / "s.sog") / "sog_codebooks.pt"))
+    config = ExportConfig(finetune=6, formats={"sog": sog.SogOptions(palette=64)})
+    result = export_model(Inputs(model, data), tmp_path / "s.sog", config)
+    books = sog.SogCodebooks(**torch.load(run_dir_of(tmp_path / "s.sog") / "quantiser.pt"))
     meta = json.loads(zipfile.ZipFile(tmp_path / "s.sog").read("meta.json"))
     assert meta["shN"]["count"] == 64
     assert not np.allclose(meta["sh0"]["codebook"], books.sh0.numpy())  # fitted, then fine-tuned
@@ -59,15 +65,52 @@ def test_sog_fine_tuning_moves_its_codebooks(baseline, tmp_path):
 def test_export_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
     data, model = baseline
     config = ExportConfig(finetune=8)
-    full = export_model(model, tmp_path / "full.spz", data=data, config=config, evaluate_test=False,
-                        checkpoint_every=3)
+    control = RunControl(no_eval=True, checkpoint_every=3)
+    full = export_model(Inputs(model, data), tmp_path / "full.spz", config, control)
     undo = interrupt_training_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
-        export_model(model, tmp_path / "part.spz", data=data, config=config, evaluate_test=False, checkpoint_every=3)
+        export_model(Inputs(model, data), tmp_path / "part.spz", config, control)
     assert not (tmp_path / "part.spz").exists()
     undo()
-    resumed = export_model(None, tmp_path / "part.spz", resume=True, evaluate_test=False)
+    resumed = export_model(None, tmp_path / "part.spz", control=RunControl(resume=True, no_eval=True))
     assert resumed.file.read_bytes() == full.file.read_bytes()
+
+
+@dataclasses.dataclass
+class ToyOptions:
+    levels: int = option(16, "toy: opacity levels kept", flag="--toy-levels")
+
+    def validate(self) -> None:
+        pass
+
+
+def _toy_roundtrip(scene: GaussianScene, levels: int) -> GaussianScene:
+    alpha = torch.round(torch.sigmoid(scene.opacities) * (levels - 1)) / (levels - 1)
+    return GaussianScene(**{**scene.params(), "opacities": torch.logit(alpha.clamp(1e-4, 1 - 1e-4))})
+
+
+def _toy_write(path, scene, options):
+    ply.write_ply(path, _toy_roundtrip(scene, options.levels))
+
+
+def test_a_format_with_options_is_one_registration(baseline, tmp_path, capsys):
+    """A toy format (a .ply with opacities on N levels, N a writer option): registered once, it gets its export
+    flag, its fine-tuning through its own quantiser and its options recorded, with no edit to export or the CLI."""
+    data, model = baseline
+    register(SceneFormat("toy", (".toy.ply",), ply.read_ply, ply.write_ply, None, options=ToyOptions,
+                         write=_toy_write,
+                         quantiser=lambda scene, o, context: RoundTrip(lambda s: _toy_roundtrip(s, o.levels),
+                                                                       lambda path, s: _toy_write(path, s, o))))
+    try:
+        code, out, err = run(capsys, "export", model, "-o", tmp_path / "x.toy.ply", "--finetune", "3",
+                             "--toy-levels", "4")
+        assert code == 0, err
+        alpha = torch.sigmoid(load_scene(tmp_path / "x.toy.ply").opacities)
+        assert len(torch.unique(torch.round(alpha * 1e3))) <= 4
+        recorded = json.loads((tmp_path / "x.toy.ply.finetune" / "config.json").read_text())["export"]
+        assert recorded["format"] == "toy" and recorded["options"] == {"levels": 4}
+    finally:
+        FORMATS.pop("toy")
 
 
 def test_cli_export_plain_and_fine_tuned_and_trim_format(baseline, tmp_path, capsys):

@@ -13,13 +13,14 @@ from conftest import interrupt_training_at
 from PIL import Image
 from test_cli import assert_one_line_error, run
 
-import gstrim.run_folder
-import gstrim.sweep
+import gstrim.pipelines.run
+import gstrim.pipelines.sweep
 from gstrim.errors import ConfigError, GstrimError
+from gstrim.pipelines.run import Inputs
+from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs, parse_variant, plan, run_sweep
 from gstrim.prune.strategy import TrimConfig
 from gstrim.report.page import write_report
 from gstrim.report.table import read_table
-from gstrim.sweep import SweepConfig, parse_variant, plan, run_sweep
 
 SMALL = TrimConfig(steps=2, every=3, finetune=4)
 QUICK = dict(fps_views=1, fps_repeats=1)
@@ -59,10 +60,10 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
     config = SweepConfig(removals=[0.5], scores=["gradient", "opacity"], one_shot=True, **QUICK)
     undo = interrupt_training_at(monkeypatch, 5)  # inside the first run (no-prune)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(model, out, config=config, trim=SMALL)
+        run_sweep(model, out, config, SweepRunConfigs(SMALL))
     undo()
     assert (out / "runs/no-prune/config.json").is_file() and not (out / "table.json").exists()
-    first = run_sweep(model, out, config=config, trim=SMALL)
+    first = run_sweep(model, out, config, SweepRunConfigs(SMALL))
     rows = {r.name: r for r in first.rows}
     assert list(rows) == ["input", "no-prune", "gradient-0.5", "opacity-0.5", "gradient-oneshot-0.5"]
     assert rows["no-prune"].dpsnr == 0 and rows["input"].dpsnr == pytest.approx(rows["input"].psnr -
@@ -74,9 +75,9 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
     assert summary["iterations"] == SMALL.steps * SMALL.every + SMALL.finetune
 
     # a second sweep trims nothing and evaluates the input no more
-    monkeypatch.setattr(gstrim.sweep, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran again"))
-    monkeypatch.setattr(gstrim.run_folder, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
-    again = run_sweep(model, out, config=config, trim=SMALL)
+    monkeypatch.setattr(gstrim.pipelines.sweep, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran again"))
+    monkeypatch.setattr(gstrim.pipelines.run, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
+    again = run_sweep(model, out, config, SweepRunConfigs(SMALL))
     assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
 
     table, meta = read_table(out)
@@ -92,23 +93,23 @@ def test_sweep_refuses_other_settings_and_another_scene(baseline, tmp_path):
     data, model = baseline
     out = tmp_path / "sweep"
     config = SweepConfig(removals=[0.5], scores=["opacity"], baseline=False, **QUICK)
-    run_sweep(model, out, config=config, trim=SMALL)
+    run_sweep(model, out, config, SweepRunConfigs(SMALL))
     with pytest.raises(GstrimError, match="other trim settings") as info:
-        run_sweep(model, out, config=config, trim=TrimConfig(steps=3, every=3, finetune=4))
+        run_sweep(model, out, config, SweepRunConfigs(TrimConfig(steps=3, every=3, finetune=4)))
     assert "opacity-0.5" in str(info.value)
     other = tmp_path / "other.ply"
     other.write_bytes((model / "point_cloud/iteration_40/point_cloud.ply").read_bytes())
     with pytest.raises(GstrimError, match="another scene"):
-        run_sweep(other, out, data=data, config=config, trim=SMALL)
+        run_sweep(Inputs(other, data), out, config, SweepRunConfigs(SMALL))
     with pytest.raises(ConfigError, match="per run"):
-        run_sweep(model, tmp_path / "x", config=config, trim=TrimConfig(seed=3))
+        run_sweep(model, tmp_path / "x", config, SweepRunConfigs(TrimConfig(seed=3)))
 
 
 def test_report_writes_figures_and_a_self_contained_page(baseline, tmp_path):
     data, model = baseline
     out = tmp_path / "sweep"
     config = SweepConfig(removals=[0.5, 0.7], scores=["gradient"], one_shot=True, **QUICK)
-    run_sweep(model, out, config=config, trim=SMALL)
+    run_sweep(model, out, config, SweepRunConfigs(SMALL))
     page = write_report(out, views=1)
     names = {p.name for p in page.parent.iterdir()}
     assert {"psnr_vs_size.png", "fps_vs_size.png", "iterative_vs_one_shot.png", "opacity_histograms.png",
@@ -140,16 +141,15 @@ def test_sweep_and_report_from_the_command_line(baseline, tmp_path, capsys):
 
 
 def test_sweep_compresses_and_exports_the_methods_trims(baseline, tmp_path):
-    from gstrim.compress.pipeline import CompressConfig
-    from gstrim.export import ExportConfig
+    from gstrim.compress.stages import CompressConfig
+    from gstrim.pipelines.export import ExportConfig
 
     data, model = baseline
     out = tmp_path / "sweep"
     config = SweepConfig(removals=[0.5], scores=["gradient", "opacity"], compress=True, formats=["spz"], **QUICK)
-    rows = {r.name: r for r in run_sweep(model, out, config=config, trim=SMALL,
-                                         compress=CompressConfig(qat_iterations=3, kmeans_steps_sh=2,
-                                                                 kmeans_steps_shape=2),
-                                         export=ExportConfig(finetune=3)).rows}
+    configs = SweepRunConfigs(SMALL, CompressConfig(qat_iterations=3, kmeans_steps_sh=2, kmeans_steps_shape=2),
+                              ExportConfig(finetune=3))
+    rows = {r.name: r for r in run_sweep(model, out, config, configs).rows}
     assert list(rows) == ["input", "input+compress", "no-prune", "gradient-0.5", "opacity-0.5",
                           "gradient-0.5+compress", "gradient-0.5+spz"]
     spz = rows["gradient-0.5+spz"]

@@ -10,7 +10,9 @@ from conftest import assert_scenes_equal, random_scene
 
 from gstrim.example import generate_example
 from gstrim.io.model import latest_checkpoint, load_model
-from gstrim.train import DensifyConfig, DensifyStrategy, LearningRates, TrainConfig, Trainer, ops, train_model
+from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.train import TrainSetup, train_model
+from gstrim.train import DensifyConfig, DensifyStrategy, LearningRates, TrainConfig, Trainer, ops
 from gstrim.train.init import mean_neighbour_distance
 from gstrim.train.optim import means_lr
 from gstrim.train.parameterization import RawParameters
@@ -154,8 +156,8 @@ def test_trainer_fits_views(tiny_data):
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
     densify = DensifyConfig(start=20, every=20, reset_every=60, stop=70)
-    common = dict(densify=densify, init_points=400, save_iterations=(), checkpoint_every=1000)
-    full = train_model(tiny_data, tmp_path / "full", config=TrainConfig(iterations=80), **common)
+    setup = TrainSetup(densify=densify, init_points=400, save_iterations=[])
+    full = train_model(tiny_data, tmp_path / "full", TrainConfig(iterations=80), setup)
 
     original_step = Trainer.train_step
 
@@ -166,11 +168,11 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
-        train_model(tiny_data, tmp_path / "part", config=TrainConfig(iterations=80), **common)
+        train_model(tiny_data, tmp_path / "part", TrainConfig(iterations=80), setup)
     monkeypatch.setattr(Trainer, "train_step", original_step)
     assert latest_checkpoint(tmp_path / "part").name == "chkpnt43.pt"  # written on the interrupt
-    resumed = train_model(tiny_data, tmp_path / "part", resume=True)
-    assert resumed.iterations == 80 and len(full.scene) != 400  # densification ran
+    resumed = train_model(tiny_data, tmp_path / "part", control=RunControl(resume=True))
+    assert resumed.summary.iterations == 80 and len(full.scene) != 400  # densification ran
     for name, value in full.scene.params().items():
         torch.testing.assert_close(getattr(resumed.scene, name), value, rtol=0, atol=0, msg=name)
     model = load_model(tmp_path / "part")
@@ -199,10 +201,11 @@ def test_saved_model_precedes_the_densification_of_its_iteration(tiny_data, tmp_
     """3DGS saves iteration N before densifying at N, and the last iteration of a run never densifies: the
     scene a 40-iteration run saves at 30 is the final scene of the same run stopped at 30."""
     constant = LearningRates(means=1e-5, means_final=1e-5)  # the same rates whatever the run's length
-    common = dict(densify=DensifyConfig(start=5, every=10, stop=100), init_points=400)
-    long = train_model(tiny_data, tmp_path / "long", config=TrainConfig(iterations=40, lrs=constant),
-                       save_iterations=(30,), **common)
-    short = train_model(tiny_data, tmp_path / "short", config=TrainConfig(iterations=30, lrs=constant), **common)
+    densify = DensifyConfig(start=5, every=10, stop=100)
+    long = train_model(tiny_data, tmp_path / "long", TrainConfig(iterations=40, lrs=constant),
+                       TrainSetup(densify=densify, init_points=400, save_iterations=[30]))
+    short = train_model(tiny_data, tmp_path / "short", TrainConfig(iterations=30, lrs=constant),
+                        TrainSetup(densify=densify, init_points=400))
     saved_30 = load_model(tmp_path / "long", iteration=30).scene
     assert len(saved_30) != 400 and len(long.scene) != len(saved_30)  # densified at 10, 20 and 30
     assert_scenes_equal(saved_30, short.scene)

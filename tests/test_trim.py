@@ -12,14 +12,16 @@ from test_cli import assert_one_line_error, run
 import gstrim
 from gstrim.data import load_dataset
 from gstrim.io import load_scene, save_scene
+from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.keep import prune_mask_count
-from gstrim.prune.pipeline import trim_scene
 from gstrim.prune.scores import SCORES
 from gstrim.prune.strategy import TrimConfig, TrimStrategy
 from gstrim.scene import GaussianScene
 from gstrim.train import Trainer
 
 SMALL = dict(steps=3, every=4, finetune=6)
+NO_EVAL = RunControl(no_eval=True)
 
 
 def test_target_count_is_exact(baseline, tmp_path):
@@ -42,7 +44,7 @@ def test_target_count_is_exact(baseline, tmp_path):
 def test_variants(baseline, tmp_path, variant):
     data, model = baseline
     n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))
-    result = trim_scene(model, tmp_path / "t", config=TrimConfig(**variant, **SMALL), evaluate_test=False)
+    result = trim_scene(model, tmp_path / "t", TrimConfig(**variant, **SMALL), NO_EVAL)
     if "target_removal" in variant:
         assert len(result.scene) == round(n_in * 0.5)
     elif variant.get("no_prune"):
@@ -83,7 +85,7 @@ def test_schedule_follows_the_device(baseline, tmp_path):
 def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
     data, model = baseline
     config = dict(target_removal=0.6, **SMALL)
-    full = trim_scene(model, tmp_path / "full", config=TrimConfig(**config), evaluate_test=False)
+    full = trim_scene(model, tmp_path / "full", TrimConfig(**config), NO_EVAL)
     original = Trainer.train_step
 
     def interrupted(self):
@@ -93,9 +95,9 @@ def test_resume_equals_uninterrupted(baseline, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        trim_scene(model, tmp_path / "part", config=TrimConfig(**config), evaluate_test=False)
+        trim_scene(model, tmp_path / "part", TrimConfig(**config), NO_EVAL)
     monkeypatch.setattr(Trainer, "train_step", original)
-    resumed = trim_scene(None, tmp_path / "part", resume=True, evaluate_test=False)
+    resumed = trim_scene(None, tmp_path / "part", control=RunControl(resume=True, no_eval=True))
     for name, value in full.scene.params().items():
         torch.testing.assert_close(getattr(resumed.scene, name), value, rtol=0, atol=0, msg=name)
 
@@ -175,8 +177,8 @@ def test_checkpoint_input_keeps_adam_moments_and_refuses_empty_statistics(baseli
     same_scene = tmp_path / "same.ply"
     save_scene(same_scene, GaussianScene(**ckpt["params"]))
     config = dict(no_prune=True, steps=1, every=1, finetune=2)
-    from_ckpt = trim_scene(ckpt_path, tmp_path / "a", config=TrimConfig(**config), evaluate_test=False)
-    from_ply = trim_scene(same_scene, tmp_path / "b", data=data, config=TrimConfig(**config), evaluate_test=False)
+    from_ckpt = trim_scene(ckpt_path, tmp_path / "a", TrimConfig(**config), NO_EVAL)
+    from_ply = trim_scene(Inputs(same_scene, data), tmp_path / "b", TrimConfig(**config), NO_EVAL)
     # the same parameters and views; only the checkpoint carries Adam moments, so the first steps differ
     assert not torch.equal(from_ckpt.scene.opacities, from_ply.scene.opacities)
 
@@ -223,8 +225,7 @@ def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, t
     assert torch.equal(params["opacities"].detach()[~fading], scene.opacities[~fading])
     strategy.step_begin(params, {}, state, 2, torch.Generator())
     assert torch.equal(params["means"].detach(), scene.means[~fading])
-    result = trim_scene(model, tmp_path / "t", config=TrimConfig(target_removal=0.5, fade=2, **SMALL),
-                        evaluate_test=False)
+    result = trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, fade=2, **SMALL), NO_EVAL)
     assert len(result.scene) == round(len(scene) * 0.5)
     with pytest.raises(Exception, match="fade"):
         TrimConfig(fade=4, **SMALL).validate()
@@ -233,10 +234,9 @@ def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, t
 def test_regrow_keeps_the_schedule_and_splits_the_highest_gradients(baseline, tmp_path):
     data, model = baseline
     n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))
-    result = trim_scene(model, tmp_path / "t", config=TrimConfig(target_removal=0.5, regrow=0.2, **SMALL),
-                        evaluate_test=False)
+    result = trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, regrow=0.2, **SMALL), NO_EVAL)
     assert len(result.scene) == round(n_in * 0.5)
-    plain = trim_scene(model, tmp_path / "p", config=TrimConfig(target_removal=0.5, **SMALL), evaluate_test=False)
+    plain = trim_scene(model, tmp_path / "p", TrimConfig(target_removal=0.5, **SMALL), NO_EVAL)
     assert not torch.equal(result.scene.means, plain.scene.means)
     for bad in (dict(regrow=1.5), dict(regrow=0.2, score="opacity"), dict(regrow=0.2, fade=2)):
         with pytest.raises(Exception, match="regrow"):

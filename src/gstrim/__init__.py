@@ -19,15 +19,16 @@ __version__ = "0.1.0"
 def trim(scene: str | Path, output: str | Path, *, data: str | Path | None = None, data_options: dict | None = None,
          device: str = "auto", resume: bool = False, evaluate_test: bool = True, **config):
     """`gstrim trim` in Python: prune the scene (a .ply, a model folder or a checkpoint) into `output` and
-    return a `TrimResult` (scene, before/after evaluations, summary). `config` takes the fields of
+    return a `RunResult` (scene, before/after evaluations, summary). `config` takes the fields of
     `gstrim.prune.strategy.TrimConfig`: score, gamma, target_removal, target_count, target_mb, preset, steps,
     every, finetune, one_shot, no_prune, stats, stats_views, seed."""
-    from gstrim.prune.pipeline import trim_scene
+    from gstrim.pipelines.run import Inputs, RunControl
+    from gstrim.pipelines.trim import trim_scene
     from gstrim.prune.strategy import TrimConfig
 
-    return trim_scene(None if resume else scene, output, data=data, data_options=data_options,
-                      config=None if resume else TrimConfig(**config), device=device, resume=resume,
-                      evaluate_test=evaluate_test)
+    inputs = Inputs(None if resume else scene, data, dict(data_options or {}))
+    control = RunControl(resume=resume, no_eval=not evaluate_test, device=device)
+    return trim_scene(inputs, output, None if resume else TrimConfig(**config), control)
 
 
 __all__ = ["GaussianScene", "GstrimError", "__version__", "trim"]

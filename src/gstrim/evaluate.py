@@ -70,14 +70,25 @@ def write_renders(scene: GaussianScene, cameras: list[Camera], out_dir: Path, *,
     return len(cameras)
 
 
+def conditions(cameras: list[Camera], background, dataset: str | Path | None = None, split: str = "test") -> dict:
+    """What a score depends on besides the scene: the views (dataset, split, resolution) and the background."""
+    sizes = sorted({f"{c.width}x{c.height}" for c in cameras})
+    named = {(0.0, 0.0, 0.0): "black", (1.0, 1.0, 1.0): "white"}
+    bg = named.get(tuple(float(v) for v in background), str(tuple(background))) if background is not None else "black"
+    root = str(Path(dataset).resolve()) if dataset is not None else None
+    return {"dataset": root, "split": split, "resolution": ",".join(sizes), "background": bg}
+
+
 def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours", background=None,
              lpips_net: str = "vgg", lpips_input: str = "3dgs", ssim_mode: str = "3dgs",
-             device: str = "auto") -> Evaluation:
-    """PSNR, SSIM and LPIPS of every view's render against its photo."""
+             device: str = "auto", dataset: str | Path | None = None, split: str = "test") -> Evaluation:
+    """PSNR, SSIM and LPIPS of every view's render against its photo; `dataset` and `split` name the views in
+    the record's conditions."""
     if not cameras:
         raise GstrimError("no views to evaluate (the dataset has no test split?)")
     lpips = LPIPS(lpips_net, lpips_input)
-    result = Evaluation(label, len(scene), lpips.label, ssim_mode)
+    measured = conditions(cameras, background, dataset, split) | {"ssim": ssim_mode, "lpips": lpips.label}
+    result = Evaluation(label, len(scene), lpips.label, ssim_mode, conditions=measured)
     with torch.no_grad():
         for i, cam, image, seconds in render_views(scene, cameras, background=background, device=device,
                                                    description="evaluate"):

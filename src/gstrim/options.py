@@ -2,7 +2,7 @@
 
 `option(default, help, ...)` is a dataclass field carrying its help text, its choices (a sequence, or a
 callable evaluated when the parser is built, such as the names of a registry) and, for fields of which at
-most one may be given, the name of their group. `cli.py` turns every such field into a flag
+most one may be given, the name of their group. `gstrim.cli` turns every such field into a flag
 (`--field-name`, or `flag=`) with the library's default in its help.
 """
 
@@ -14,8 +14,13 @@ from typing import Any
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence | Callable | None = None,
-           exclusive: str | None = None, metavar: str | None = None) -> Any:
-    metadata = {"help": help, "flag": flag, "choices": choices, "exclusive": exclusive, "metavar": metavar}
+           exclusive: str | None = None, metavar: str | None = None, nargs: str | None = None) -> Any:
+    """A described field. A bool defaulting to True is switched off by its flag (name it: `--no-...`); a list
+    takes several values (`nargs`, default "+")."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "exclusive": exclusive, "metavar": metavar,
+                "nargs": nargs}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -68,6 +68,8 @@ class Evaluation:
     lpips_label: str
     ssim_mode: str
     per_view: dict[str, dict[str, float]] = field(default_factory=dict)
+    # what the scores were measured under: dataset, split, resolution, background, SSIM / LPIPS conventions
+    conditions: dict = field(default_factory=dict)
 
     def mean(self, key: str) -> float:
         return float(np.mean([v[key] for v in self.per_view.values()])) if self.per_view else float("nan")
@@ -76,12 +78,21 @@ class Evaluation:
         return Metrics(self.label, self.mean("PSNR"), self.mean("SSIM"), self.mean("LPIPS"), self.mean("render_ms"),
                        len(self.per_view), self.gaussians, self.lpips_label, self.ssim_mode)
 
-    def write(self, model_dir: Path) -> None:
-        """Into `results.json` and `per_view.json` of a model folder, beside other methods' entries."""
+    def write(self, model_dir: Path) -> str:
+        """Into `results.json` and `per_view.json` of a model folder, beside other methods' entries. An entry of
+        the same label measured under other conditions is kept: this one is written under the label with its
+        differing conditions appended (`ours_7000@400x400-black`). Returns the label written."""
         model_dir = Path(model_dir)
+        existing = read_json(model_dir / RESULTS_NAME).get(self.label)
+        if isinstance(existing, dict) and existing.get("conditions") != self.conditions and \
+                (existing.get("conditions") or existing.get("record") == EVALUATION_RECORD):
+            differ = [str(v) for k, v in self.conditions.items()
+                      if (existing.get("conditions") or {}).get(k) != v and k != "dataset"]
+            self.label = f"{self.label}@{'-'.join(differ) or 'other'}".replace(" ", "")
         per_metric = {key: {view: m[key] for view, m in self.per_view.items()} for key in PER_VIEW_KEYS}
         merge_json(model_dir / PER_VIEW_NAME, self.label, per_metric)
-        merge_json(model_dir / RESULTS_NAME, self.label, self.metrics().to_json())
+        merge_json(model_dir / RESULTS_NAME, self.label, {**self.metrics().to_json(), "conditions": self.conditions})
+        return self.label
 
     @classmethod
     def read(cls, model_dir: Path, label: str) -> Evaluation | None:
@@ -93,7 +104,8 @@ class Evaluation:
             return None
         names = views["PSNR"].keys()
         per_view = {name: {key: views[key][name] for key in PER_VIEW_KEYS} for name in names}
-        return cls(label, entry["gaussians"], entry["lpips"], entry["ssim_mode"], per_view)
+        return cls(label, entry["gaussians"], entry["lpips"], entry["ssim_mode"], per_view,
+                   entry.get("conditions", {}))
 
 
 @dataclass

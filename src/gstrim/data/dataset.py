@@ -7,7 +7,7 @@ name with every 8th (index % 8 == 0) held out; Blender uses its test json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,26 @@ from gstrim.camera import Camera, Undistortion, image_size
 from gstrim.data import colmap
 from gstrim.data.blender import blender_cameras
 from gstrim.errors import ConfigError, GstrimError
+from gstrim.options import option
 
 BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
+
+
+@dataclass
+class DataOptions:
+    """How a dataset is loaded (`load_dataset` keywords); None: the loader's default, or what a run recorded."""
+    images: str | None = option(None, "COLMAP image folder name (default: images, or images_N with --downscale N)")
+    downscale: int | None = option(None, "divide the image resolution by N")
+    background: str | None = option(None, "colour behind RGBA images and renders (default: white for Blender, "
+                                    "black for COLMAP)", choices=tuple(BACKGROUNDS))
+    missing_images: str | None = option(None, "images named by the dataset but absent: stop (default) or leave "
+                                        "those views out", choices=("error", "skip"))
+
+    def given(self) -> dict:
+        """The options set, as `load_dataset` keywords."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 DISTORTED_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
 

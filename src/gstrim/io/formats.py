@@ -3,9 +3,10 @@
 A `SceneFormat` names its suffixes and gives `load(path, nonfinite)`, `save(path, scene)`, the exact file
 size for a Gaussian count where the format has one (`size(n, sh_degree)`, which `trim --target-mb` turns
 into a count; None for an entropy-coded format), optionally `load_described(path, nonfinite)` with the
-details `gstrim info` shows, and `roundtrip(scene)`, what the file decodes to, through which
-`gstrim export --data` fine-tunes. Every verb that reads or writes a scene looks its format up here by the file
-name, so a new format is one `register(SceneFormat(...))`.
+details `gstrim info` shows, its writer options with the writer that takes them, and its `quantiser`, what
+the file decodes to, through which `gstrim export --finetune` fine-tunes. Every verb that reads or writes a
+scene looks its format up here by the file name, so a new format, with its options, is one
+`register(SceneFormat(...))`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gstrim.errors import GstrimError
 from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz
+from gstrim.io.quantiser import Quantiser, QuantiserContext, RoundTrip
 from gstrim.scene import GaussianScene
 
 
@@ -29,9 +32,25 @@ class SceneFormat:
     max_sh_degree: int = 3
     # load with format details for `gstrim info`: (scene, {"format": ..., "extra_properties": [...]})
     load_described: Callable[[Path, str], tuple[GaussianScene, dict]] | None = None
-    # what a file of the scene decodes to, in the scene's order, for format-aware fine-tuning (the
-    # straight-through forward pass); None for formats whose writer needs more than the scene (codebooks)
-    roundtrip: Callable[[GaussianScene], GaussianScene] | None = None
+    # the writer's options (a dataclass of `options.option` fields, each naming its `export` flag) and the
+    # writer that takes them, `write(path, scene, options)`; without them `save` is the only writer
+    options: type | None = None
+    write: Callable[[Path, GaussianScene, Any], None] | None = None
+    # format-aware fine-tuning: `quantiser(scene, options, QuantiserContext) -> io.quantiser.Quantiser`, what a
+    # file of the scene decodes to as a differentiable function; None where `export` cannot fine-tune through it
+    quantiser: Callable[[GaussianScene, Any, QuantiserContext], Quantiser] | None = None
+    written_size: Callable[[Path], int] | None = None  # bytes of what `save` wrote where not one file's size
+    viewer: bool = True  # `gstrim export` writes it (gstrim's own .gsz: `gstrim compress`)
+
+    def default_options(self) -> Any:
+        return self.options() if self.options is not None else None
+
+    def write_scene(self, path: Path, scene: GaussianScene, options: Any = None) -> None:
+        """Write with the writer's options (its defaults when None)."""
+        if self.write is None:
+            self.save(path, scene)
+        else:
+            self.write(path, scene, options if options is not None else self.default_options())
 
 
 FORMATS: dict[str, SceneFormat] = {}
@@ -61,6 +80,12 @@ def format_of(path: str | Path) -> SceneFormat:
 def load_scene(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     """Load a scene in any registered format; `nonfinite` is 'error', 'drop' or 'keep'."""
     return format_of(path).load(Path(path), nonfinite)
+
+
+def written_size(path: str | Path) -> int:
+    """Bytes of a written scene (a file, or a folder format's files)."""
+    fmt = format_of(path)
+    return fmt.written_size(Path(path)) if fmt.written_size is not None else Path(path).stat().st_size
 
 
 def save_scene(path: str | Path, scene: GaussianScene) -> None:
@@ -104,15 +129,28 @@ def _load_described_compressed_ply(path: Path, nonfinite: str) -> tuple[Gaussian
     return scene, {"format": "compressed ply (PlayCanvas, 256-Gaussian chunks)", "extra_properties": []}
 
 
+def _round_trip(roundtrip: Callable[[GaussianScene], GaussianScene], save):
+    """The quantiser of a format without options whose file depends on the scene alone."""
+    return lambda scene, options, context: RoundTrip(roundtrip, save)
+
+
 register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply,
-                     roundtrip=lambda scene: scene))
+                     quantiser=_round_trip(lambda scene: scene, ply.write_ply)))
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0,
-                     roundtrip=splat.roundtrip))
+                     quantiser=_round_trip(splat.roundtrip, splat.write_splat)))
 register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz,
-                     roundtrip=spz.roundtrip))
+                     options=spz.SpzOptions, write=spz.write_with, quantiser=spz.quantiser))
 register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
                      compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
-                     load_described=_load_described_compressed_ply, roundtrip=compressed_ply.roundtrip))
+                     load_described=_load_described_compressed_ply,
+                     quantiser=_round_trip(compressed_ply.roundtrip, compressed_ply.write_compressed_ply)))
 # a .sog bundle, or a folder named by its meta.json
-register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog))
-register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz))
+register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
+                     options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
+                     written_size=sog.written_size))
+register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz, viewer=False))
+
+
+def viewer_formats() -> list[str]:
+    """Names of the registered formats `export` writes."""
+    return [name for name, fmt in FORMATS.items() if fmt.viewer]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.packing import (
     from_smallest_three,
@@ -45,8 +45,10 @@ from gstrim.io.packing import (
     to_uint,
     unit_quats,
 )
+from gstrim.io.quantiser import Params, Quantiser, QuantiserContext
 from gstrim.kmeans import nearest, weighted_kmeans
-from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
+from gstrim.options import option
+from gstrim.scene import PARAM_NAMES, GaussianScene, num_sh_rest, sh_degree_from_rest
 
 VERSION = 2
 CODEBOOK = 256
@@ -56,6 +58,18 @@ MAX_SIDE = 16383
 SQRT2 = math.sqrt(2)
 _FILES = {"means": ["means_l.webp", "means_u.webp"], "scales": ["scales.webp"], "quats": ["quats.webp"],
           "sh0": ["sh0.webp"], "shN": ["shN_centroids.webp", "shN_labels.webp"]}
+
+
+@dataclass
+class SogOptions:
+    """The writer's choices (`gstrim export` flags)."""
+    palette: int | None = option(None, "SOG SH palette entries (default: a quarter of the Gaussians, in rows of 64)",
+                                 flag="--sog-palette")
+    seed: int = 0  # of the codebook fits; `export` sets its own
+
+    def validate(self) -> None:
+        if self.palette is not None and not 1 <= self.palette <= MAX_PALETTE:
+            raise ConfigError(f"{{palette}} must be within 1-{MAX_PALETTE}, got {self.palette}", "palette")
 
 
 @dataclass
@@ -326,6 +340,75 @@ def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         for name in ["meta.json"] + sorted(n for n in files if n != "meta.json"):
             z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), files[name])
+
+
+def written_size(path: Path) -> int:
+    """Bytes of a written SOG: the bundle, or the folder's meta.json with the images it names."""
+    if not is_folder_output(path):
+        return path.stat().st_size
+    meta = open_sog(path)[0]
+    names = {n for key in ("means", "scales", "quats", "sh0", "shN") for n in meta.get(key, {}).get("files", [])}
+    return path.stat().st_size + sum((path.parent / n).stat().st_size for n in names)
+
+
+def write_with(path: str | Path, scene: GaussianScene, options: SogOptions | None = None) -> None:
+    """A plain SOG file: codebooks fitted to the scene with every Gaussian weighted alike."""
+    o = options or SogOptions()
+    write_sog(path, scene, fit_codebooks(scene, None, o.palette, seed=o.seed))
+
+
+# ---- format-aware fine-tuning -----------------------------------------------------------------------------
+_BOOKS = {"scales": "book_scales", "sh0": "book_sh0", "sh": "book_sh", "palette": "palette"}
+
+
+class SogQuantiser(Quantiser):
+    """Fine-tunes the scene's raw parameters and SOG's codebooks and SH palette together; each Gaussian's palette
+    label is fixed (fitted once, weighted by the importance the context gives: c3dgs's colour sensitivity)."""
+
+    rates = {"book_scales": "scales", "book_sh0": "sh0", "book_sh": "shN", "palette": "shN"}
+
+    def __init__(self, books: SogCodebooks):
+        self.books = books
+
+    def init_params(self, scene: GaussianScene) -> Params:
+        params = {k: v for k, v in scene.params().items() if k != "shN"}  # the palette and labels stand for it
+        return params | {name: getattr(self.books, field).clone().float() for field, name in _BOOKS.items()}
+
+    def _books(self, params: Params) -> SogCodebooks:
+        return SogCodebooks(**{field: params[name] for field, name in _BOOKS.items()},
+                            labels=self.books.labels.to(params["means"].device))
+
+    def raw_scene(self, params: Params) -> GaussianScene:
+        shN = params["palette"].new_zeros(len(params["means"]), params["palette"].shape[1], 3)
+        return GaussianScene(**{k: params[k] for k in PARAM_NAMES if k != "shN"}, shN=shN)
+
+    def decode(self, params: Params) -> GaussianScene:
+        return fake_quantize(self.raw_scene(params), self._books(params))
+
+    def write(self, path: Path, params: Params) -> None:
+        with torch.no_grad():
+            detached = {k: v.detach().cpu() for k, v in params.items()}
+            write_sog(path, self.raw_scene(detached), self._books(detached))
+
+    def state_dict(self) -> dict:
+        return {"labels": self.books.labels.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.books.labels = state["labels"]
+
+    def cached_state(self) -> dict:
+        return self.books.tensors()
+
+    def details(self) -> dict:
+        return {"sog_palette": len(self.books.palette)}
+
+
+def quantiser(scene: GaussianScene, options: SogOptions | None, context: QuantiserContext) -> SogQuantiser:
+    if context.state:
+        return SogQuantiser(SogCodebooks(**context.state))
+    importance = context.importance() if context.importance is not None else None
+    palette = (options or SogOptions()).palette
+    return SogQuantiser(fit_codebooks(scene, importance, palette, seed=context.seed))
 
 
 # ---- reading --------------------------------------------------------------------------------------------

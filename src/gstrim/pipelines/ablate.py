@@ -14,23 +14,26 @@ row in `ablation.json` (a sweep picks up the rows of `SWEEP/ablations/*/`):
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from gstrim import progress
-from gstrim.data import load_dataset
+from gstrim.data import Dataset
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
 from gstrim.io.model import CONFIG_NAME, Model, read_config, read_json, resolve_recorded
+from gstrim.options import option
+from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder
+from gstrim.pipelines.train import TrainSetup, train_model
 from gstrim.records import RunSummary
 from gstrim.render import resolve_device
-from gstrim.run_folder import open_inputs
 from gstrim.scene import GaussianScene
-from gstrim.train import DensifyConfig, TrainConfig, Trainer, train_model
+from gstrim.train.densify import DensifyConfig
 from gstrim.train.init import scene_from_points
+from gstrim.train.trainer import TrainConfig, Trainer
 
 ABLATION_NAME = "ablation.json"
 ABLATION_RECORD = "gstrim.ablation/1"
@@ -61,24 +64,32 @@ def read_ablation(folder: Path) -> dict | None:
     return row if row.get("record") == ABLATION_RECORD else None
 
 
-def no_prior(data: str | Path | None, out_dir: str | Path, *, data_options: dict | None = None,
-             iterations: int | None = None, prune_opacity: float = 0.005, resume: bool = False, device: str = "auto",
-             seed: int = 0, densify: DensifyConfig | None = None, init_points: int | None = None) -> dict:
+@dataclass
+class AblationConfig:
+    iterations: int | None = option(None, "training iterations (no-prior default: 7000 on the CPU, 30000 on a GPU; "
+                                    "lottery-ticket default: as long as the model's own baseline was trained)")
+    prune_opacity: float = option(0.005, "no-prior: opacity under which Gaussians are pruned (3DGS: 0.005)")
+    seed: int = option(0, "seed of the initialisation and of the view order")
+
+
+def no_prior(data: str | Path | Inputs | None, out_dir: str | Path, config: AblationConfig | None = None,
+             setup: TrainSetup | None = None, control: RunControl | None = None) -> dict:
     """Prune while training from photos, without a trained prior; returns (and writes) the table row.
-    `densify`: the densification to extend (default: 3DGS's); `init_points`: as `train_model`."""
-    out = Path(out_dir)
-    if resume:
+    `setup.densify`: the densification to extend (default: 3DGS's); `setup.init_points`: as `train_model`."""
+    out, config, control = Path(out_dir), config or AblationConfig(), control or RunControl()
+    iterations, prune_opacity = config.iterations, config.prune_opacity
+    if control.resume:
         recorded = read_config(out) or {}
         iterations = recorded.get("train", {}).get("iterations", iterations)
         prune_opacity = recorded.get("densify", {}).get("prune_opacity", prune_opacity)
-    iterations = iterations or DEFAULT_ITERATIONS[resolve_device(device).type]
-    densify = no_prior_densify(iterations, prune_opacity, densify)
+    iterations = iterations or DEFAULT_ITERATIONS[resolve_device(control.device).type]
+    setup = replace(setup or TrainSetup())
+    setup.densify = densify = no_prior_densify(iterations, prune_opacity, setup.densify)
     progress.log(f"no-prior ablation: densify until {densify.stop_for(iterations):,}, prune below opacity "
                  f"{prune_opacity} until {densify.prune_until:,}, {iterations:,} iterations in all")
-    result = train_model(data, out, data_options=data_options, densify=densify, resume=resume, init_points=init_points,
-                         config=TrainConfig(iterations=iterations, seed=seed, device=device))
+    result = train_model(data, out, TrainConfig(iterations=iterations, seed=config.seed), setup, control)
     settings = {"iterations": iterations, "densify_until": densify.stop_for(iterations),
-                "prune_until": densify.prune_until, "prune_opacity": prune_opacity, "seed": seed}
+                "prune_until": densify.prune_until, "prune_opacity": prune_opacity, "seed": config.seed}
     return _row(out, "no-prior", result.summary, settings)
 
 
@@ -106,34 +117,49 @@ def baseline_iterations(model: Model) -> int | None:
     return None
 
 
-def lottery_ticket(model_path: str | Path | None, out_dir: str | Path, *, data: str | Path | None = None,
-                   data_options: dict | None = None, iterations: int | None = None, resume: bool = False,
-                   device: str = "auto", seed: int = 0, checkpoint_every: int = 1_000) -> dict:
+class LotteryTicketRun(Run):
+    """A pruned scene's Gaussians re-initialised at their positions and trained from scratch."""
+
+    verb, config_cls, evaluates_input = "ablate", AblationConfig, False
+    photos_required = True  # the paper's test is on photos
+
+    def configure(self, recorded: dict | None) -> dict:
+        if recorded is not None:
+            return recorded["ablate"]
+        c = self.config or AblationConfig()
+        model = self.opened.model
+        iterations = c.iterations or baseline_iterations(model) or DEFAULT_ITERATIONS[resolve_device(
+            self.control.device).type]
+        return {"ablation": "lottery-ticket", "seed": c.seed, "iterations": iterations}
+
+    def settings(self) -> dict:
+        return {"ablate": self.config}
+
+    def start_scene(self, opened, dataset: Dataset) -> GaussianScene:
+        scene = reinitialized(opened.model.scene, self.config["seed"])
+        if opened.folder is None:
+            progress.log(f"lottery-ticket ablation: {len(scene):,} Gaussians re-initialised at their positions, "
+                         f"{self.config['iterations']:,} iterations")
+        return scene
+
+    def prepare(self, scene: GaussianScene, dataset: Dataset) -> None:
+        config = TrainConfig(iterations=self.config["iterations"], sh_degree=scene.sh_degree,
+                             seed=self.config["seed"], device=self.control.device)
+        self.trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=config,
+                               background=dataset.background)
+
+    def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
+        trainer = self.trainer
+        wall = self.fit(folder, trainer, "lottery ticket")
+        return Outcome(trainer.scene(), f"ours_{trainer.step}", trainer.step, wall, dict(self.config))
+
+    def summary_details(self, opened) -> dict:
+        return {}
+
+
+def lottery_ticket(inputs: Inputs | str | Path | None, out_dir: str | Path, config: AblationConfig | None = None,
+                   control: RunControl | None = None) -> dict:
     """Retrain a pruned scene's Gaussians from scratch at their positions; returns (and writes) the table row."""
-    out = Path(out_dir)
-    inputs = open_inputs(out, "ablate", model_path, data=data, data_options=data_options, resume=resume,
-                         iteration=None, nonfinite="error", photos_required=True)  # the paper's test is on photos
-    model, folder = inputs.model, inputs.folder
-    settings = inputs.settings or {
-        "ablation": "lottery-ticket", "seed": seed,
-        "iterations": iterations or baseline_iterations(model) or DEFAULT_ITERATIONS[resolve_device(device).type]}
-    dataset = load_dataset(inputs.data, **inputs.data_options)
-    scene = reinitialized(model.scene, settings["seed"])
-    config = TrainConfig(iterations=settings["iterations"], sh_degree=scene.sh_degree, seed=settings["seed"],
-                         device=device)
-    trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=config, background=dataset.background)
-    if folder is None:
-        progress.log(f"lottery-ticket ablation: {len(scene):,} Gaussians re-initialised at their positions, "
-                     f"{config.iterations:,} iterations")
-        folder = inputs.create_folder(out, "ablate", {"ablate": settings})
-        folder.write_layout(dataset, scene.sh_degree)
-        elapsed = 0.0
-    else:
-        elapsed = folder.resume(trainer)
-    wall = folder.fit(trainer, checkpoint_every=checkpoint_every, description="lottery ticket", elapsed=elapsed)
-    result = trainer.scene()
-    after = folder.evaluate(result, f"ours_{trainer.step}", dataset, device)
-    summary = RunSummary("ablate", len(model.scene), len(result), result.sh_degree, trainer.step, wall,
-                         output=after.metrics() if after else None, details=settings)
-    folder.write_summary(summary)
-    return _row(out, "lottery-ticket", summary, settings)
+    run = LotteryTicketRun(inputs, out_dir, config, control)
+    result = run.execute()
+    return _row(result.model_dir, "lottery-ticket", result.summary, run.config)

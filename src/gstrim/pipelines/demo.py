@@ -10,13 +10,16 @@ import json
 import shutil
 from pathlib import Path
 
-from gstrim.compress.pipeline import CompressConfig, compress_model
+from gstrim.compress.stages import CompressConfig
 from gstrim.data import load_dataset
 from gstrim.example import GENERATOR_VERSION, generate_example
 from gstrim.io.model import read_config, resolve_recorded
-from gstrim.prune.pipeline import trim_scene
+from gstrim.pipelines.compress import compress_model
+from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.train import TrainSetup, train_model
+from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
-from gstrim.train import DensifyConfig, TrainConfig, train_model
+from gstrim.train import DensifyConfig, TrainConfig
 
 # A short 3DGS schedule for 200x200 views: fewer random starting points than the 100,000 of 3DGS, SH
 # degree raised every fifth of the run, densification from iteration 300 to 60 % of the run.
@@ -42,8 +45,8 @@ def run_demo(out: Path, *, seed: int = 0, iterations: int = 2_000) -> dict:
         shutil.rmtree(model_dir)
     config = TrainConfig(iterations=iterations, sh_interval=max(iterations // 5, 1), seed=seed)
     densify = DensifyConfig(start=min(300, iterations // 4), stop=int(0.6 * iterations), every=100)
-    trained = train_model(data_dir, model_dir, config=config, densify=densify, init_points=DEMO_INIT_POINTS,
-                          save_iterations=(), resume=resume)
+    setup = TrainSetup(init_points=DEMO_INIT_POINTS, save_iterations=[], densify=densify)
+    trained = train_model(data_dir, model_dir, config, setup, RunControl(resume=resume))
     trimmed = _trim(model_dir, out / "trimmed", iterations, seed)
     compressed = _compress(out / "trimmed", out / "compressed", iterations, seed)
     return {"dataset": dataset, "train": trained, "trim": trimmed, "compress": compressed}
@@ -58,10 +61,10 @@ def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
     saved = read_config(trim_dir)
     same_input = saved is not None and resolve_recorded(saved["input"], trim_dir).is_relative_to(model_dir.resolve())
     if same_input and saved.get("trim") == config.to_dict():
-        return trim_scene(None, trim_dir, resume=True)
+        return trim_scene(None, trim_dir, control=RunControl(resume=True))
     if trim_dir.exists():
         shutil.rmtree(trim_dir)
-    return trim_scene(model_dir, trim_dir, config=config)
+    return trim_scene(model_dir, trim_dir, config)
 
 
 def _compress(trim_dir: Path, compress_dir: Path, iterations: int, seed: int):
@@ -70,7 +73,7 @@ def _compress(trim_dir: Path, compress_dir: Path, iterations: int, seed: int):
     config = CompressConfig(qat_iterations=max(iterations // 2, 1), seed=seed)
     saved = read_config(compress_dir)
     if saved is not None and saved.get("compress") == config.to_dict():
-        return compress_model(None, compress_dir, resume=True)
+        return compress_model(None, compress_dir, control=RunControl(resume=True))
     if compress_dir.exists():
         shutil.rmtree(compress_dir)
-    return compress_model(trim_dir, compress_dir, config=config)
+    return compress_model(trim_dir, compress_dir, config)

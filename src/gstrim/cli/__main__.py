@@ -1,0 +1,5 @@
+import sys
+
+from gstrim.cli import main
+
+sys.exit(main())

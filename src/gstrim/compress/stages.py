@@ -1,0 +1,181 @@
+"""c3dgs compression (Niedermayr et al., CVPR 2024) as registered stages, run in order on one `CompressionJob`:
+
+    sensitivity  ->  clustering (codebooks)  ->  finetune (quantisation-aware)  ->  write (.gsz)
+
+Each stage reads what earlier stages put in `job.values` and adds its own; its time is recorded as
+`<name>_s` (unless the stage records it itself). A stage marked `cached` stores its products in the run
+folder (`stages/<name>.pt`), so a resumed run reads them back instead of computing them again.
+A new stage (entropy coding, SH reduction) is one `register_stage(Stage(...), after=...)`; `gstrim compress`
+and `trim --compress` pick it up unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from gstrim import progress
+from gstrim.compress.codebooks import ClusterSettings, build_codebooks
+from gstrim.compress.finetune import QuantizedParameters
+from gstrim.compress.sensitivity import sensitivity
+from gstrim.data import Dataset
+from gstrim.errors import ConfigError
+from gstrim.io.atomic import atomic_path
+from gstrim.io.container import CODECS
+from gstrim.io.gsz import write_gsz
+from gstrim.io.model import point_cloud_path
+from gstrim.options import option
+from gstrim.scene import GaussianScene
+from gstrim.train.trainer import TrainConfig, Trainer
+
+FINETUNE = {"cuda": 5_000, "cpu": 1_000}  # c3dgs's 5,000 on a GPU; a fifth on the CPU, as trim's cpu preset
+CACHE_DIR = "stages"
+
+
+@dataclass
+class CompressConfig:
+    codebook_sh: int = option(4096, "colour (SH) codebook entries (c3dgs: 4096)")
+    codebook_shape: int = option(4096, "shape (normalised covariance) codebook entries (c3dgs: 4096)")
+    keep_sh: float = option(0.01, "fraction of the Gaussians, the most colour-sensitive, that keep their own SH")
+    keep_shape: float = option(0.01, "fraction of the Gaussians, the most shape-sensitive, that keep their own "
+                               "shape")
+    kmeans_steps_sh: int = option(25, "k-means mini-batch steps for the colours (c3dgs on a GPU: 100 of 2^18)")
+    kmeans_steps_shape: int = option(50, "k-means mini-batch steps for the shapes (c3dgs on a GPU: 800 of 2^20)")
+    kmeans_batch: int = option(32768, "k-means mini-batch size")
+    qat_iterations: int | None = option(None, "quantisation-aware fine-tuning iterations (default: 5000 as c3dgs "
+                                        "on a GPU, 1000 on the CPU)")
+    # lzma: 12 % smaller than zstd -19 and 13 % smaller than DEFLATE -9 on chair_400 (docs/compression.md);
+    # 1 s to write, 60 ms to read there
+    codec: str = option("lzma", "lossless coding of the file's arrays", choices=lambda: sorted(CODECS))
+    seed: int = option(0, "seed of the clustering and of the view order", flag="--seed")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def resolved(self, device) -> CompressConfig:
+        if self.qat_iterations is not None:
+            return self
+        return replace(self, qat_iterations=FINETUNE["cuda" if torch.device(device).type == "cuda" else "cpu"])
+
+    def validate(self) -> None:
+        for name in ("codebook_sh", "codebook_shape", "kmeans_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{{{name}}} must be at least 1, got {getattr(self, name)}", name)
+        for name in ("keep_sh", "keep_shape"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{{{name}}} must be a fraction in [0, 1], got {getattr(self, name)}", name)
+        for name in ("kmeans_steps_sh", "kmeans_steps_shape", "qat_iterations"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{{{name}}} must not be negative, got {getattr(self, name)}", name)
+
+
+@dataclass
+class CompressionJob:
+    """What the stages of one compression share."""
+    scene: GaussianScene  # the input
+    dataset: Dataset  # training views for sensitivity and fine-tuning
+    config: CompressConfig
+    root: Path  # the run folder
+    device: str
+    fit: Callable[[Trainer, str], float]  # fits a trainer in the run folder, from its checkpoint when resuming
+    meta: dict = field(default_factory=dict)  # written into the file
+    values: dict = field(default_factory=dict)  # what the stages produced, by name
+    times: dict[str, float] = field(default_factory=dict)  # seconds per stage, as `<name>_s`
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[CompressionJob], dict]  # returns its products, merged into `job.values`
+    cached: bool = False  # products kept in the run folder and read back by a resumed run
+
+
+STAGES: list[Stage] = []
+
+
+def register_stage(stage: Stage, *, after: str | None = None) -> Stage:
+    """Add `stage` at the end, or right after the stage named `after`; a stage of the same name is replaced."""
+    names = [s.name for s in STAGES]
+    if stage.name in names:
+        STAGES[names.index(stage.name)] = stage
+        return stage
+    STAGES.insert(names.index(after) + 1 if after is not None else len(STAGES), stage)
+    return stage
+
+
+def unregister_stage(name: str) -> None:
+    STAGES[:] = [s for s in STAGES if s.name != name]
+
+
+def run_stages(job: CompressionJob) -> CompressionJob:
+    for stage in STAGES:
+        cache = job.root / CACHE_DIR / f"{stage.name}.pt"
+        if stage.cached and cache.exists():
+            saved = torch.load(cache, weights_only=False)
+            products, seconds = saved["products"], saved["seconds"]
+        else:
+            t0 = time.perf_counter()
+            products = stage.run(job)
+            seconds = time.perf_counter() - t0
+            if stage.cached:
+                with atomic_path(cache) as tmp:
+                    torch.save({"products": products, "seconds": seconds}, tmp)
+        job.values.update(products)
+        job.times.setdefault(f"{stage.name}_s", seconds)  # a stage may time itself (fine-tuning: with earlier parts)
+    return job
+
+
+# ---- c3dgs's stages ---------------------------------------------------------------------------------------
+
+
+def _sensitivity(job: CompressionJob) -> dict:
+    t0 = time.perf_counter()
+    sens = sensitivity(job.scene, job.dataset.train)
+    progress.log(f"sensitivity over {len(job.dataset.train)} views: {time.perf_counter() - t0:.1f} s")
+    return {"sensitivity": sens}
+
+
+def _clustering(job: CompressionJob) -> dict:
+    c = job.config
+    color = ClusterSettings(c.codebook_sh, c.keep_sh, c.kmeans_steps_sh, c.kmeans_batch)
+    shape = ClusterSettings(c.codebook_shape, c.keep_shape, c.kmeans_steps_shape, c.kmeans_batch)
+    t0 = time.perf_counter()
+    codebooks, report = build_codebooks(job.scene, job.values["sensitivity"], color, shape,
+                                        torch.Generator().manual_seed(c.seed))
+    progress.log(f"codebooks: {len(codebooks.sh_dc):,} colour entries ({report.kept_sh:,} un-clustered), "
+                 f"{len(codebooks.rotations):,} shape entries ({report.kept_shape:,} un-clustered), "
+                 f"{report.removed:,} Gaussians of zero sensitivity removed: {time.perf_counter() - t0:.1f} s")
+    return {"codebooks": codebooks, "report": report}
+
+
+def _finetune(job: CompressionJob) -> dict:
+    """Quantisation-aware fine-tuning of the codebooks and the per-Gaussian attributes (c3dgs §3.3)."""
+    codebooks, scene = job.values["codebooks"], job.scene
+    train_config = TrainConfig(iterations=job.config.qat_iterations, sh_degree=scene.sh_degree, sh_interval=0,
+                               seed=job.config.seed, device=job.device)
+    parameterization = QuantizedParameters(codebooks)
+    trainer = Trainer(codebooks.decode(), job.dataset.train, extent=job.dataset.extent, config=train_config,
+                      background=job.dataset.background, parameterization=parameterization)
+    job.times["finetune_s"] = job.fit(trainer, "compress")
+    return {"codebooks": parameterization.codebook_scene(trainer.params),
+            "quantization": parameterization.quant_params(trainer.params), "iteration": trainer.step}
+
+
+def gsz_path(model_dir: Path, iteration: int) -> Path:
+    return point_cloud_path(model_dir, iteration).with_suffix(".gsz")
+
+
+def _write(job: CompressionJob) -> dict:
+    path = gsz_path(job.root, job.values["iteration"])
+    size = write_gsz(path, job.values["codebooks"], job.values.get("quantization"), job.config.codec, meta=job.meta)
+    return {"file": path, "bytes": size}
+
+
+register_stage(Stage("sensitivity", _sensitivity, cached=True))
+register_stage(Stage("clustering", _clustering, cached=True))
+register_stage(Stage("finetune", _finetune))
+register_stage(Stage("write", _write))

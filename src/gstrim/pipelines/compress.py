@@ -1,0 +1,71 @@
+"""`gstrim compress`: c3dgs's end-to-end compression of a trained (or trimmed) scene in a run folder: the
+registered stages of `compress.stages` (sensitivities, codebooks, quantisation-aware fine-tuning, the `.gsz`
+file), then test metrics of the file as written (decoded from disk, not from memory).
+
+Run folder: `config.json`, `stages/` (the cached products of the stages before fine-tuning, so a resumed run
+skips them), `checkpoints/`, `point_cloud/iteration_N/point_cloud.gsz`, `results.json` with a `compress`
+record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from gstrim.compress.stages import CompressConfig, CompressionJob, run_stages
+from gstrim.data import Dataset
+from gstrim.io.formats import FORMATS
+from gstrim.io.gsz import read_gsz
+from gstrim.io.model import CONFIG_NAME
+from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
+from gstrim.pipelines.trim import trim_scene
+from gstrim.prune.strategy import TrimConfig
+from gstrim.records import Evaluation, RunSummary
+from gstrim.scene import GaussianScene
+
+COMPRESSED_DIR = "compressed"
+
+
+class CompressRun(Run):
+    verb, config_cls, checkpoint_every = "compress", CompressConfig, 500
+
+    def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
+        config = self.config
+        job = CompressionJob(scene, dataset, config, folder.root, self.control.device,
+                             fit=lambda trainer, description: self.fit(folder, trainer, description),
+                             meta={"input": str(self.opened.model.source)})
+        values = run_stages(job).values
+        path, codebooks = values["file"], values["codebooks"]
+        decoded = read_gsz(path).decode()
+        ply_in = FORMATS["ply"].size(len(scene), scene.sh_degree)
+        record = {"file": str(path.relative_to(folder.root)), "mb": values["bytes"] / 1e6, "input_ply_mb": ply_in / 1e6,
+                  "ratio": ply_in / values["bytes"], "codec": config.codec, "sh_entries": len(codebooks.sh_dc),
+                  "shape_entries": len(codebooks.rotations), **asdict(values["report"]),
+                  "stages_s": {k: round(v, 2) for k, v in job.times.items()}}
+        return Outcome(decoded, f"ours_{values['iteration']}", values["iteration"], sum(job.times.values()), record,
+                       path)
+
+
+def compress_model(inputs: Inputs | str | Path | None, out_dir: str | Path, config: CompressConfig | None = None,
+                   control: RunControl | None = None, known_input: Evaluation | None = None) -> RunResult:
+    """Compress `inputs` (a .ply, model folder, checkpoint or trim output, or `Inputs`) into `out_dir`; without
+    photos its quantisation-aware fine-tuning learns from the input's own renders. The result's `file` is the
+    `.gsz`, its `record` the `compress` entry of results.json."""
+    return CompressRun(inputs, out_dir, config, control, known_input).execute()
+
+
+def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, trim: TrimConfig | None = None,
+                      compress: CompressConfig | None = None,
+                      control: RunControl | None = None) -> tuple[RunSummary, RunResult]:
+    """The paper's whole pipeline (Ali et al. 2024, Table 2): Trimming the Fat into `out_dir`, then c3dgs
+    compression of its result into `out_dir/compressed`. Resumes whichever stage an interrupted run was in.
+    Returns the trim's summary and the compression's result."""
+    out_dir, control = Path(out_dir), control or RunControl()
+    summary = RunSummary.read(out_dir, "trim") if control.resume else None
+    if summary is None:
+        summary = trim_scene(inputs, out_dir, trim, control).summary
+    target = out_dir / COMPRESSED_DIR
+    again = control.resume and (target / CONFIG_NAME).exists()
+    trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if control.evaluate else None
+    compressed = compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)
+    return summary, compressed

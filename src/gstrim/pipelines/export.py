@@ -1,0 +1,215 @@
+"""`gstrim export`: a scene into a file that viewers open (every registered viewer format), either converted
+plainly or, with the photos, fine-tuned through the format's own quantiser first (its registration's
+`quantiser`; `compress.format_finetune`), which no plain converter can do.
+
+A fine-tuning run works in a folder beside the file, `OUT.finetune/` (config, checkpoints, `results.json`
+with an `export` record: size, ratio, stage times, and test metrics of the file as written, decoded from
+disk), so it resumes after an interruption; the file itself is written last, atomically. Nothing here knows
+a format by name: writer options and quantisers come with each format's registration (`io.formats`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gstrim import progress
+from gstrim.compress.format_finetune import FormatParameters
+from gstrim.compress.sensitivity import sensitivity
+from gstrim.data import Dataset, load_dataset
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.evaluate import evaluate
+from gstrim.io.atomic import atomic_path
+from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, written_size
+from gstrim.io.model import load_model
+from gstrim.io.quantiser import QuantiserContext
+from gstrim.options import option
+from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, model_dataset
+from gstrim.render import resolve_device
+from gstrim.scene import GaussianScene
+from gstrim.train.trainer import TrainConfig, Trainer
+
+FINETUNE = {"cuda": 5_000, "cpu": 1_000}  # as compress: c3dgs's 5,000 on a GPU, a fifth on the CPU
+RUN_SUFFIX = ".finetune"
+QUANTISER_NAME = "quantiser.pt"
+
+
+@dataclass
+class ExportConfig:
+    finetune: int | None = option(None, "iterations of fine-tuning through the format's quantiser (default with "
+                                  "--data: 5000 on a GPU, 1000 on the CPU; without --data: 0, a plain conversion)")
+    seed: int = option(0, "seed of the codebooks and of the view order", flag="--seed")
+    # the writer options of each format that has some, by format name (default: the format's own defaults)
+    formats: dict[str, Any] = field(default_factory=dict)
+
+    def options_for(self, fmt: SceneFormat) -> Any:
+        options = self.formats.get(fmt.name) or fmt.default_options()
+        if options is not None and "seed" in {f.name for f in fields(options)}:
+            options = replace(options, seed=self.seed)
+        return options
+
+    def validate(self) -> None:
+        if self.finetune is not None and self.finetune < 0:
+            raise ConfigError(f"{{finetune}} must not be negative, got {self.finetune}", "finetune")
+        for options in self.formats.values():
+            options.validate()
+
+    def record(self, fmt: SceneFormat) -> dict:
+        """What config.json records: the fine-tuning and the options of the one format written."""
+        options = self.options_for(fmt)
+        return {"finetune": self.finetune, "seed": self.seed, "format": fmt.name,
+                "options": {f.name: getattr(options, f.name) for f in fields(options)} if options else {}}
+
+    @classmethod
+    def from_record(cls, d: dict) -> ExportConfig:
+        fmt = FORMATS[d["format"]]
+        formats = {fmt.name: fmt.options(**d["options"])} if fmt.options is not None else {}
+        return cls(finetune=d["finetune"], seed=d["seed"], formats=formats)
+
+
+def run_dir_of(out: Path) -> Path:
+    return out.with_name(out.name + RUN_SUFFIX)
+
+
+def _target(out: Path) -> SceneFormat:
+    fmt = format_of(out)
+    if not fmt.viewer:
+        raise GstrimError(f"export writes viewer formats; {fmt.name} files are made by another verb (gstrim "
+                          "compress writes .gsz)", out)
+    return fmt
+
+
+def _fit_scene(scene: GaussianScene, fmt: SceneFormat) -> GaussianScene:
+    return scene.with_sh_degree(fmt.max_sh_degree) if scene.sh_degree > fmt.max_sh_degree else scene
+
+
+def _record(out: Path, fmt: SceneFormat, size: int, input_ply: int, stages: dict) -> dict:
+    return {"file": str(out), "format": fmt.name, "mb": size / 1e6, "input_ply_mb": input_ply / 1e6,
+            "ratio": input_ply / size, "stages_s": {k: round(v, 2) for k, v in stages.items()}}
+
+
+@dataclass
+class ExportResult:
+    file: Path
+    scene: GaussianScene  # decoded from the written file
+    bytes: int
+    input_ply_bytes: int
+    before: object = None  # Evaluation of the input (fine-tuning runs)
+    after: object = None  # Evaluation of the file as written
+    summary: object = None  # RunSummary, fine-tuning runs only
+    run_dir: Path | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.input_ply_bytes / max(self.bytes, 1)
+
+
+class ExportRun(Run):
+    """Fine-tuning through a format's quantiser in `OUT.finetune/`, then the file `OUT`."""
+
+    verb, config_cls, checkpoint_every = "export", ExportConfig, 500
+
+    def __init__(self, inputs, target: Path, config: ExportConfig, control: RunControl):
+        super().__init__(inputs, run_dir_of(target), config, control)
+        self.target, self.fmt = target, _target(target)
+
+    def configure(self, recorded: dict | None) -> ExportConfig:
+        config = ExportConfig.from_record(recorded["export"]) if recorded is not None else self.config
+        config.validate()
+        return config
+
+    def settings(self) -> dict:
+        return {"export": self.config.record(self.fmt)}
+
+    def start_scene(self, opened, dataset: Dataset) -> GaussianScene:
+        return _fit_scene(opened.model.scene, self.fmt)
+
+    def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
+        config, fmt = self.config, self.fmt
+        t0 = time.perf_counter()
+        quantiser = self._quantiser(folder, scene, dataset)
+        stages = {"codebooks_s": time.perf_counter() - t0}
+        parameterization = FormatParameters(quantiser)
+        train_config = TrainConfig(iterations=config.finetune, sh_degree=scene.sh_degree, sh_interval=0,
+                                   seed=config.seed, device=self.control.device)
+        trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config,
+                          background=dataset.background, parameterization=parameterization)
+        stages["finetune_s"] = self.fit(folder, trainer, f"export {fmt.name}")
+        t0 = time.perf_counter()
+        parameterization.write(self.target, trainer.params)
+        stages["write_s"] = time.perf_counter() - t0
+        self.input_ply = FORMATS["ply"].size(len(self.opened.model.scene), self.opened.model.scene.sh_degree)
+        record = _record(self.target, fmt, written_size(self.target), self.input_ply, stages) | quantiser.details()
+        return Outcome(load_scene(self.target), f"{fmt.name}_{trainer.step}", trainer.step, sum(stages.values()),
+                       record, self.target)
+
+    def _quantiser(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset):
+        """The format's quantiser: fitted once (weighted by c3dgs's colour sensitivity where it asks for an
+        importance), its fit cached in the run folder for a resumed run."""
+        path = folder.root / QUANTISER_NAME
+        state = torch.load(path, weights_only=True) if path.exists() else None
+        context = QuantiserContext(importance=lambda: sensitivity(scene, dataset.train).color, seed=self.config.seed,
+                                   state=state)
+        quantiser = self.fmt.quantiser(scene, self.config.options_for(self.fmt), context)
+        cached = quantiser.cached_state()
+        if state is None and cached:
+            progress.log(f"{self.fmt.name} quantiser fitted: {quantiser.details()}")
+            with atomic_path(path) as tmp:
+                torch.save(cached, tmp)
+        return quantiser
+
+
+def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: ExportConfig | None = None,
+                 control: RunControl | None = None) -> ExportResult:
+    """Write `inputs` (a scene path or `Inputs`) as `out`; with a dataset (`inputs.data`, or `config.finetune` > 0
+    and the model's recorded one, or without photos the scene's own renders from virtual views) fine-tune through
+    the format's quantiser first."""
+    inputs, out, control = Inputs.of(inputs), Path(out), control or RunControl()
+    fmt = _target(out)
+    config = config or ExportConfig()
+    config.validate()
+    finetune = config.finetune
+    if finetune is None:
+        asked = inputs.data is not None or control.resume or inputs.photo_free
+        finetune = FINETUNE[resolve_device(control.device).type] if asked else 0
+    if finetune == 0:
+        return _convert(inputs, out, fmt, config, control)
+    if fmt.quantiser is None:
+        raise GstrimError(f"{fmt.name} has no quantiser to fine-tune through; export it with --finetune 0", out)
+    run = ExportRun(inputs, out, replace(config, finetune=finetune), control)
+    result = run.execute()
+    return ExportResult(out, result.scene, written_size(out), run.input_ply, result.before, result.after,
+                        result.summary, result.model_dir)
+
+
+def _convert(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig, control: RunControl) -> ExportResult:
+    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    fmt.write_scene(out, _fit_scene(model.scene, fmt), config.options_for(fmt))
+    decoded = load_scene(out)
+    result = ExportResult(out, decoded, written_size(out), FORMATS["ply"].size(len(model.scene), model.scene.sh_degree))
+    if inputs.data is not None and control.evaluate:
+        data, options = model_dataset(model, inputs.data, inputs.data_options)
+        dataset = load_dataset(data, **options)
+        if dataset.test:
+            result.after = evaluate(decoded, dataset.test, label=fmt.name, background=dataset.background,
+                                    device=control.device)
+    return result
+
+
+def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig | None = None,
+                    control: RunControl | None = None) -> ExportResult:
+    """After `gstrim trim ... -o OUT`: the trimmed scene fine-tuned through a viewer format into
+    `OUT/scene.<suffix>` (its run in `OUT/scene.<suffix>.finetune`), on the trim's dataset."""
+    out_dir, control = Path(out_dir), control or RunControl()
+    fmt = FORMATS[format_name]
+    target = out_dir / f"scene{fmt.suffixes[0]}"
+    config = config or ExportConfig()
+    if config.finetune is None:
+        config = replace(config, finetune=FINETUNE[resolve_device(control.device).type])
+    again = control.resume and (run_dir_of(target) / "config.json").exists()
+    return export_model(None if again else out_dir, target, config, replace(control, resume=again))
+

@@ -20,8 +20,8 @@ from rasterizer import bench_scene
 
 from gstrim.camera import Camera
 from gstrim.compress.codebooks import ClusterSettings, build_codebooks
-from gstrim.compress.pipeline import CompressConfig
 from gstrim.compress.sensitivity import sensitivity
+from gstrim.compress.stages import CompressConfig
 from gstrim.io.container import CODECS
 from gstrim.io.gsz import write_gsz
 

@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 from gstrim import progress
-from gstrim.compress.pipeline import CompressConfig
+from gstrim.compress.stages import CompressConfig
 from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.model import load_model
+from gstrim.pipelines.run import Inputs
+from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs, run_sweep
 from gstrim.prune.strategy import PRESETS, TrimConfig
-from gstrim.sweep import SweepConfig, run_sweep
 
 SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/node_modules/.bin/splat-transform"
 
@@ -64,9 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     options = {k: v for k, v in (("images", args.images), ("downscale", args.downscale)) if v is not None}
-    sweep = run_sweep(args.model, out, data=args.data, data_options=options,
-                      config=SweepConfig(removals=args.removals, scores=["gradient"], compress=True),
-                      trim=TrimConfig(preset=args.preset), compress=CompressConfig(qat_iterations=args.qat_iterations))
+    configs = SweepRunConfigs(TrimConfig(preset=args.preset), CompressConfig(qat_iterations=args.qat_iterations))
+    sweep = run_sweep(Inputs(args.model, args.data, options), out,
+                      SweepConfig(removals=args.removals, scores=["gradient"], compress=True), configs)
     model = load_model(args.model)
     data, recorded = (args.data, {}) if args.data else model.recorded_dataset()
     dataset = load_dataset(data, **{**recorded, **options})

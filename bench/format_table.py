@@ -20,17 +20,19 @@ from pathlib import Path
 from gstrim import progress
 from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
-from gstrim.export import ExportConfig, export_model, file_size
 from gstrim.io import load_scene
-from gstrim.io.formats import FORMATS
+from gstrim.io.formats import FORMATS, written_size
 from gstrim.io.model import load_model
+from gstrim.io.sog import SogOptions
+from gstrim.pipelines.export import ExportConfig, export_model
+from gstrim.pipelines.run import Inputs, RunControl
 
 SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/node_modules/.bin/splat-transform"
 
 
 def score(path: Path, dataset, wall: float) -> dict:
     m = evaluate(load_scene(path), dataset.test, label=path.name, background=dataset.background).metrics()
-    return {"mb": file_size(path) / 1e6, "psnr": m.psnr, "ssim": m.ssim, "lpips": m.lpips, "wall_s": round(wall, 1)}
+    return {"mb": written_size(path) / 1e6, "psnr": m.psnr, "ssim": m.ssim, "lpips": m.lpips, "wall_s": round(wall, 1)}
 
 
 def main() -> None:
@@ -76,10 +78,10 @@ def main() -> None:
         def by_gstrim(finetune: int, suffix=suffix) -> dict:
             target = out / f"gstrim-{'plain' if finetune == 0 else f'ft{finetune}'}{suffix}"
             t0 = time.perf_counter()
-            config = ExportConfig(finetune=finetune, sog_palette=args.sog_palette)
+            config = ExportConfig(finetune=finetune, formats={"sog": SogOptions(palette=args.sog_palette)})
             resume = (target.with_name(target.name + ".finetune") / "config.json").exists()
-            export_model(None if resume else args.model, target, data=data, data_options=options, config=config,
-                         evaluate_test=False, resume=resume)
+            export_model(Inputs(None if resume else args.model, data, options), target, config,
+                         RunControl(resume=resume, no_eval=True))
             return score(target, dataset, time.perf_counter() - t0)
         row(f"{name}: (b) gstrim plain", lambda f=by_gstrim: f(0))
         row(f"{name}: (c) gstrim fine-tuned {args.finetune}", lambda f=by_gstrim: f(args.finetune))

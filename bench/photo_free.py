@@ -30,7 +30,8 @@ from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.model import load_model, read_config
-from gstrim.prune.pipeline import trim_scene
+from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary
 
@@ -43,9 +44,9 @@ def trimmed(source: Path, out: Path, removal: float, **options) -> RunSummary:
     if summary is None:
         resume = read_config(out) is not None
         t0 = time.perf_counter()
-        summary = trim_scene(None if resume else source, out, resume=resume,
-                             config=None if resume else TrimConfig(target_removal=removal, preset="cpu"),
-                             **({} if resume else options)).summary
+        inputs = Inputs() if resume else Inputs(source, **options)
+        summary = trim_scene(inputs, out, None if resume else TrimConfig(target_removal=removal, preset="cpu"),
+                             RunControl(resume=resume)).summary
         progress.log(f"{out.name}: {time.perf_counter() - t0:.0f} s")
     return summary
 

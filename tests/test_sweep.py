@@ -158,3 +158,38 @@ def test_sweep_compresses_and_exports_the_methods_trims(baseline, tmp_path):
     packed = rows["gradient-0.5+compress"]
     assert packed.kind == "compress" and packed.mb < rows["gradient-0.5"].mb and packed.ratio > 2
     assert rows["input+compress"].variant == "input" and rows["input+compress"].mb < rows["input"].mb
+
+
+def test_every_seed_is_compared_with_its_own_no_prune_model(baseline, tmp_path):
+    _, model = baseline
+    config = SweepConfig(removals=[0.5], scores=["opacity"], seeds=[0, 1], **QUICK)
+    rows = {r.name: r for r in run_sweep(model, tmp_path / "sweep", config, SweepRunConfigs(SMALL)).rows}
+    assert rows["no-prune"].psnr != rows["no-prune-s1"].psnr  # the seeds differ, so a wrong reference shows
+    for suffix in ("", "-s1"):
+        reference = rows[f"no-prune{suffix}"].psnr
+        assert rows[f"opacity-0.5{suffix}"].dpsnr == pytest.approx(rows[f"opacity-0.5{suffix}"].psnr - reference,
+                                                                   abs=1e-12)
+        assert rows[f"no-prune{suffix}"].dpsnr == 0
+    assert not list((tmp_path / "sweep" / "claims").glob("*.claim"))  # every claim released
+
+
+def test_a_run_is_claimed_by_one_worker_and_a_dead_workers_claim_is_taken_over(tmp_path):
+    import json
+    import socket
+    import subprocess
+
+    from gstrim.pipelines.claims import holding, try_claim
+
+    claim = tmp_path / "claims" / "gradient-0.8.claim"
+    assert try_claim(claim)
+    assert not try_claim(claim)  # held by a live worker (this process)
+    with holding(claim):
+        assert claim.exists()
+    assert not claim.exists()  # released
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    assert try_claim(claim)  # its worker is gone: taken over
+    assert json.loads(claim.read_text())["pid"] != dead.pid
+    claim.write_text(json.dumps({"host": "another-node", "pid": 1}))
+    assert not try_claim(claim)  # another host's claim, touched recently: still held

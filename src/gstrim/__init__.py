@@ -12,8 +12,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME
 
 from gstrim.errors import GstrimError
 from gstrim.scene import GaussianScene
-
-__version__ = "0.1.0"
+from gstrim.version import __version__  # noqa: E402
 
 
 def trim(scene: str | Path, output: str | Path, *, data: str | Path | None = None, data_options: dict | None = None,

@@ -10,11 +10,12 @@ import argparse
 import os
 import sys
 
-from gstrim import __version__, progress
+from gstrim import progress
 from gstrim.cli import experiment_commands, run_commands, scene_commands
 from gstrim.cli.flags import flag_of
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.formats import suffixes
+from gstrim.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

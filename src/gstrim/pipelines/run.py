@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gstrim import __version__, progress
+from gstrim import progress
 from gstrim.data import Dataset, load_dataset
 from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
 from gstrim.errors import GstrimError
@@ -43,6 +43,7 @@ from gstrim.render.project import project
 from gstrim.scene import GaussianScene
 from gstrim.train import loop
 from gstrim.train.trainer import Trainer
+from gstrim.version import __version__
 
 CONFIG_RECORD = "gstrim.config/1"
 MIN_IN_VIEW = 0.05  # below this fraction of Gaussians seen by some training camera, the data is another scene

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gstrim import __version__, progress
+from gstrim import progress
 from gstrim.data import load_dataset
 from gstrim.errors import GstrimError
 from gstrim.evaluate import quantize
@@ -20,6 +20,7 @@ from gstrim.io.model import load_model, resolve_recorded
 from gstrim.render import rasterize, resolve_device
 from gstrim.report import figures
 from gstrim.report.table import Row, read_table, seed_summary
+from gstrim.version import __version__
 
 REPORT_DIR = "report"
 

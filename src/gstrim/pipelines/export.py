@@ -20,6 +20,7 @@ import torch
 from gstrim import progress
 from gstrim.compress.format_finetune import FormatParameters
 from gstrim.compress.sensitivity import sensitivity
+from gstrim.compress.stages import FINETUNE  # as compress: c3dgs's 5,000 on a GPU, a fifth on the CPU
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
@@ -33,7 +34,6 @@ from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
-FINETUNE = {"cuda": 5_000, "cpu": 1_000}  # as compress: c3dgs's 5,000 on a GPU, a fifth on the CPU
 RUN_SUFFIX = ".finetune"
 QUANTISER_NAME = "quantiser.pt"
 

@@ -116,12 +116,12 @@ class OpenedInputs:
     views: ViewConfig | None = None
     virtual: VirtualViews | None = None  # set by `dataset()` in photo-free runs
 
-    def dataset(self, device: str = "auto", check: bool = True) -> Dataset:
+    def dataset(self, device: str = "auto") -> Dataset:
         """The photos (refused when their cameras do not see the scene) or, photo-free, the virtual views with the
         scene's renders as their images."""
         if self.views is None:
             dataset = load_dataset(self.data, **self.data_options)
-            if check and self.model is not None:
+            if self.model is not None:
                 check_scene_matches(self.model.scene, dataset, self.model.source)
             return dataset
         dataset, self.virtual = virtual_dataset(self.model.scene, self.views, self.model.source,
@@ -336,11 +336,10 @@ class Run:
         self.config = config
         self.control = control or RunControl()
         self.known_input = known_input  # the input's evaluation when another run of the same scene made it
-        self.resumed = self.control.resume
 
     # ---- hooks -------------------------------------------------------------------------------------------
     def open(self) -> OpenedInputs:
-        return open_inputs(self.out, self.verb, self.inputs, resume=self.resumed,
+        return open_inputs(self.out, self.verb, self.inputs, resume=self.control.resume,
                            photos_required=self.photos_required)
 
     def configure(self, recorded: dict | None) -> Any:
@@ -408,7 +407,7 @@ class Run:
 
     def fit(self, folder: RunFolder, trainer: Trainer, description: str, **options) -> float:
         """Fit `trainer` in the folder: from its last checkpoint when resuming, else from iteration 0."""
-        if self.resumed and folder.has_checkpoint():
+        if self.control.resume and folder.has_checkpoint():
             elapsed = folder.resume(trainer)
         else:
             self.before_fit(trainer)

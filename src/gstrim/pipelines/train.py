@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gstrim import progress
@@ -44,13 +44,13 @@ class TrainRun(Run):
 
     verb, config_cls, evaluates_input = "train", TrainConfig, False
 
-    def __init__(self, data: str | Path, out_dir: str | Path, config: TrainConfig | None, setup: TrainSetup | None,
+    def __init__(self, inputs: Inputs, out_dir: str | Path, config: TrainConfig | None, setup: TrainSetup | None,
                  control: RunControl | None):
-        super().__init__(Inputs(data=data), out_dir, config, control)
+        super().__init__(inputs, out_dir, config, control)
         self.setup = setup or TrainSetup()
 
     def open(self) -> OpenedInputs:
-        if self.resumed:
+        if self.control.resume:
             folder = RunFolder.open(self.out, self.verb)
             return OpenedInputs(None, folder.data_path, folder.data_options, folder)
         refuse_nonempty(self.out)
@@ -63,9 +63,9 @@ class TrainRun(Run):
             given = self.config.iterations if self.config is not None else None
             config = TrainConfig.from_dict(recorded["train"])
             config.iterations = max(given or 0, config.iterations)
-            self.setup.densify = DensifyConfig(**recorded["densify"])
             init = recorded["init"]
-            self.setup.init_points, self.setup.init_half_size = init["points"], init["half_size"]
+            self.setup = replace(self.setup, densify=DensifyConfig(**recorded["densify"]), init_points=init["points"],
+                                 init_half_size=init["half_size"])
             self.initial_gaussians = recorded["init"]["initial_gaussians"]
         config.device = self.control.device
         if config.iterations < 1:
@@ -97,7 +97,7 @@ class TrainRun(Run):
 
     def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
         trainer, strategy = self.trainer, self.strategy
-        if self.resumed:
+        if self.control.resume:
             progress.log(f"resuming {self.out}")
         wall = self.fit(folder, trainer, "train", save_iterations=self.setup.save_iterations)
         return Outcome(trainer.scene(), f"ours_{trainer.step}", trainer.step, wall,
@@ -112,6 +112,4 @@ def train_model(data: str | Path | Inputs | None, out_dir: str | Path, config: T
     """Train a 3DGS scene from `data` (a dataset folder, or `Inputs` with `data` and `data_options`) into
     `out_dir`; `setup.densify` defaults to 3DGS's densification."""
     inputs = data if isinstance(data, Inputs) else Inputs(data=data)
-    run = TrainRun(inputs.data, out_dir, config, setup, control)
-    run.inputs = inputs
-    return run.execute()
+    return TrainRun(inputs, out_dir, config, setup, control).execute()

@@ -152,3 +152,27 @@ def test_trim_flags_come_from_the_config():
         assert actions[f.name].default is None  # left out: the library's default applies
     assert list(actions["score"].choices) == list(SCORES)
     assert "(default: refresh)" in actions["stats"].help and "(default: 0)" in actions["seed"].help
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".spz", ".sog", ".compressed.ply"])
+def test_convert_onto_a_full_disk(tmp_path, capsys, rng, monkeypatch, suffix):
+    """Every writer's full disk is one line naming the file, with nothing left behind."""
+    import errno
+
+    import gstrim.io.atomic as atomic
+    import gstrim.resources as resources
+
+    save_scene(tmp_path / "in.ply", random_scene(rng, 300))
+    real_replace = atomic.os.replace
+
+    def full(src, dst):  # the last step of every atomic write: the disk filled before it
+        if str(dst).endswith(suffix):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    monkeypatch.setattr(resources, "free_bytes", lambda path: 0)
+    (tmp_path / "out").mkdir()
+    code, _, err = run(capsys, "convert", tmp_path / "in.ply", tmp_path / "out" / f"scene{suffix}")
+    assert_one_line_error(code, err, f"scene{suffix}", "no space left on the device")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import shared
+from conftest import random_scene, shared
 from PIL import Image
 
 from gstrim import GstrimError
@@ -270,3 +270,39 @@ def test_shared_chair_loads():
     ds = load_dataset(shared("chair_400"), downscale=2)
     assert len(ds.train) == 100 and len(ds.test) == 200
     assert ds.train[0].image.shape == (200, 200, 3)
+
+
+# ---- photos: kept as uint8, decoded per use; the 3DGS width cap ----------------------------------------
+
+def _float_reference(path, background):
+    """The float path photos took before they were kept as uint8: decode to float, composite in float."""
+    arr = np.asarray(Image.open(path).convert("RGBA"), np.float32) / 255.0
+    return torch.from_numpy(arr[..., :3] * arr[..., 3:] + np.asarray(background, np.float32) * (1 - arr[..., 3:]))
+
+
+@pytest.mark.parametrize("background", [(1.0, 1.0, 1.0), (0.2, 0.5, 0.9)])
+def test_uint8_photos_give_the_float_path_loss(tmp_path, example_dir, background):
+    from gstrim.render import rasterize
+    from gstrim.train.loss import photometric_loss
+
+    ds = load_dataset(example_dir, background=background)
+    cam = ds.train[0]
+    assert cam.pixels.dtype == torch.uint8 and cam.pixels.shape[2] == 4  # RGBA kept as read
+    reference = _float_reference(cam.image_path, background)
+    torch.testing.assert_close(cam.image, reference, atol=1e-7, rtol=0)
+    scene = random_scene(np.random.default_rng(0), 400, sh_degree=0)
+    render = rasterize(scene, cam, background=ds.background).image
+    assert abs(float(photometric_loss(render, cam.image)) - float(photometric_loss(render, reference))) < 1e-6
+    # kept: a quarter of float32's bytes, decoded afresh (not cached as float) on each use
+    assert cam.pixels.element_size() == 1 and cam._image is None
+
+
+def test_photos_wider_than_1600_are_capped_as_3dgs_does(tmp_path):
+    write_colmap(tmp_path, params=(2000.0, 2000.0, 1000.0, 600.0), n_images=2, size=(2000, 1200))
+    ds = load_dataset(tmp_path, test_every=0)
+    cam = ds.train[0]
+    assert (cam.width, cam.height) == (1600, 960) and cam.image.shape == (960, 1600, 3)
+    assert cam.K[0, 0].item() == pytest.approx(1600.0) and cam.K[0, 2].item() == pytest.approx(800.0)
+    full = load_dataset(tmp_path, test_every=0, downscale=1).train[0]  # explicit: the full size
+    assert (full.width, full.height) == (2000, 1200)
+    assert (load_dataset(tmp_path, test_every=0, downscale=2).train[0].width) == 1000

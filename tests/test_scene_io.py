@@ -187,7 +187,7 @@ def test_failed_write_leaves_nothing(tmp_path, rng, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ply, "ply_bytes", boom)
+    monkeypatch.setattr(ply, "_rows", boom)
     with pytest.raises(RuntimeError):
         save_scene(tmp_path / "out.ply", random_scene(rng))
     assert list(tmp_path.iterdir()) == []
@@ -244,3 +244,65 @@ def test_a_new_format_is_one_registration(tmp_path, rng, capsys):
         assert_scenes_equal(load_scene(tmp_path / "back.ply"), scene)
     finally:
         FORMATS.pop("toy")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1 << 18])
+def test_streamed_ply_round_trip(tmp_path, rng, monkeypatch, chunk_rows):
+    """Reading and writing in chunks of rows gives the bytes and the scene of the one-piece layout."""
+    import gstrim.io.ply as ply
+
+    scene = random_scene(rng, 50, sh_degree=3)
+    monkeypatch.setattr(ply, "CHUNK_ROWS", chunk_rows)
+    save_scene(tmp_path / "s.ply", scene)
+    assert (tmp_path / "s.ply").read_bytes() == ply_bytes(scene)
+    assert_scenes_equal(load_scene(tmp_path / "s.ply"), scene)
+    (tmp_path / "cut.ply").write_bytes(ply_bytes(scene)[:-5])  # the last chunk is short
+    with pytest.raises(GstrimError, match="truncated PLY"):
+        load_scene(tmp_path / "cut.ply")
+
+
+def _fill_disk(monkeypatch, free_after: int):
+    """Writes fail as a full disk makes them fail, with `free_after` bytes left."""
+    import gstrim.resources as resources
+
+    monkeypatch.setattr(resources, "free_bytes", lambda path: free_after)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, rng, monkeypatch):
+    import errno
+
+    import gstrim.io.ply as ply
+
+    def enospc(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ply, "_rows", enospc)
+    with pytest.raises(GstrimError, match=r"out\.ply: no space left on the device: it needs about 0\.0\d\d MB"):
+        save_scene(tmp_path / "out.ply", random_scene(rng, 100))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_write_errors_on_a_nearly_full_disk_are_a_full_disk(tmp_path, monkeypatch):
+    """torch reports a full disk as its own RuntimeError, without errno: taken as one when no space is left."""
+    from gstrim.io.atomic import atomic_path
+
+    def torch_like_failure():
+        with atomic_path(tmp_path / "chkpnt.pt") as tmp:
+            tmp.write_bytes(b"x" * 1000)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+    _fill_disk(monkeypatch, 0)
+    with pytest.raises(GstrimError, match=r"chkpnt\.pt: no space left on the device: the disk filled after"):
+        torch_like_failure()
+    _fill_disk(monkeypatch, 10 << 30)  # the same failure with space left is not a full disk
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        torch_like_failure()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_enough_space_is_refused_before_writing(tmp_path, rng, monkeypatch):
+    from gstrim.resources import check_free_space
+
+    _fill_disk(monkeypatch, 1_000_000)
+    with pytest.raises(GstrimError, match=r"not enough disk space for the run: needs about 5\.0 MB, 1\.0 MB free"):
+        check_free_space(tmp_path, 5_000_000, "the run")

@@ -67,10 +67,11 @@ class Camera:
     K: torch.Tensor  # [3, 3] float32
     viewmat: torch.Tensor  # [4, 4] float32, world-to-camera
     image_path: Path | None = None
-    # How the file becomes `image`: composite RGBA over this colour, undistort, resize to (width, height).
+    # How the file becomes `image`: undistort and resize to (width, height), composite RGBA over this colour.
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     undistortion: Undistortion | None = None
-    _image: torch.Tensor | None = field(default=None, repr=False)
+    _pixels: torch.Tensor | None = field(default=None, repr=False)  # the photo as read, uint8
+    _image: torch.Tensor | None = field(default=None, repr=False)  # a float target given by `set_image`
 
     @property
     def center(self) -> np.ndarray:
@@ -80,17 +81,46 @@ class Camera:
         return -R.T @ t
 
     @property
-    def image(self) -> torch.Tensor:
-        """The photo as an [H, W, 3] float32 tensor in [0, 1], loaded on first use and kept."""
-        if self._image is None:
+    def pixels(self) -> torch.Tensor:
+        """The photo as uint8 [H, W, 3] (RGB) or [H, W, 4] (RGBA), read on first use and kept: a quarter of
+        the memory of float32, so that a capture's photos fit where its float images would not."""
+        if self._pixels is None:
             if self.image_path is None:
                 raise GstrimError(f"camera {self.name!r} has no image")
-            self._image = torch.from_numpy(load_rgb(self.image_path, self.width, self.height,
-                                                    self.background, self.undistortion))
-        return self._image
+            self._pixels = torch.from_numpy(load_pixels(self.image_path, self.width, self.height,
+                                                        self.undistortion))
+        return self._pixels
+
+    @property
+    def image(self) -> torch.Tensor:
+        """The target as an [H, W, 3] float32 tensor in [0, 1], decoded from `pixels` on each use."""
+        return self.decode(self.stored())
+
+    def stored(self) -> torch.Tensor:
+        """What this camera keeps of its target (uint8 pixels, or the float image given): the thing to move
+        to a device once and `decode` there on each use."""
+        return self._image if self._image is not None else self.pixels
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        """`stored` (as `stored()` returns it, on any device) -> the float image."""
+        return stored if stored.is_floating_point() else decode_pixels(stored, self.background)
 
     def set_image(self, image: torch.Tensor) -> None:
         self._image = image
+
+
+# 3DGS's `-r -1` default (utils/camera_utils.py, loadCam): photos wider than 1.6K are scaled to 1600 px wide.
+MAX_AUTO_WIDTH = 1600
+
+
+def load_size(width: int, height: int, downscale: int | None) -> tuple[int, int]:
+    """The size a photo of (width, height) is used at: divided by `downscale` when one is given (1 keeps
+    the full size), else capped at 1600 px wide as 3DGS does by default."""
+    if downscale:
+        return round(width / downscale), round(height / downscale)
+    if width > MAX_AUTO_WIDTH:
+        return MAX_AUTO_WIDTH, round(height * MAX_AUTO_WIDTH / width)
+    return width, height
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -104,12 +134,11 @@ def image_size(path: Path) -> tuple[int, int]:
         raise GstrimError(f"cannot read image ({exc})", path) from None
 
 
-def load_rgb(path: Path, width: int, height: int, background=(0.0, 0.0, 0.0),
-             undistortion: Undistortion | None = None) -> np.ndarray:
-    """Read an image file as float32 RGB in [0, 1] at (width, height).
+def load_pixels(path: Path, width: int, height: int, undistortion: Undistortion | None = None) -> np.ndarray:
+    """Read an image file as uint8 RGB, or RGBA when it has transparency, at (width, height).
 
-    RGBA is composited over `background` (as 3DGS does for Blender data); a size change uses box
-    filtering for integer factors (area average, no ringing) and Lanczos otherwise.
+    A size change uses box filtering for integer factors (area average, no ringing) and Lanczos otherwise;
+    undistortion remaps the uint8 channels (alpha included) before any compositing.
     """
     try:
         with Image.open(path) as im:
@@ -121,14 +150,22 @@ def load_rgb(path: Path, width: int, height: int, background=(0.0, 0.0, 0.0),
                 else:
                     im = im.resize((width, height), Image.Resampling.LANCZOS)
             has_alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
-            arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+            arr = np.array(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise GstrimError("image file is missing", path) from None
     except OSError as exc:
         raise GstrimError(f"cannot read image ({exc})", path) from None
-    if arr.shape[2] == 4:
-        alpha = arr[:, :, 3:4]
-        arr = arr[:, :, :3] * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
     if undistortion is not None:
         arr = undistortion.image(arr)
-    return np.ascontiguousarray(np.clip(arr, 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def decode_pixels(pixels: torch.Tensor, background=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    """uint8 [H, W, 3|4] -> float32 RGB in [0, 1]; RGBA is composited over `background` (as 3DGS does for
+    Blender data)."""
+    arr = pixels.to(torch.float32) / 255.0
+    if arr.shape[2] == 4:
+        alpha = arr[:, :, 3:4]
+        bg = torch.tensor(background, dtype=torch.float32, device=arr.device)
+        arr = (arr[:, :, :3] * alpha + bg * (1.0 - alpha)).clamp_(0.0, 1.0)
+    return arr

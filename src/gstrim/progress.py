@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -23,15 +25,55 @@ def set_enabled(enabled: bool) -> None:
     _enabled = enabled
 
 
+# Where stderr is not a terminal (a log file, a batch job), a long task prints a line this often instead of
+# a bar: seconds, from GSTRIM_PROGRESS_EVERY (0: never).
+LOG_EVERY_S = float(os.environ.get("GSTRIM_PROGRESS_EVERY", "60"))
+
+
 def _show() -> bool:
     return _enabled and sys.stderr.isatty()
 
 
+def duration(seconds: float) -> str:
+    """A short human duration: 42s, 3m05s, 1h02m."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _LogLines:
+    """`advance` for a non-terminal: a line with the count, the time spent and the time left, every
+    LOG_EVERY_S seconds (the first after one period, so that short tasks stay silent)."""
+
+    def __init__(self, description: str, total: int | None):
+        self.description, self.total = description, total
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, n: int = 1, **fields) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < LOG_EVERY_S:
+            return
+        self.last = now
+        spent = now - self.start
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        left = ""
+        if self.total and self.done:
+            left = f", about {duration(spent * (self.total - self.done) / self.done)} left"
+        status = "".join(f"  {k} {v}" for k, v in fields.items())
+        log(f"{self.description}: {count} in {duration(spent)}{left}{status}")
+
+
 @contextmanager
 def task(description: str, total: int | None = None) -> Iterator[callable]:
-    """Context manager yielding `advance(n=1, **fields)`; draws a bar on a terminal."""
+    """Context manager yielding `advance(n=1, **fields)`: a bar with the time left on a terminal, a line
+    now and then elsewhere."""
     if not _show():
-        yield lambda n=1, **fields: None
+        yield _LogLines(description, total) if _enabled and LOG_EVERY_S > 0 else (lambda n=1, **fields: None)
         return
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -122,6 +122,7 @@ class RunSummary:
     input: Metrics | None = None
     output: Metrics | None = None
     details: dict = field(default_factory=dict)
+    peak_memory: dict = field(default_factory=dict)  # resources.peak_memory() at the end of the run
 
     @property
     def removed(self) -> float:
@@ -155,7 +156,7 @@ class RunSummary:
         metrics = {name: Metrics.from_json(d[name]["label"], d[name]) if name in d else None
                    for name in ("input", "output")}
         return cls(d["verb"], d["gaussians_in"], d["gaussians_out"], d["sh_degree"], d["iterations"], d["wall_s"],
-                   details=d["details"], **metrics)
+                   details=d["details"], peak_memory=d.get("peak_memory", {}), **metrics)
 
     def write(self, model_dir: Path) -> None:
         merge_json(Path(model_dir) / RESULTS_NAME, self.verb, self.to_json())

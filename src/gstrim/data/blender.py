@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gstrim.camera import Camera, image_size
+from gstrim.camera import Camera, image_size, load_size
 from gstrim.errors import GstrimError
 
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flip camera y and z axes
@@ -52,9 +52,7 @@ def blender_cameras(root: Path, split: str, background, downscale: int | None,
             if missing_images == "skip":
                 continue
             raise GstrimError(f"image referenced by {path.name} is missing", image_path)
-        width, height = image_size(image_path)
-        if downscale:
-            width, height = round(width / downscale), round(height / downscale)
+        width, height = load_size(*image_size(image_path), downscale)
         focal = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
         K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
         cameras.append(Camera(

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gstrim.camera import Camera, Undistortion, image_size
+from gstrim.camera import MAX_AUTO_WIDTH, Camera, Undistortion, image_size, load_size
 from gstrim.data import colmap
 from gstrim.data.blender import blender_cameras
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.options import option
+from gstrim.progress import log
 
 BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 
@@ -26,7 +27,8 @@ BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 class DataOptions:
     """How a dataset is loaded (`load_dataset` keywords); None: the loader's default, or what a run recorded."""
     images: str | None = option(None, "COLMAP image folder name (default: images, or images_N with --downscale N)")
-    downscale: int | None = option(None, "divide the image resolution by N")
+    downscale: int | None = option(None, "divide the image resolution by N (default: photos wider than 1600 px "
+                                   "are scaled to 1600 px wide, as 3DGS does; 1 keeps the full size)")
     background: str | None = option(None, "colour behind RGBA images and renders (default: white for Blender, "
                                     "black for COLMAP)", choices=tuple(BACKGROUNDS))
     missing_images: str | None = option(None, "images named by the dataset but absent: stop (default) or leave "
@@ -118,12 +120,18 @@ def load_dataset(
         train = blender_cameras(root, "train", bg, downscale, missing_images)
         test = blender_cameras(root, "test", bg, downscale, missing_images) \
             if (root / "transforms_test.json").is_file() else []
-        return Dataset(root, "blender", train, test, None, None, bg)
-    sparse = colmap.find_sparse_dir(root)
-    if sparse is None:
-        raise GstrimError("not a dataset: no transforms_train.json and no COLMAP model (sparse/0)", root)
-    return _load_colmap(root, sparse, images, downscale, resolve_background(background, "black"),
-                        test_every, missing_images)
+        dataset = Dataset(root, "blender", train, test, None, None, bg)
+    else:
+        sparse = colmap.find_sparse_dir(root)
+        if sparse is None:
+            raise GstrimError("not a dataset: no transforms_train.json and no COLMAP model (sparse/0)", root)
+        dataset = _load_colmap(root, sparse, images, downscale, resolve_background(background, "black"),
+                               test_every, missing_images)
+    if downscale is None and any(c.width == MAX_AUTO_WIDTH and image_size(c.image_path)[0] > MAX_AUTO_WIDTH
+                                 for c in dataset.train + dataset.test):
+        log(f"{root}: photos wider than {MAX_AUTO_WIDTH} px are used {MAX_AUTO_WIDTH} px wide, as 3DGS does "
+            "(--downscale 1 keeps the full size)")
+    return dataset
 
 
 def _image_folder(root: Path, images: str | None, downscale: int | None,
@@ -187,9 +195,7 @@ def _load_colmap(root, sparse, images, downscale, background, test_every, missin
                 continue
             raise GstrimError(f"image {im.name!r} of the COLMAP model is missing", path)
         cam = model.cameras[im.camera_id]
-        width, height = image_size(path)
-        if resize:
-            width, height = round(width / resize), round(height / resize)
+        width, height = load_size(*image_size(path), resize or (1 if downscale else None))
         K, dist = _colmap_intrinsics(cam)
         # Scale intrinsics by the actual image size, not by the folder name.
         K[0] *= width / cam.width

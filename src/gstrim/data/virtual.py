@@ -341,12 +341,11 @@ class TeacherCamera(Camera):
         self.renders += 1
         return (image * 255 + 0.5).to(torch.uint8).cpu()
 
-    @property
-    def image(self) -> torch.Tensor:
+    def stored(self) -> torch.Tensor:
         stored = self._stored if self._stored is not None else self.render_target()
         if self._keep:
             self._stored = stored
-        return stored.float() / 255
+        return stored
 
 
 def _backgrounds(count: int, kind: str, seed: int) -> list[tuple]:
@@ -401,7 +400,7 @@ def virtual_dataset(teacher: GaussianScene, config: ViewConfig, source: Path, de
     views = [TeacherCamera(c, teacher, bg, keep) for c, bg in zip(cameras, backgrounds, strict=True)]
     if keep:
         for view in progress.track(views, "render targets"):
-            view.image  # noqa: B018 - renders and keeps the target
+            view.stored()  # renders and keeps the target
     test = [v for i, v in enumerate(views) if i % HOLD_OUT_EVERY == 0]
     train = [v for i, v in enumerate(views) if i % HOLD_OUT_EVERY != 0]
     background = None if config.target_background == "random" else BACKGROUNDS[config.target_background]

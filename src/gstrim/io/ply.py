@@ -85,7 +85,41 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
     return fmt, elements
 
 
-def _read_vertices(path: Path) -> tuple[str, np.ndarray]:
+# Rows read or written at a time (~62 MB of an SH3 scene): a file is streamed, so that reading or writing
+# a scene costs about its own size in memory rather than several copies of the file.
+CHUNK_ROWS = 1 << 18
+
+
+@dataclass
+class _Vertices:
+    """Where a PLY's vertex rows are and how to read them, in chunks of at most `CHUNK_ROWS`."""
+    path: Path
+    format: str
+    dtype: np.dtype
+    count: int
+    offset: int  # byte offset of the first row (binary)
+    ascii_rows: np.ndarray | None = None  # the whole table, for ASCII files
+
+    def chunks(self):
+        """(first row, structured array of the next rows) over the whole element."""
+        rows = CHUNK_ROWS
+        if self.ascii_rows is not None:
+            yield 0, self.ascii_rows
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            for start in range(0, self.count, rows):
+                want = min(rows, self.count - start)
+                data = f.read(self.dtype.itemsize * want)
+                if len(data) < self.dtype.itemsize * want:
+                    have = self.offset + self.dtype.itemsize * start + len(data)
+                    raise GstrimError(f"truncated PLY: {self.count} vertices need "
+                                      f"{self.offset + self.dtype.itemsize * self.count} bytes, file has {have}",
+                                      self.path)
+                yield start, np.frombuffer(data, dtype=self.dtype, count=want)
+
+
+def _vertices(path: Path) -> _Vertices:
     with open(path, "rb") as f:
         fmt, elements = _parse_header(f, path)
         names = [e.name for e in elements]
@@ -95,23 +129,20 @@ def _read_vertices(path: Path) -> tuple[str, np.ndarray]:
         if vertex.has_list:
             raise GstrimError("PLY 'vertex' element has list properties; not a Gaussian splat file", path)
         if _FORMATS[fmt] is None:
-            return fmt, _read_ascii_vertices(f, path, elements, vertex)
+            table = _read_ascii_vertices(f, path, elements, vertex)
+            return _Vertices(path, fmt, table.dtype, len(table), 0, table)
         endian = _FORMATS[fmt]
-        offset = 0
+        offset = f.tell()
         for e in elements[: names.index("vertex")]:
             if e.has_list:
                 raise GstrimError(f"PLY element '{e.name}' before 'vertex' has list properties", path)
             offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize
         dtype = np.dtype([(n, endian + t) for n, t in vertex.properties])
-        f.seek(offset, 1)
-        data = f.read(dtype.itemsize * vertex.count)
-    if len(data) < dtype.itemsize * vertex.count:
-        raise GstrimError(
-            f"truncated PLY: {vertex.count} vertices need {dtype.itemsize * vertex.count} bytes, "
-            f"file has {len(data)}",
-            path,
-        )
-    return fmt, np.frombuffer(data, dtype=dtype, count=vertex.count)
+    size = path.stat().st_size
+    if size < offset + dtype.itemsize * vertex.count:
+        raise GstrimError(f"truncated PLY: {vertex.count} vertices need {offset + dtype.itemsize * vertex.count} "
+                          f"bytes, file has {size}", path)
+    return _Vertices(path, fmt, dtype, vertex.count, offset)
 
 
 def element_names(path: Path) -> list[str]:
@@ -164,12 +195,12 @@ def _read_ascii_vertices(f, path: Path, elements: list[_Element], vertex: _Eleme
 
 
 def read_ply_scene(path: str | Path) -> PlyScene:
-    """Read a 3DGS `.ply` with details of its layout."""
+    """Read a 3DGS `.ply` with details of its layout, streaming its rows into the scene's arrays."""
     path = Path(path)
     if not path.is_file():
         raise GstrimError("no such file", path)
-    fmt, v = _read_vertices(path)
-    props = list(v.dtype.names)
+    vertices = _vertices(path)
+    props = list(vertices.dtype.names)
     missing = [p for p in REQUIRED if p not in props]
     if missing:
         raise GstrimError(
@@ -185,25 +216,23 @@ def read_ply_scene(path: str | Path) -> PlyScene:
         sh_degree_from_rest(k)
     except ValueError as exc:
         raise GstrimError(str(exc), path) from None
-    n = len(v)
-
-    def cols(names: list[str]) -> np.ndarray:
-        return np.stack([v[c] for c in names], axis=-1).astype(np.float32) if names else np.zeros((n, 0), np.float32)
-
-    f_rest = cols([f"f_rest_{i}" for i in range(3 * k)])
-    scene = GaussianScene.from_numpy(
-        means=cols(["x", "y", "z"]),
-        scales=cols(["scale_0", "scale_1", "scale_2"]),
-        quats=cols(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        opacities=v["opacity"].astype(np.float32),
-        sh0=cols(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :],
-        # channel-major on disk: [N, 3, K] -> [N, K, 3]
-        shN=f_rest.reshape(n, 3, k).transpose(0, 2, 1),
-    )
+    n = vertices.count
+    arrays = {"means": np.empty((n, 3), np.float32), "scales": np.empty((n, 3), np.float32),
+              "quats": np.empty((n, 4), np.float32), "opacities": np.empty(n, np.float32),
+              "sh0": np.empty((n, 1, 3), np.float32), "shN": np.empty((n, k, 3), np.float32)}
+    # (array, index within a row, property); f_rest is channel-major on disk: f_rest_{c * K + j} -> shN[j, c]
+    columns = [("means", (i,), name) for i, name in enumerate(("x", "y", "z"))]
+    columns += [("scales", (i,), f"scale_{i}") for i in range(3)] + [("quats", (i,), f"rot_{i}") for i in range(4)]
+    columns += [("opacities", (), "opacity")] + [("sh0", (0, c), f"f_dc_{c}") for c in range(3)]
+    columns += [("shN", (j, c), f"f_rest_{c * k + j}") for c in range(3) for j in range(k)]
+    for start, chunk in vertices.chunks():
+        rows = slice(start, start + len(chunk))
+        for name, index, prop in columns:
+            arrays[name][(rows, *index)] = chunk[prop]
     known = set(REQUIRED) | set(_KNOWN_OPTIONAL) | {f"f_rest_{i}" for i in rest}
     return PlyScene(
-        scene=scene,
-        format=fmt,
+        scene=GaussianScene.from_numpy(**arrays),
+        format=vertices.format,
         has_normals=all(c in props for c in _KNOWN_OPTIONAL),
         extra_properties=[p for p in props if p not in known],
     )
@@ -232,18 +261,28 @@ def ply_size(n: int, sh_degree: int, normals: bool = True) -> int:
     return len(_header(n, names)) + 4 * len(names) * n
 
 
+def _rows(p: dict, rows: slice, normals: bool) -> np.ndarray:
+    """The INRIA binary rows of the numpy parameters `p` (normals as zeros, as the reference code writes)."""
+    n, k = len(p["means"][rows]), p["shN"].shape[1]
+    columns = [p["means"][rows]] + ([np.zeros((n, 3), np.float32)] if normals else [])
+    columns += [p["sh0"][rows].reshape(n, 3), p["shN"][rows].transpose(0, 2, 1).reshape(n, 3 * k)]
+    columns += [p["opacities"][rows].reshape(n, 1), p["scales"][rows], p["quats"][rows]]
+    return np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
+
+
 def ply_bytes(scene: GaussianScene, normals: bool = True) -> bytes:
-    """The INRIA binary layout of a scene (normals written as zeros, as the reference code does)."""
+    """The INRIA binary layout of a scene, in memory (`write_ply` streams the same bytes to a file)."""
     p = scene.numpy()
-    n, k = len(scene), p["shN"].shape[1]
-    columns = [p["means"]] + ([np.zeros((n, 3), np.float32)] if normals else [])
-    columns += [p["sh0"].reshape(n, 3), p["shN"].transpose(0, 2, 1).reshape(n, 3 * k)]
-    columns += [p["opacities"].reshape(n, 1), p["scales"], p["quats"]]
-    body = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
-    return _header(n, _property_names(k, normals)) + body.tobytes()
+    return _header(len(scene), _property_names(p["shN"].shape[1], normals)) + \
+        _rows(p, slice(None), normals).tobytes()
 
 
 def write_ply(path: str | Path, scene: GaussianScene, normals: bool = True) -> None:
-    """Write a scene as an INRIA `.ply` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(ply_bytes(scene, normals=normals))
+    """Write a scene as an INRIA `.ply` atomically, `CHUNK_ROWS` rows at a time."""
+    p = scene.numpy()
+    k = p["shN"].shape[1]
+    with atomic_path(path, expected_bytes=ply_size(len(scene), sh_degree_from_rest(k), normals)) as tmp, \
+            open(tmp, "wb") as f:
+        f.write(_header(len(scene), _property_names(k, normals)))
+        for start in range(0, len(scene), CHUNK_ROWS):
+            f.write(_rows(p, slice(start, start + CHUNK_ROWS), normals).data)

@@ -36,6 +36,7 @@ from PIL import Image
 
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import atomic_path
+from gstrim.resources import check_free_space
 from gstrim.io.packing import (
     from_smallest_three,
     largest_first,
@@ -330,12 +331,20 @@ def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None
     except GstrimError as exc:
         raise GstrimError(exc.message, path) from None
     if is_folder_output(path):
+        check_free_space(path.parent, sum(map(len, files.values())), "the SOG folder")
         meta = files.pop("meta.json")
-        for name, data in files.items():
-            with atomic_path(path.parent / name) as tmp:
-                tmp.write_bytes(data)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(meta)
+        written = []
+        try:
+            for name, data in files.items():
+                with atomic_path(path.parent / name) as tmp:
+                    tmp.write_bytes(data)
+                written.append(path.parent / name)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(meta)
+        except BaseException:
+            for image in written:  # no images without their meta.json
+                image.unlink(missing_ok=True)
+            raise
         return
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         for name in ["meta.json"] + sorted(n for n in files if n != "meta.json"):

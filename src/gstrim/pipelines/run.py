@@ -25,6 +25,7 @@ from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
 from gstrim.errors import GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io.atomic import write_text_atomic
+from gstrim.io.formats import FORMATS
 from gstrim.io.model import (
     CONFIG_NAME,
     Model,
@@ -40,6 +41,7 @@ from gstrim.options import option
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.render.project import project
+from gstrim.resources import check_free_space, describe_peak, peak_memory
 from gstrim.scene import GaussianScene
 from gstrim.train import loop
 from gstrim.train.trainer import Trainer
@@ -384,6 +386,7 @@ class Run:
         scene = self.start_scene(opened, dataset)
         self.prepare(scene, dataset)
         if folder is None:
+            check_free_space(self.out, self.disk_needed(scene), f"the {self.verb} run")
             folder = opened.create_folder(self.out, self.verb, self.settings())
             folder.write_layout(dataset, scene.sh_degree)
             evaluated = control.evaluate and self.evaluates_input
@@ -398,9 +401,14 @@ class Run:
         summary = RunSummary(self.verb, gaussians_in, len(outcome.scene), scene.sh_degree, outcome.iterations,
                              outcome.wall_s, input=before.metrics() if before else None,
                              output=after.metrics() if after else None,
-                             details={**outcome.details, **self.summary_details(opened)})
+                             details={**outcome.details, **self.summary_details(opened)}, peak_memory=peak_memory())
         summary.write(folder.root)
+        progress.log(f"{self.verb}: {describe_peak(summary.peak_memory)}")
         return RunResult(folder.root, outcome.scene, before, after, summary, outcome.file)
+
+    def disk_needed(self, scene: GaussianScene) -> int:
+        """Bytes the run will write at most: a checkpoint (parameters and two Adam moments) and the output."""
+        return 4 * FORMATS["ply"].size(len(scene), scene.sh_degree)
 
     def summary_details(self, opened: OpenedInputs) -> dict:
         return opened.details()

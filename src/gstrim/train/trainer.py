@@ -88,10 +88,10 @@ class Trainer:
     def _target(self, camera: Camera) -> torch.Tensor:
         if self.device.type == "cpu":
             return camera.image
-        key = id(camera)
+        key = id(camera)  # kept on the device as stored (uint8 photos), decoded there on each use
         if key not in self._targets:
-            self._targets[key] = camera.image.to(self.device)
-        return self._targets[key]
+            self._targets[key] = camera.stored().to(self.device)
+        return camera.decode(self._targets[key])
 
     def _next_camera(self) -> Camera:
         position = self.step % len(self.cameras)

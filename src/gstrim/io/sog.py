@@ -36,7 +36,6 @@ from PIL import Image
 
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import atomic_path
-from gstrim.resources import check_free_space
 from gstrim.io.packing import (
     from_smallest_three,
     largest_first,
@@ -49,6 +48,7 @@ from gstrim.io.packing import (
 from gstrim.io.quantiser import Params, Quantiser, QuantiserContext
 from gstrim.kmeans import nearest, weighted_kmeans
 from gstrim.options import option
+from gstrim.resources import check_free_space
 from gstrim.scene import PARAM_NAMES, GaussianScene, num_sh_rest, sh_degree_from_rest
 
 VERSION = 2

@@ -3,6 +3,7 @@ k-means on data with known clusters."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_render import make_camera, make_scene
 
@@ -33,10 +34,12 @@ def test_rotation_and_scale_round_trip(rng):
                                (unit**2).sum(-1))
 
 
-def test_sensitivity_against_autograd_of_the_dense_reference(rng):
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_sensitivity_against_autograd_of_the_dense_reference(rng, chunk):
+    """In one piece and in chunks of 7 Gaussians (the projection's graph per chunk), the same gradients."""
     scene = make_scene(rng, 40)
     cameras = [make_camera(rng, 32, 24) for _ in range(3)]
-    ours = sensitivity(scene, cameras)
+    ours = sensitivity(scene, cameras, chunk=chunk)
 
     with torch.no_grad():
         norm2 = torch.exp(scene.scales).square().sum(-1)
@@ -77,3 +80,11 @@ def test_weighted_kmeans_finds_known_clusters(rng):
     one = weighted_kmeans(pair.repeat(50, 1), torch.tensor([9.0, 1.0]).repeat(50), 1, steps=200, batch=100,
                           generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(one, torch.tensor([[0.1, 0.0]]), atol=1e-3, rtol=0)
+
+
+def test_chunked_sensitivity_equals_one_piece(rng):
+    scene = make_scene(rng, 300)
+    cameras = [make_camera(rng, 40, 30) for _ in range(2)]
+    whole, parts = sensitivity(scene, cameras, chunk=10**6), sensitivity(scene, cameras, chunk=64)
+    torch.testing.assert_close(parts.color, whole.color, rtol=1e-6, atol=0)
+    torch.testing.assert_close(parts.shape, whole.shape, rtol=1e-6, atol=0)

@@ -254,3 +254,10 @@ def test_sog_not_a_zip(tmp_path):
     bad.write_bytes(b"hello")
     with pytest.raises(GstrimError, match="not a ZIP"):
         load_scene(bad)
+
+
+def test_spz_encoded_in_chunks_is_the_same_file(rng, monkeypatch):
+    scene = random_scene(rng, 300, sh_degree=3)
+    whole = spz.spz_bytes(spz.encode(scene))
+    monkeypatch.setattr(spz, "CHUNK_ROWS", 7)
+    assert spz.spz_bytes(spz.encode(scene)) == whole

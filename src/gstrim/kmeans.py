@@ -17,10 +17,14 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from gstrim import progress
+
 EMA_DECAY = 0.8
 SEED_SAMPLE = 4  # k-means++ seeds from a subsample of this many points per centroid (at least SEED_MIN)
 SEED_MIN = 8192
-_CHUNK_ELEMENTS = 2**25  # distance-matrix entries per chunk of the nearest-centroid search (128 MB float32)
+# Distance-matrix entries per chunk of the nearest-centroid search (16 MB float32): 1.5 s instead of 2.3 s
+# with 128 MB chunks for 32,768 x 25,024 in 45-D on 2 cores (fewer passes over memory out of cache).
+_CHUNK_ELEMENTS = 2**22
 
 
 def nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -48,7 +52,7 @@ def weighted_kmeans(x: torch.Tensor, importance: torch.Tensor, k: int, *, steps:
     if n <= k:
         return x.clone()
     centroids = _seed(x, weights, k, generator)
-    for _ in range(steps):
+    for _ in progress.track(range(steps), f"k-means ({k:,} centroids)"):
         pick = torch.randperm(n, generator=generator)[:batch].to(x.device)
         xb, wb = x[pick], weights[pick]
         assign = nearest(xb, centroids)

@@ -50,7 +50,7 @@ class _LogLines:
 
     def __init__(self, description: str, total: int | None):
         self.description, self.total = description, total
-        self.done = 0
+        self.done = self.last_done = 0
         self.start = self.last = time.monotonic()
 
     def __call__(self, n: int = 1, **fields) -> None:
@@ -58,12 +58,14 @@ class _LogLines:
         now = time.monotonic()
         if now - self.last < LOG_EVERY_S:
             return
-        self.last = now
+        # the time left at the pace of the last period: a trim's steps get faster as Gaussians go
+        pace = (now - self.last) / max(self.done - self.last_done, 1)
+        self.last, self.last_done = now, self.done
         spent = now - self.start
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
         left = ""
         if self.total and self.done:
-            left = f", about {duration(spent * (self.total - self.done) / self.done)} left"
+            left = f", about {duration(pace * (self.total - self.done))} left"
         status = "".join(f"  {k} {v}" for k, v in fields.items())
         log(f"{self.description}: {count} in {duration(spent)}{left}{status}")
 

@@ -28,33 +28,64 @@ class Sensitivity:
     shape: torch.Tensor  # [N]
 
 
-def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | None = None) -> Sensitivity:
-    """One render and backward per view (the CPU rasterizer's pixel stage, whatever device trains)."""
+# Gaussians per chunk of the projection and SH graph: autograd holds one chunk's intermediates, not the
+# scene's (a few GB at a million Gaussians), and every Gaussian's gradient is the same as in one piece.
+CHUNK = 1 << 18
+
+
+def _project_and_shade(means, ncov, norm2, sh0, shN, viewmat, K, camera: Camera, degree: int):
+    """(means2d, conics, radii, depths, colours) of some Gaussians in a view, differentiable w.r.t. ncov and SH."""
+    proj = project_covariance(means, symmetric(ncov) * norm2[:, None, None], viewmat, K, camera.width,
+                              camera.height)
+    campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    return proj.means2d, proj.conics, proj.radii, proj.depths, sh_to_rgb(degree, sh0, shN, means - campos)
+
+
+def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | None = None,
+                chunk: int | None = None) -> Sensitivity:
+    """One render and backward per view (the CPU rasterizer's pixel stage, whatever device trains): the pixel
+    stage's gradients w.r.t. conics and colours, then the chain to the covariance and SH `chunk` Gaussians
+    at a time."""
     scene = scene.to("cpu")
+    chunk = chunk or CHUNK
+    n = len(scene)
     degree = scene.sh_degree if sh_degree is None else sh_degree
     with torch.no_grad():
         ncov = normalized_covariance(scene.quats, scene.scales)
         norm2 = torch.exp(scene.scales).square().sum(-1)
         opacities = scene.activated_opacities()
-    sh0 = scene.sh0.detach().clone().requires_grad_(True)
-    shN = scene.shN.detach().clone().requires_grad_(True)
-    ncov = ncov.requires_grad_(True)
     dtype = scene.means.dtype
-    g_color = torch.zeros(len(scene), 1 + shN.shape[1], 3, dtype=dtype)
-    g_shape = torch.zeros(len(scene), 6, dtype=dtype)
+    g_color = torch.zeros(n, 1 + scene.shN.shape[1], 3, dtype=dtype)
+    g_shape = torch.zeros(n, 6, dtype=dtype)
     black = torch.zeros(3, dtype=dtype)
     pixels = 0
+    parts = [slice(start, start + chunk) for start in range(0, n, chunk)]
+
+    def inputs(rows: slice, grad: bool):
+        leaves = [t[rows].detach().requires_grad_(grad) for t in (ncov, scene.sh0, scene.shN)]
+        return leaves, (scene.means[rows], leaves[0], norm2[rows], leaves[1], leaves[2])
+
     for camera in progress.track(cameras, "sensitivity"):
         viewmat, K = camera.viewmat.to(dtype), camera.K.to(dtype)
-        proj = project_covariance(scene.means, symmetric(ncov) * norm2[:, None, None], viewmat, K, camera.width,
-                                  camera.height)
-        campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-        colors = sh_to_rgb(degree, sh0, shN, scene.means - campos)
-        image, _ = RasterizePixels.apply(proj.means2d, proj.conics, colors, opacities, proj.radii, proj.depths,
-                                         camera.width, camera.height, black)
-        g0, gN, gc = torch.autograd.grad(image.sum(), (sh0, shN, ncov), allow_unused=True)
-        for grad, target in ((g0, g_color[:, :1]), (gN, g_color[:, 1:]), (gc, g_shape)):
-            if grad is not None:  # None: nothing of it is drawn (unused SH bands, nothing in view)
-                target += grad.abs()
+        with torch.no_grad():
+            drawn = [_project_and_shade(*inputs(rows, False)[1], viewmat, K, camera, degree) for rows in parts]
+            means2d, conics, radii, depths, colors = (torch.cat(t) for t in zip(*drawn, strict=True)) if parts \
+                else _project_and_shade(*inputs(slice(None), False)[1], viewmat, K, camera, degree)
+        conics.requires_grad_(True)
+        colors.requires_grad_(True)
+        image, _ = RasterizePixels.apply(means2d, conics, colors, opacities, radii, depths, camera.width,
+                                         camera.height, black)
+        g_conics, g_colors = torch.autograd.grad(image.sum(), (conics, colors), allow_unused=True)
+        for rows in parts:
+            leaves, args = inputs(rows, True)
+            _, conics_c, _, _, colors_c = _project_and_shade(*args, viewmat, K, camera, degree)
+            outputs = [(conics_c, g_conics), (colors_c, g_colors)]
+            outputs = [(out, grad[rows]) for out, grad in outputs if grad is not None]
+            if not outputs:  # nothing of this view is drawn
+                continue
+            grads = torch.autograd.grad([o for o, _ in outputs], leaves, [g for _, g in outputs], allow_unused=True)
+            for grad, target in zip(grads, (g_shape[rows], g_color[rows, :1], g_color[rows, 1:]), strict=True):
+                if grad is not None:  # None: nothing of it is drawn (unused SH bands)
+                    target += grad.abs()
         pixels += camera.width * camera.height
     return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels)

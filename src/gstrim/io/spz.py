@@ -112,15 +112,22 @@ def fractional_bits_for(means: torch.Tensor) -> int:
     return bits
 
 
+CHUNK_ROWS = 1 << 18
+
+
 def _quantize_sh(sh: torch.Tensor, sh1_bits: int, sh_rest_bits: int) -> torch.Tensor:
     for bits in (sh1_bits, sh_rest_bits):
         if not 1 <= bits <= 8:
             raise GstrimError(f".spz SH bits must be within 1-8, got {bits}")
-    q = round_half_away(sh * 128) + 128
-    bucket = torch.full_like(q, 1 << (8 - sh_rest_bits))
-    bucket[:, :3] = 1 << (8 - sh1_bits)
-    q = torch.div(q + torch.div(bucket, 2, rounding_mode="trunc"), bucket, rounding_mode="trunc") * bucket
-    return q.clamp(0, 255).to(torch.int64)
+    bucket = torch.full(sh.shape[1:], 1 << (8 - sh_rest_bits), dtype=sh.dtype, device=sh.device)
+    bucket[:3] = 1 << (8 - sh1_bits)  # the degree-1 coefficients
+    half = torch.div(bucket, 2, rounding_mode="trunc")
+    out = torch.empty(sh.shape, dtype=torch.uint8, device=sh.device)
+    for start in range(0, len(sh), CHUNK_ROWS):  # float temporaries of a chunk, not of the scene
+        q = round_half_away(sh[start:start + CHUNK_ROWS] * 128) + 128
+        q = torch.div(q + half, bucket, rounding_mode="trunc") * bucket
+        out[start:start + CHUNK_ROWS] = q.clamp_(0, 255)
+    return out
 
 
 def _pack_rotations(quats_wxyz: torch.Tensor) -> torch.Tensor:

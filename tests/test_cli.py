@@ -171,8 +171,18 @@ def test_convert_onto_a_full_disk(tmp_path, capsys, rng, monkeypatch, suffix):
         return real_replace(src, dst)
 
     monkeypatch.setattr(atomic.os, "replace", full)
-    monkeypatch.setattr(resources, "free_bytes", lambda path: 0)
+    monkeypatch.setattr(resources, "free_bytes", lambda path: 1 << 40)  # ENOSPC alone says the disk filled
     (tmp_path / "out").mkdir()
     code, _, err = run(capsys, "convert", tmp_path / "in.ply", tmp_path / "out" / f"scene{suffix}")
     assert_one_line_error(code, err, f"scene{suffix}", "no space left on the device")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_convert_refuses_a_file_the_disk_cannot_hold(tmp_path, capsys, rng, monkeypatch):
+    import gstrim.resources as resources
+
+    save_scene(tmp_path / "in.ply", random_scene(rng, 300))
+    monkeypatch.setattr(resources, "free_bytes", lambda path: 1000)
+    code, _, err = run(capsys, "convert", tmp_path / "in.ply", tmp_path / "out" / "scene.ply")
+    assert_one_line_error(code, err, "not enough disk space for a ply file", "0.001 MB free")
+    assert not (tmp_path / "out" / "scene.ply").exists()

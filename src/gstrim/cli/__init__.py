@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gstrim.resources import return_freed_memory
     from gstrim.threads import set_threads
+
+    return_freed_memory()
 
     args = build_parser().parse_args(argv)
     if args.quiet:

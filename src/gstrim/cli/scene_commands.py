@@ -52,7 +52,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from gstrim.io.formats import format_of, load_scene, save_scene
+    from gstrim.io.formats import format_of, load_scene, save_scene, written_size
 
     scene = load_scene(args.input, nonfinite=args.nonfinite)
     out = format_of(args.output)
@@ -60,7 +60,7 @@ def cmd_convert(args) -> int:
         progress.log(f"note: {out.name} stores SH up to degree {out.max_sh_degree}; dropping the higher bands "
                      f"of degree {scene.sh_degree}")
     save_scene(args.output, scene)
-    print(f"wrote {args.output} ({len(scene):,} Gaussians, {Path(args.output).stat().st_size / 1e6:.3f} MB)")
+    print(f"wrote {args.output} ({len(scene):,} Gaussians, {written_size(args.output) / 1e6:.3f} MB)")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from gstrim.errors import GstrimError
 from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz
 from gstrim.io.quantiser import Quantiser, QuantiserContext, RoundTrip
+from gstrim.resources import check_free_space
 from gstrim.scene import GaussianScene
 
 
@@ -89,8 +90,13 @@ def written_size(path: str | Path) -> int:
 
 
 def save_scene(path: str | Path, scene: GaussianScene) -> None:
-    """Save a scene atomically in the format its file name names."""
-    format_of(path).save(Path(path), scene)
+    """Save a scene atomically in the format its file name names, after checking that the disk holds it
+    where the format's size is known beforehand."""
+    fmt = format_of(path)
+    if fmt.size is not None:
+        check_free_space(Path(path).parent, fmt.size(len(scene), min(scene.sh_degree, fmt.max_sh_degree)),
+                         f"a {fmt.name} file")
+    fmt.save(Path(path), scene)
 
 
 def _load_ply(path: Path, nonfinite: str) -> GaussianScene:

@@ -306,3 +306,13 @@ def test_not_enough_space_is_refused_before_writing(tmp_path, rng, monkeypatch):
     _fill_disk(monkeypatch, 1_000_000)
     with pytest.raises(GstrimError, match=r"not enough disk space for the run: needs about 5\.0 MB, 1\.0 MB free"):
         check_free_space(tmp_path, 5_000_000, "the run")
+
+
+def test_nonfinite_rows_found_in_chunks(rng, monkeypatch):
+    import gstrim.scene as scene_module
+
+    scene = random_scene(rng, 60, sh_degree=2)
+    scene.shN[50, 4, 1] = float("nan")
+    scene.scales[3, 0] = float("inf")
+    monkeypatch.setattr(scene_module, "CHECK_ROWS", 7)
+    assert torch.nonzero(scene.nonfinite_mask()).flatten().tolist() == [3, 50]

@@ -35,6 +35,7 @@ def test_target_count_is_exact(baseline, tmp_path):
     assert {"input", "ours_18", "trim"} <= set(results)
     assert results["trim"]["gaussians_out"] == n_in // 4 and results["trim"]["ratio"] > 3.5
     assert results["input"]["gaussians"] == n_in
+    assert results["trim"]["peak_memory"]["rss_mb"] > 100  # this process's peak, at the end of the run
 
 
 @pytest.mark.parametrize("variant", [

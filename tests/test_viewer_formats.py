@@ -261,3 +261,10 @@ def test_spz_encoded_in_chunks_is_the_same_file(rng, monkeypatch):
     whole = spz.spz_bytes(spz.encode(scene))
     monkeypatch.setattr(spz, "CHUNK_ROWS", 7)
     assert spz.spz_bytes(spz.encode(scene)) == whole
+
+
+def test_compressed_ply_encoded_in_chunks_is_the_same_file(rng, monkeypatch):
+    scene = random_scene(rng, 700, sh_degree=3)
+    whole = compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene))
+    monkeypatch.setattr(compressed_ply, "CHUNK_ROWS", 37)
+    assert compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene)) == whole

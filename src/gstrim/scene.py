@@ -45,6 +45,9 @@ def sh0_to_rgb(sh0):
     return sh0 * SH_C0 + 0.5
 
 
+CHECK_ROWS = 1 << 18
+
+
 @dataclass
 class GaussianScene:
     means: torch.Tensor
@@ -128,11 +131,13 @@ class GaussianScene:
 
     def nonfinite_mask(self) -> torch.Tensor:
         """True for each Gaussian with a NaN or infinite parameter."""
-        bad = torch.zeros(len(self), dtype=torch.bool)
+        bad = torch.zeros(len(self), dtype=torch.bool, device=self.means.device)
         if len(self) == 0:  # nothing to check (and no shape to infer)
             return bad
-        for v in self.params().values():
-            bad |= ~torch.isfinite(v.reshape(len(self), -1)).all(dim=1)
+        for start in range(0, len(self), CHECK_ROWS):  # isfinite's temporaries of a chunk, not of the scene
+            rows = slice(start, start + CHECK_ROWS)
+            for v in self.params().values():
+                bad[rows] |= ~torch.isfinite(v[rows].reshape(len(bad[rows]), -1)).all(dim=1)
         return bad
 
     def check_finite(self, source: str, policy: str = "error") -> GaussianScene:

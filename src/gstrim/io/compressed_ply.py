@@ -82,6 +82,9 @@ def _normalize(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     return torch.where(x <= lo, 0.0, torch.where(x >= hi, 1.0, t))
 
 
+CHUNK_ROWS = 1 << 18
+
+
 def _pack_111011(t: torch.Tensor) -> torch.Tensor:
     return _unorm(t[:, 0], 11) << 21 | _unorm(t[:, 1], 10) << 11 | _unorm(t[:, 2], 11)
 
@@ -95,7 +98,7 @@ def encode(scene: GaussianScene) -> CompressedPlyCodes:
         p = {k: v.detach().cpu() for k, v in scene.params().items()}
         n = len(scene)
         order = torch.from_numpy(morton_order(p["means"].numpy()))
-        p = {k: v[order] for k, v in p.items()}
+        p = {k: v if k == "shN" else v[order] for k, v in p.items()}  # SH reordered chunk by chunk below
         chunk_of = torch.arange(n) // CHUNK
         means, scales = p["means"].double(), p["scales"].double()
         color = p["sh0"][:, 0].double() * SH_C0 + 0.5
@@ -113,8 +116,11 @@ def encode(scene: GaussianScene) -> CompressedPlyCodes:
                   | _unorm(alpha, 8))
         packed = torch.stack([_pack_111011(fit(means, ranges[0])), rotation,
                               _pack_111011(fit(scales, ranges[1])), colour], dim=1)
-        rest = p["shN"].double().permute(0, 2, 1).reshape(n, 3 * p["shN"].shape[1])  # channel-major (f_rest)
-        sh = torch.trunc((rest / 8 + 0.5) * 256).clamp(0, 255).to(torch.int64)
+        sh = torch.empty(n, 3 * p["shN"].shape[1], dtype=torch.uint8)
+        for start in range(0, n, CHUNK_ROWS):  # float64 temporaries of a chunk, not of the scene
+            rows = slice(start, start + CHUNK_ROWS)
+            rest = p["shN"][order[rows]].double().permute(0, 2, 1).reshape(len(sh[rows]), -1)  # channel-major
+            sh[rows] = torch.trunc((rest / 8 + 0.5) * 256).clamp_(0, 255)
         chunks = torch.cat([ranges[0][0], ranges[0][1], ranges[1][0], ranges[1][1], ranges[2][0], ranges[2][1]], 1)
         return CompressedPlyCodes(order=order, chunks=chunks, packed=packed, sh=sh)
 

@@ -263,7 +263,7 @@ def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator
     p = {k: v.detach().cpu() for k, v in scene.params().items()}
     order = torch.from_numpy(morton_order(p["means"].numpy()))
     labels = books.labels.cpu()[order] if len(books.labels) else books.labels
-    p = {k: v[order] for k, v in p.items()}
+    p = {k: v[order] for k, v in p.items() if k != "shN"}  # the SH are the palette's, by label
     lo, hi = _means_range(p["means"])
     m = _means_codes(p["means"], lo, hi).numpy()
     q = _quat_codes(p["quats"]).numpy()
@@ -282,7 +282,7 @@ def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator
             "scales": {"codebook": books.scales.float().tolist(), "files": _FILES["scales"]},
             "quats": {"files": _FILES["quats"]},
             "sh0": {"codebook": books.sh0.float().tolist(), "files": _FILES["sh0"]}}
-    k = p["shN"].shape[1]
+    k = scene.shN.shape[1]
     if k and n:
         palette = books.palette.detach().cpu().reshape(len(books.palette), 3 * k)
         entries = nearest_entry(palette, books.sh.cpu()).reshape(-1, k, 3).numpy()  # [P, K, rgb]

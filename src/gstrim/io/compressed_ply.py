@@ -171,10 +171,16 @@ def _header(n: int, chunks: int, rest: int) -> bytes:
     return ("\n".join(lines + ["end_header"]) + "\n").encode("ascii")
 
 
-def compressed_ply_bytes(codes: CompressedPlyCodes) -> bytes:
+def compressed_ply_parts(codes: CompressedPlyCodes) -> list:
+    """The file's bytes in pieces (header, chunks, vertices, SH), to be written one after the other."""
     n, rest = len(codes.packed), codes.sh.shape[1]
-    body = codes.chunks.numpy().astype("<f4").tobytes() + codes.packed.numpy().astype("<u4").tobytes()
-    return _header(n, len(codes.chunks), rest) + body + codes.sh.numpy().astype(np.uint8).tobytes()
+    arrays = [codes.chunks.numpy().astype("<f4"), codes.packed.numpy().astype("<u4"),
+              np.ascontiguousarray(codes.sh.numpy(), dtype=np.uint8)]
+    return [_header(n, len(codes.chunks), rest)] + [a.reshape(-1).view(np.uint8).data for a in arrays]
+
+
+def compressed_ply_bytes(codes: CompressedPlyCodes) -> bytes:
+    return b"".join(compressed_ply_parts(codes))
 
 
 def compressed_ply_size(n: int, sh_degree: int) -> int:
@@ -235,6 +241,7 @@ def read_compressed_ply(path: str | Path, nonfinite: str = "error") -> GaussianS
 
 
 def write_compressed_ply(path: str | Path, scene: GaussianScene) -> None:
-    data = compressed_ply_bytes(encode(scene))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    parts = compressed_ply_parts(encode(scene))
+    with atomic_path(path, expected_bytes=sum(len(part) for part in parts)) as tmp, open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part)

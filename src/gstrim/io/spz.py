@@ -206,7 +206,7 @@ def _streams(codes: SpzCodes) -> list[bytes]:
             codes.colors.cpu().numpy().astype(np.uint8).tobytes(),
             codes.scales.cpu().numpy().astype(np.uint8).tobytes(), rot_bytes]
     if codes.sh.shape[1]:
-        out.append(codes.sh.cpu().numpy().astype(np.uint8).tobytes())
+        out.append(np.ascontiguousarray(codes.sh.cpu().numpy(), dtype=np.uint8).reshape(-1).data)  # not copied
     return out
 
 
@@ -218,7 +218,9 @@ def spz_bytes(codes: SpzCodes, version: int = 3) -> bytes:
     streams = _streams(codes)
     if version == 3:
         header = _LEGACY_HEADER.pack(MAGIC, 3, n, degree, codes.fractional_bits, flags, 0)
-        return gzip.compress(header + b"".join(streams), compresslevel=9, mtime=0)
+        # gzip.compress(header + streams, 9, mtime=0) without joining the streams first: the same bytes
+        deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return b"".join([deflate.compress(header), *(deflate.compress(s) for s in streams), deflate.flush()])
     compressor = zstandard.ZstdCompressor(level=19)
     packed = [compressor.compress(s) for s in streams]
     toc = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(packed, streams, strict=True))

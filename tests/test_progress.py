@@ -26,3 +26,16 @@ def test_no_lines_when_quiet_or_turned_off(monkeypatch):
     with progress.task("x", 3) as advance:
         advance()  # a no-op
     assert progress.duration(3725) == "1h02m" and progress.duration(65) == "1m05s" and progress.duration(4) == "4s"
+
+
+def test_no_estimate_from_a_period_of_too_few_steps(monkeypatch):
+    clock = iter([0.0, 60.0, 120.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 5.0)
+    monkeypatch.setattr(progress, "_enabled", True)
+    lines = []
+    monkeypatch.setattr(progress, "log", lines.append)
+    with progress.task("trim", 3000) as advance:
+        advance(3)  # a minute spent scoring, 3 steps: under 1 % of the task, no estimate
+        advance(97)  # 97 in the next minute: the pace of that minute
+    assert lines == ["trim: 3/3000 in 1m00s", "trim: 100/3000 in 2m00s, about 29m54s left"]

@@ -58,13 +58,16 @@ class _LogLines:
         now = time.monotonic()
         if now - self.last < LOG_EVERY_S:
             return
-        # the time left at the pace of the last period: a trim's steps get faster as Gaussians go
-        pace = (now - self.last) / max(self.done - self.last_done, 1)
+        # The time left at the pace of the last period (a trim's steps get faster as Gaussians go), or of the
+        # whole task when the period saw too few steps to tell (a scoring pass between two of them); none yet
+        # when neither did.
+        enough = max(1, (self.total or 0) // 100)
+        steps, spent = self.done - self.last_done, now - self.start
+        pace = (now - self.last) / steps if steps >= enough else spent / self.done if self.done >= enough else None
         self.last, self.last_done = now, self.done
-        spent = now - self.start
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
         left = ""
-        if self.total and self.done:
+        if self.total and pace is not None:
             left = f", about {duration(pace * (self.total - self.done))} left"
         status = "".join(f"  {k} {v}" for k, v in fields.items())
         log(f"{self.description}: {count} in {duration(spent)}{left}{status}")

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from gstrim.io import load_scene, save_scene
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.model import load_model
 from gstrim.render.project import quat_to_rotmat
+from gstrim.resources import peak_memory
 from gstrim.scene import GaussianScene
 
 # Children are sampled from the parent's own Gaussian as 3DGS densification samples them, at half its spread,
@@ -106,7 +106,7 @@ def run_case(argv: list[str]) -> None:
     code = main([str(a) for a in argv])
     wall = time.perf_counter() - start
     print(json.dumps({"rc": code, "wall_s": round(wall, 1),
-                      "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1)}))
+                      **peak_memory()}))
 
 
 def quality(out: Path, verb: str) -> dict:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import assert_scenes_equal, random_scene, shared
 
+import gstrim.scene as scene_module
 from gstrim import GstrimError
 from gstrim.io import load_scene, read_ply_scene, save_scene
 from gstrim.io.ply import ply_bytes
@@ -249,10 +250,8 @@ def test_a_new_format_is_one_registration(tmp_path, rng, capsys):
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1 << 18])
 def test_streamed_ply_round_trip(tmp_path, rng, monkeypatch, chunk_rows):
     """Reading and writing in chunks of rows gives the bytes and the scene of the one-piece layout."""
-    import gstrim.io.ply as ply
-
     scene = random_scene(rng, 50, sh_degree=3)
-    monkeypatch.setattr(ply, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(scene_module, "CHUNK_ROWS", chunk_rows)
     save_scene(tmp_path / "s.ply", scene)
     assert (tmp_path / "s.ply").read_bytes() == ply_bytes(scene)
     assert_scenes_equal(load_scene(tmp_path / "s.ply"), scene)
@@ -309,10 +308,8 @@ def test_not_enough_space_is_refused_before_writing(tmp_path, rng, monkeypatch):
 
 
 def test_nonfinite_rows_found_in_chunks(rng, monkeypatch):
-    import gstrim.scene as scene_module
-
     scene = random_scene(rng, 60, sh_degree=2)
     scene.shN[50, 4, 1] = float("nan")
     scene.scales[3, 0] = float("inf")
-    monkeypatch.setattr(scene_module, "CHECK_ROWS", 7)
+    monkeypatch.setattr(scene_module, "CHUNK_ROWS", 7)
     assert torch.nonzero(scene.nonfinite_mask()).flatten().tolist() == [3, 50]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import random_scene
 
+import gstrim.scene as scene_module
 from gstrim.errors import GstrimError
 from gstrim.io import compressed_ply, sog, spz
 from gstrim.io.formats import format_of, load_scene, save_scene
@@ -259,12 +260,12 @@ def test_sog_not_a_zip(tmp_path):
 def test_spz_encoded_in_chunks_is_the_same_file(rng, monkeypatch):
     scene = random_scene(rng, 300, sh_degree=3)
     whole = spz.spz_bytes(spz.encode(scene))
-    monkeypatch.setattr(spz, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(scene_module, "CHUNK_ROWS", 7)
     assert spz.spz_bytes(spz.encode(scene)) == whole
 
 
 def test_compressed_ply_encoded_in_chunks_is_the_same_file(rng, monkeypatch):
     scene = random_scene(rng, 700, sh_degree=3)
     whole = compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene))
-    monkeypatch.setattr(compressed_ply, "CHUNK_ROWS", 37)
+    monkeypatch.setattr(scene_module, "CHUNK_ROWS", 37)
     assert compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene)) == whole

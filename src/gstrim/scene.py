@@ -45,7 +45,15 @@ def sh0_to_rgb(sh0):
     return sh0 * SH_C0 + 0.5
 
 
-CHECK_ROWS = 1 << 18
+# Gaussians per chunk where a pass over the whole scene would hold copies of it (temporaries, codes, file
+# rows): about 62 MB of an SH3 scene's float32 parameters.
+CHUNK_ROWS = 1 << 18
+
+
+def row_chunks(n: int, size: int | None = None) -> list[slice]:
+    """Consecutive slices of at most `size` (default CHUNK_ROWS) rows covering n rows."""
+    size = size or CHUNK_ROWS
+    return [slice(start, start + size) for start in range(0, n, size)]
 
 
 @dataclass
@@ -134,8 +142,7 @@ class GaussianScene:
         bad = torch.zeros(len(self), dtype=torch.bool, device=self.means.device)
         if len(self) == 0:  # nothing to check (and no shape to infer)
             return bad
-        for start in range(0, len(self), CHECK_ROWS):  # isfinite's temporaries of a chunk, not of the scene
-            rows = slice(start, start + CHECK_ROWS)
+        for rows in row_chunks(len(self)):  # isfinite's temporaries of a chunk, not of the scene
             for v in self.params().values():
                 bad[rows] |= ~torch.isfinite(v[rows].reshape(len(bad[rows]), -1)).all(dim=1)
         return bad

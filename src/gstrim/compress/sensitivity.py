@@ -19,18 +19,13 @@ from gstrim.compress.covariance import normalized_covariance, symmetric
 from gstrim.render.cpu import RasterizePixels
 from gstrim.render.project import project_covariance
 from gstrim.render.sh import sh_to_rgb
-from gstrim.scene import GaussianScene
+from gstrim.scene import GaussianScene, row_chunks
 
 
 @dataclass
 class Sensitivity:
     color: torch.Tensor  # [N]
     shape: torch.Tensor  # [N]
-
-
-# Gaussians per chunk of the projection and SH graph: autograd holds one chunk's intermediates, not the
-# scene's (a few GB at a million Gaussians), and every Gaussian's gradient is the same as in one piece.
-CHUNK = 1 << 18
 
 
 def _project_and_shade(means, ncov, norm2, sh0, shN, viewmat, K, camera: Camera, degree: int):
@@ -45,9 +40,9 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
                 chunk: int | None = None) -> Sensitivity:
     """One render and backward per view (the CPU rasterizer's pixel stage, whatever device trains): the pixel
     stage's gradients w.r.t. conics and colours, then the chain to the covariance and SH `chunk` Gaussians
-    at a time."""
+    at a time (default `scene.CHUNK_ROWS`): autograd holds one chunk's intermediates, not the scene's (a few
+    GB at a million Gaussians), and every Gaussian's gradient is the same as in one piece."""
     scene = scene.to("cpu")
-    chunk = chunk or CHUNK
     n = len(scene)
     degree = scene.sh_degree if sh_degree is None else sh_degree
     with torch.no_grad():
@@ -59,7 +54,7 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
     g_shape = torch.zeros(n, 6, dtype=dtype)
     black = torch.zeros(3, dtype=dtype)
     pixels = 0
-    parts = [slice(start, start + chunk) for start in range(0, n, chunk)]
+    parts = row_chunks(max(n, 1), chunk)  # one empty part for an empty scene
 
     def inputs(rows: slice, grad: bool):
         leaves = [t[rows].detach().requires_grad_(grad) for t in (ncov, scene.sh0, scene.shN)]
@@ -69,8 +64,7 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
         viewmat, K = camera.viewmat.to(dtype), camera.K.to(dtype)
         with torch.no_grad():
             drawn = [_project_and_shade(*inputs(rows, False)[1], viewmat, K, camera, degree) for rows in parts]
-            means2d, conics, radii, depths, colors = (torch.cat(t) for t in zip(*drawn, strict=True)) if parts \
-                else _project_and_shade(*inputs(slice(None), False)[1], viewmat, K, camera, degree)
+            means2d, conics, radii, depths, colors = (torch.cat(t) for t in zip(*drawn, strict=True))
         conics.requires_grad_(True)
         colors.requires_grad_(True)
         image, _ = RasterizePixels.apply(means2d, conics, colors, opacities, radii, depths, camera.width,

@@ -34,7 +34,7 @@ from gstrim.io.packing import (
     to_uint,
     unit_quats,
 )
-from gstrim.scene import SH_C0, GaussianScene, num_sh_rest, sh_degree_from_rest
+from gstrim.scene import SH_C0, GaussianScene, num_sh_rest, row_chunks, sh_degree_from_rest
 
 CHUNK = 256
 CHUNK_PROPERTIES = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
@@ -82,9 +82,6 @@ def _normalize(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     return torch.where(x <= lo, 0.0, torch.where(x >= hi, 1.0, t))
 
 
-CHUNK_ROWS = 1 << 18
-
-
 def _pack_111011(t: torch.Tensor) -> torch.Tensor:
     return _unorm(t[:, 0], 11) << 21 | _unorm(t[:, 1], 10) << 11 | _unorm(t[:, 2], 11)
 
@@ -117,8 +114,7 @@ def encode(scene: GaussianScene) -> CompressedPlyCodes:
         packed = torch.stack([_pack_111011(fit(means, ranges[0])), rotation,
                               _pack_111011(fit(scales, ranges[1])), colour], dim=1)
         sh = torch.empty(n, 3 * p["shN"].shape[1], dtype=torch.uint8)
-        for start in range(0, n, CHUNK_ROWS):  # float64 temporaries of a chunk, not of the scene
-            rows = slice(start, start + CHUNK_ROWS)
+        for rows in row_chunks(n):  # float64 temporaries of a chunk, not of the scene
             rest = p["shN"][order[rows]].double().permute(0, 2, 1).reshape(len(sh[rows]), -1)  # channel-major
             sh[rows] = torch.trunc((rest / 8 + 0.5) * 256).clamp_(0, 255)
         chunks = torch.cat([ranges[0][0], ranges[0][1], ranges[1][0], ranges[1][1], ranges[2][0], ranges[2][1]], 1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
-from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
+from gstrim.scene import GaussianScene, num_sh_rest, row_chunks, sh_degree_from_rest
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -85,14 +85,10 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
     return fmt, elements
 
 
-# Rows read or written at a time (~62 MB of an SH3 scene): a file is streamed, so that reading or writing
-# a scene costs about its own size in memory rather than several copies of the file.
-CHUNK_ROWS = 1 << 18
-
-
 @dataclass
 class _Vertices:
-    """Where a PLY's vertex rows are and how to read them, in chunks of at most `CHUNK_ROWS`."""
+    """Where a PLY's vertex rows are and how to read them in chunks (`scene.row_chunks`): a file is streamed,
+    so that reading it costs about the scene's own size in memory rather than several copies of the file."""
     path: Path
     format: str
     dtype: np.dtype
@@ -101,22 +97,15 @@ class _Vertices:
     ascii_rows: np.ndarray | None = None  # the whole table, for ASCII files
 
     def chunks(self):
-        """(first row, structured array of the next rows) over the whole element."""
-        rows = CHUNK_ROWS
+        """(rows, structured array of those rows) over the whole element (`_vertices` checked the file's size)."""
         if self.ascii_rows is not None:
-            yield 0, self.ascii_rows
+            yield slice(0, self.count), self.ascii_rows
             return
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            for start in range(0, self.count, rows):
-                want = min(rows, self.count - start)
-                data = f.read(self.dtype.itemsize * want)
-                if len(data) < self.dtype.itemsize * want:
-                    have = self.offset + self.dtype.itemsize * start + len(data)
-                    raise GstrimError(f"truncated PLY: {self.count} vertices need "
-                                      f"{self.offset + self.dtype.itemsize * self.count} bytes, file has {have}",
-                                      self.path)
-                yield start, np.frombuffer(data, dtype=self.dtype, count=want)
+            for rows in row_chunks(self.count):
+                want = len(range(self.count)[rows])
+                yield rows, np.frombuffer(f.read(self.dtype.itemsize * want), dtype=self.dtype, count=want)
 
 
 def _vertices(path: Path) -> _Vertices:
@@ -225,8 +214,7 @@ def read_ply_scene(path: str | Path) -> PlyScene:
     columns += [("scales", (i,), f"scale_{i}") for i in range(3)] + [("quats", (i,), f"rot_{i}") for i in range(4)]
     columns += [("opacities", (), "opacity")] + [("sh0", (0, c), f"f_dc_{c}") for c in range(3)]
     columns += [("shN", (j, c), f"f_rest_{c * k + j}") for c in range(3) for j in range(k)]
-    for start, chunk in vertices.chunks():
-        rows = slice(start, start + len(chunk))
+    for rows, chunk in vertices.chunks():
         for name, index, prop in columns:
             arrays[name][(rows, *index)] = chunk[prop]
     known = set(REQUIRED) | set(_KNOWN_OPTIONAL) | {f"f_rest_{i}" for i in rest}
@@ -278,11 +266,11 @@ def ply_bytes(scene: GaussianScene, normals: bool = True) -> bytes:
 
 
 def write_ply(path: str | Path, scene: GaussianScene, normals: bool = True) -> None:
-    """Write a scene as an INRIA `.ply` atomically, `CHUNK_ROWS` rows at a time."""
+    """Write a scene as an INRIA `.ply` atomically, a chunk of rows at a time."""
     p = scene.numpy()
     k = p["shN"].shape[1]
     with atomic_path(path, expected_bytes=ply_size(len(scene), sh_degree_from_rest(k), normals)) as tmp, \
             open(tmp, "wb") as f:
         f.write(_header(len(scene), _property_names(k, normals)))
-        for start in range(0, len(scene), CHUNK_ROWS):
-            f.write(_rows(p, slice(start, start + CHUNK_ROWS), normals).data)
+        for rows in row_chunks(len(scene)):
+            f.write(_rows(p, rows, normals).data)

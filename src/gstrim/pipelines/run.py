@@ -41,7 +41,7 @@ from gstrim.options import option
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.render.project import project
-from gstrim.resources import check_free_space, describe_peak, peak_memory
+from gstrim.resources import check_free_space, describe_peak, peak_memory, where
 from gstrim.scene import GaussianScene
 from gstrim.train import loop
 from gstrim.train.trainer import Trainer
@@ -401,7 +401,8 @@ class Run:
         summary = RunSummary(self.verb, gaussians_in, len(outcome.scene), scene.sh_degree, outcome.iterations,
                              outcome.wall_s, input=before.metrics() if before else None,
                              output=after.metrics() if after else None,
-                             details={**outcome.details, **self.summary_details(opened)}, peak_memory=peak_memory())
+                             details={**outcome.details, **self.summary_details(opened)}, peak_memory=peak_memory(),
+                             host=where())
         summary.write(folder.root)
         progress.log(f"{self.verb}: {describe_peak(summary.peak_memory)}")
         return RunResult(folder.root, outcome.scene, before, after, summary, outcome.file)

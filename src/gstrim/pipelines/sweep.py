@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 import typing
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from gstrim import progress
@@ -25,7 +25,7 @@ from gstrim.compress.stages import CompressConfig
 from gstrim.data import Dataset, load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io import load_scene
-from gstrim.io.atomic import write_text_atomic
+from gstrim.io.atomic import holds_other_files, write_text_atomic
 from gstrim.io.formats import FORMATS, viewer_formats
 from gstrim.io.model import CONFIG_NAME, Model, load_model, read_config, relative_to_folder, resolve_recorded
 from gstrim.metrics.fps import measure_fps
@@ -33,7 +33,9 @@ from gstrim.options import option
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.claims import holding, try_claim
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
+from gstrim.pipelines.executors import ExecutorConfig, drive, make_executor
 from gstrim.pipelines.export import ExportConfig, export_model, run_dir_of
+from gstrim.pipelines.jobs import Job, Report
 from gstrim.pipelines.run import Inputs, RunControl, RunFolder, model_dataset
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.scores import SCORES
@@ -185,36 +187,93 @@ class SweepResult:
     rows: list[Row]
 
 
-POLL_S = 10.0  # how often a worker looks again for runs that other workers hold
+@dataclass
+class SweepSpec:
+    """A sweep folder and all its runs need, picklable, paths absolute: a worker on any node that sees the
+    folder rebuilds the `Sweep` from it."""
+    root: Path
+    inputs: Inputs  # the scene (with its iteration and non-finite rule) and its dataset, resolved
+    source: Path  # the model's own source (the compressed input's input)
+    config: SweepConfig
+    configs: SweepRunConfigs
+    control: RunControl
+
+
+@dataclass
+class SweepStep:
+    """One job of a sweep (its input's evaluation, or one planned run), as an executor runs it anywhere."""
+    spec: SweepSpec
+    name: str
+
+    def __call__(self) -> str:
+        return Sweep(self.spec).step(self.name)
+
+
+INPUT = "input"  # the job that evaluates the input, which every run compares against
 
 
 class Sweep:
-    """One sweep folder: its planned runs, each claimed, executed (or resumed) and collected into one table."""
+    """One sweep folder: its planned runs, each a job (claimed, executed or resumed wherever an executor puts
+    it), collected into one table with the render speed of every row measured side by side."""
 
-    def __init__(self, root: Path, model: Model, model_path: Path, data: str | Path, data_options: dict,
-                 config: SweepConfig, configs: SweepRunConfigs, control: RunControl):
-        self.root, self.model, self.model_path = root, model, model_path
-        self.data, self.data_options = data, data_options
-        self.config, self.configs, self.control = config, configs, control
-        self.dataset: Dataset = load_dataset(data, **data_options)
-        self.runs = plan(config, configs.trim)
+    def __init__(self, spec: SweepSpec):
+        self.spec = spec
+        self.root, self.config, self.configs, self.control = spec.root, spec.config, spec.configs, spec.control
+        self.data, self.data_options = spec.inputs.data, spec.inputs.data_options
+        self.runs = plan(self.config, self.configs.trim)
         self.fps_device = ""  # what the FPS column was measured on, once measured
 
-    # ---- claim and execute ----------------------------------------------------------------------------
+    @cached_property
+    def model(self) -> Model:
+        inputs = self.spec.inputs
+        return load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.data, **self.data_options)
+
+    # ---- the jobs -------------------------------------------------------------------------------------
+    def jobs(self, prefix: str = "") -> list[Job]:
+        """The input's evaluation, then every planned run after it (a file's run after its trim); keys are
+        `prefix` + the run's name."""
+        gpu = {"cuda": True, "cpu": False}.get(self.control.device)  # auto: where the cluster has GPUs
+        jobs = [Job(prefix + INPUT, SweepStep(self.spec, INPUT), gpu=gpu)]
+        for run in self.runs:
+            after = (prefix + INPUT,) + ((prefix + run.source,) if run.source not in (None, INPUT) else ())
+            jobs.append(Job(prefix + run.name, SweepStep(self.spec, run.name), after, gpu))
+        return jobs
+
+    def step(self, name: str) -> str:
+        """Run the job `name` here: "done"; "found" when it had been done (before, or by another worker); "held"
+        when another worker has claimed it."""
+        if name == INPUT:
+            if self.known_input() is not None:
+                return "found"
+            if not try_claim(self.claim_path(INPUT)):
+                return "held"
+            with holding(self.claim_path(INPUT)):
+                progress.log("== input: test-view evaluation")
+                folder = RunFolder(self.root / INPUT, {})
+                folder.root.mkdir(parents=True, exist_ok=True)
+                folder.evaluate(self.model.scene, INPUT, self.dataset, self.control.device)
+            return "done"
+        run = next(r for r in self.runs if r.name == name)
+        if self._checked(run) is not None:
+            return "found"
+        if not try_claim(self.claim_path(name)):
+            return "held"
+        with holding(self.claim_path(name)):
+            if self.finished(run) is not None:  # finished by another worker between the look and the claim
+                return "found"
+            self.execute(run, self.known_input())
+        return "done"
+
     def claim_path(self, name: str) -> Path:
         return self.root / "claims" / f"{name}.claim"
 
-    def input_evaluation(self) -> Evaluation:
-        """Evaluated once, into SWEEP/input/results.json, and read back by every later run and sweep."""
-        folder = RunFolder(self.root / "input", {})
-        while (known := folder.read_evaluation("input")) is None:
-            if try_claim(self.claim_path("input")):
-                with holding(self.claim_path("input")):
-                    progress.log("== input: test-view evaluation")
-                    folder.root.mkdir(parents=True, exist_ok=True)
-                    return folder.evaluate(self.model.scene, "input", self.dataset, self.control.device)
-            time.sleep(POLL_S)
-        return known
+    def known_input(self) -> Evaluation | None:
+        """The input's evaluation, made once into SWEEP/input/results.json and read back by every run."""
+        return RunFolder(self.root / INPUT, {}).read_evaluation(INPUT)
 
     def finished(self, run: PlannedRun) -> RunSummary | None:
         verb = "trim" if run.kind == "trim" else ("compress" if run.kind == "compress" else "export")
@@ -227,43 +286,22 @@ class Sweep:
         progress.log(f"== {out.relative_to(self.root)} ({'resuming' if again else 'starting'})")
         control = replace(self.control, resume=again)
         if run.kind == "trim":
-            inputs = Inputs(None if again else self.model_path, self.data, self.data_options)
+            inputs = Inputs() if again else replace(self.spec.inputs, views=None, photo_free=False)
             return trim_scene(inputs, out, run.config, control, known).summary
-        source = self.model.source if run.source == "input" else self.root / "runs" / run.source
+        source = self.spec.source if run.source == INPUT else self.root / "runs" / run.source
         if again:
             inputs = Inputs()
-        elif run.source == "input":
+        elif run.source == INPUT:
             inputs = Inputs(source, self.data, self.data_options)
         else:
             inputs = Inputs(source)  # a trim folder records its dataset
         if run.kind == "compress":
-            trimmed = known if run.source == "input" else Evaluation.read(source, f"ours_{self.finished_trim(run)}")
+            trimmed = known if run.source == INPUT else Evaluation.read(source, f"ours_{self.finished_trim(run)}")
             return compress_model(inputs, out, self.configs.compress, control, trimmed).summary
         return export_model(inputs, run.file(self.root), self.configs.export, control).summary
 
     def finished_trim(self, run: PlannedRun) -> int:
         return RunSummary.read(self.root / "runs" / run.source, "trim").iterations
-
-    def work(self, known: Evaluation) -> dict[str, RunSummary]:
-        """Every planned run, finished here or by another worker: claim what is free and ready (its trim
-        finished), run it, and wait for what others hold."""
-        summaries: dict[str, RunSummary] = {}
-        while len(summaries) < len(self.runs):
-            progressed = False
-            for run in self.runs:
-                if run.name in summaries:
-                    continue
-                finished = self._checked(run)
-                if finished is None and (run.source in (None, "input") or run.source in summaries) \
-                        and try_claim(self.claim_path(run.name)):
-                    with holding(self.claim_path(run.name)):
-                        finished = self.finished(run) or self.execute(run, known)
-                if finished is not None:
-                    summaries[run.name] = finished
-                    progressed = True
-            if not progressed and len(summaries) < len(self.runs):
-                time.sleep(POLL_S)  # the rest are held by other workers
-        return summaries
 
     def _checked(self, run: PlannedRun) -> RunSummary | None:
         """A finished run's summary; a trim made with other settings than the sweep asks for now is refused."""
@@ -324,9 +362,10 @@ class Sweep:
                 "trim": self.configs.trim.resolved(resolve_device(self.control.device)).to_dict(),
                 "sweep": asdict(self.config)}
 
-    def run(self) -> SweepResult:
-        known = self.input_evaluation()
-        rows, scenes = self.collect(known, self.work(known))
+    def finish(self) -> SweepResult:
+        """The table of a sweep whose runs are all done: collected, FPS measured here, written."""
+        known = self.known_input()
+        rows, scenes = self.collect(known, {run.name: self.finished(run) for run in self.runs})
         self.measure_fps(rows, scenes)
         write_table(self.root, rows, self.meta())
         return SweepResult(self.root, rows)
@@ -364,7 +403,7 @@ class Table:
                    "" if run.variant == "no-prune" else run.config.score, target, kind, run.config.seed,
                    s.gaussians_out, s.mb_out, self.input_mb / s.mb_out, s.removed, o.psnr, o.ssim, o.lpips,
                    self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
-                   stages_s={"trim_s": round(s.wall_s, 1)})
+                   stages_s={"trim_s": round(s.wall_s, 1)}, host=ran_on(s.host))
 
     def file_row(self, run: PlannedRun, s: RunSummary, path: str) -> Row:
         """The row of a file made from a trim's scene (or the input's): its compressed or viewer-format file."""
@@ -375,7 +414,7 @@ class Table:
         return Row(run.name, run.kind, run.variant, score, target, target_kind, run.config.seed, s.gaussians_out, mb,
                    self.input_mb / mb, 1.0 - s.gaussians_out / self.gaussians, o.psnr, o.ssim, o.lpips,
                    self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path, group=run.group,
-                   stages_s=s.details.get("stages_s", {}))
+                   stages_s=s.details.get("stages_s", {}), host=ran_on(s.host))
 
     def ablation_row(self, folder: Path, root: Path) -> Row | None:
         """The row of a `gstrim ablate` run kept in SWEEP/ablations/ (None when it has not finished)."""
@@ -386,6 +425,14 @@ class Table:
                    a["gaussians"], a["mb"], self.input_mb / a["mb"], 1.0 - a["gaussians"] / self.gaussians,
                    a["psnr"], a["ssim"], a["lpips"], self.dpsnr(a["psnr"], 0), wall_s=a["wall_s"],
                    path=str(folder.relative_to(root)), group=folder.name)
+
+
+def ran_on(host: dict) -> str:
+    """`host` or `host/node` (the first 8 characters of a Ray node id) of a run summary's `host` record."""
+    if not host:
+        return ""
+    node = host.get("node")
+    return host["host"] + (f"/{node[:8]}" if node else "")
 
 
 def _recorded_trim(config: dict | None) -> TrimConfig | None:
@@ -405,24 +452,54 @@ class SweepRunConfigs:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-def run_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepConfig | None = None,
-              configs: SweepRunConfigs | None = None, control: RunControl | None = None) -> SweepResult:
-    """Run (or continue, or join another worker on) the sweep of `inputs` in `out_dir`; returns its table rows."""
-    inputs, out = Inputs.of(inputs), Path(out_dir)
-    config, configs, control = config or SweepConfig(), configs or SweepRunConfigs(), control or RunControl()
+def check_sweep_settings(config: SweepConfig, configs: SweepRunConfigs) -> None:
     config.validate()
     given = {f: getattr(configs.trim, f) for f in PER_RUN_FIELDS
              if getattr(configs.trim, f) != getattr(TrimConfig(), f)}
     if given:
         raise ConfigError(f"a sweep sets {', '.join(given)} per run; give its levels, scores and seeds instead",
                           *given)
+
+
+def prepare_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepConfig | None = None,
+                  configs: SweepRunConfigs | None = None, control: RunControl | None = None) -> Sweep:
+    """The sweep of `inputs` in `out_dir`, checked (settings, scene, a dataset with test views) and recorded
+    (`sweep.json`), its runs not started."""
+    inputs, out = Inputs.of(inputs), Path(out_dir).absolute()
+    config, configs, control = config or SweepConfig(), configs or SweepRunConfigs(), control or RunControl()
+    check_sweep_settings(config, configs)
     model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
     data, data_options = model_dataset(model, inputs.data, inputs.data_options)
+    if not load_dataset(data, **data_options).test:
+        raise GstrimError("a sweep compares held-out views, and this dataset has no test split", data)
     _record(out, model.source, data, data_options)
-    sweep = Sweep(out, model, Path(inputs.scene), data, data_options, config, configs, control)
-    if not sweep.dataset.test:
-        raise GstrimError("a sweep compares held-out views, and this dataset has no test split", sweep.dataset.root)
-    return sweep.run()
+    resolved = Inputs(Path(inputs.scene).absolute(), Path(data).absolute(), data_options, inputs.iteration,
+                      inputs.nonfinite)
+    return Sweep(SweepSpec(out, resolved, Path(model.source).absolute(), config, configs, control))
+
+
+def run_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepConfig | None = None,
+              configs: SweepRunConfigs | None = None, control: RunControl | None = None,
+              executor: ExecutorConfig | None = None) -> SweepResult:
+    """Run (or continue, or join another driver on) the sweep of `inputs` in `out_dir` with `executor` (default:
+    one run at a time here); returns its table rows."""
+    sweep = prepare_sweep(inputs, out_dir, config, configs, control)
+    runner = make_executor(executor or ExecutorConfig(), [sweep.root, sweep.spec.inputs.scene, sweep.data])
+    reports = drive(sweep.jobs(), runner, describe_report)
+    failed = [r for r in reports.values() if r.status == "failed"]
+    if failed:  # the first run that failed of itself, not one left out because of it
+        raise GstrimError(min(failed, key=lambda r: r.error.startswith("not run:")).error)
+    return sweep.finish()
+
+
+def describe_report(report: Report) -> str:
+    """A driver's line about a finished job: what, how it ended, how long and where."""
+    if report.status == "failed":
+        return f"{report.key}: failed: {report.error}"
+    if report.status == "found":
+        return f"{report.key}: done before (or by another driver)"
+    where = f" on {ran_on(report.host)}" if report.host else ""
+    return f"{report.key}: done in {progress.duration(report.wall_s)}{where}"
 
 
 def _record(out: Path, source: Path, data, data_options: dict) -> None:
@@ -437,7 +514,7 @@ def _record(out: Path, source: Path, data, data_options: dict) -> None:
         if not (same_model and same_data):
             raise GstrimError("this sweep folder holds runs of another scene or dataset; choose another folder", out)
         return
-    if out.exists() and any(out.iterdir()):
+    if holds_other_files(out, SWEEP_NAME):
         raise GstrimError("output folder is not empty and holds no sweep; choose another", out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(entry, indent=1))

@@ -45,6 +45,8 @@ class Row:
     path: str = ""  # the scene's folder or file, relative to the sweep folder
     group: str = ""  # the configuration, shared by the seeds of one setting
     stages_s: dict = field(default_factory=dict)
+    host: str = ""  # where the run ran: host name and cluster node (a Ray node id), when known
+    scene: str = ""  # batches: the scene's name (its folder in the batch)
 
 
 def rows_to_json(rows: list[Row], meta: dict) -> dict:
@@ -70,12 +72,12 @@ def _fmt(value, spec: str) -> str:
 
 def markdown(rows: list[Row]) -> str:
     head = ("run", "variant", "score", "removed", "Gaussians", "MB", "ratio", "PSNR", "dPSNR", "SSIM", "LPIPS", "FPS",
-            "wall s")
+            "wall s", "ran on")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r.name} | {r.variant} | {r.score} | {100 * r.removed:.0f} % | {r.gaussians:,} | {r.mb:.3f} | "
                      f"{r.ratio:.1f}x | {r.psnr:.3f} | {r.dpsnr:+.3f} | {r.ssim:.4f} | {r.lpips:.4f} | "
-                     f"{_fmt(r.fps, '.1f')} | {_fmt(r.wall_s, '.0f')} |")
+                     f"{_fmt(r.fps, '.1f')} | {_fmt(r.wall_s, '.0f')} | {r.host} |")
     summary = seed_summary(rows)
     if summary:
         lines += ["", "Over seeds (mean ± sample standard deviation):", "",

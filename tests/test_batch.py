@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from test_cli import run
 
 import gstrim.pipelines.executors as executors
@@ -243,3 +244,46 @@ def test_ray_refuses_a_node_that_cannot_see_the_folder(tmp_path):
     assert missing_on_node([str(tmp_path)], str(probe), "token")[1] == []
     # another node whose path holds another folder (no shared file system) reads another probe, or none
     assert missing_on_node([str(tmp_path / "x")], str(probe), "other")[1] == [str(tmp_path), str(tmp_path / "x")]
+
+
+# ---- photo-free scenes ---------------------------------------------------------------------------------------
+
+
+def test_a_bare_scene_without_photos_is_swept_photo_free_against_its_own_renders(baseline, tmp_path):
+    import math
+
+    from gstrim.compress.stages import CompressConfig
+    from gstrim.data.virtual import ViewConfig, virtual_dataset
+    from gstrim.io import load_scene
+    from gstrim.pipelines.run import open_inputs
+
+    data, model = baseline
+    bare = tmp_path / "bare.ply"
+    bare.write_bytes((model / "point_cloud/iteration_40/point_cloud.ply").read_bytes())
+    views = ViewConfig(views=16, resolution=32)
+    config = SweepConfig(removals=[0.5], scores=["gradient"], compress=True, fps_views=1, fps_repeats=1)
+    configs = SweepRunConfigs(TRIM, CompressConfig(qat_iterations=3, kmeans_steps_sh=2, kmeans_steps_shape=2))
+    result = run_batch([Inputs(bare, views=views), model], tmp_path / "batch", config, configs,
+                       RunControl(checkpoint_every=2), ExecutorConfig(threads=1))
+    assert not result.errors and not (tmp_path / "batch/bare/input").exists()  # nothing to evaluate photo-free
+    rows = {r.name: r for r in result.rows if r.scene == "bare"}
+    assert list(rows) == ["input", "input+compress", "no-prune", "gradient-0.5", "gradient-0.5+compress"]
+    assert rows["input"].psnr == math.inf  # the references are its renders
+    assert all(math.isfinite(r.psnr) and r.psnr > 15 for name, r in rows.items() if name != "input")
+    assert rows["gradient-0.5"].dpsnr == pytest.approx(rows["gradient-0.5"].psnr - rows["no-prune"].psnr)
+    trim = json.loads((tmp_path / "batch/bare/runs/gradient-0.5/results.json").read_text())["trim"]
+    assert trim["details"]["mode"] == "photo-free" and "ours_14_virtual" in json.loads(
+        (tmp_path / "batch/bare/runs/gradient-0.5/results.json").read_text())
+    # the trim's compressed file learns from and is scored against the input's renders, not its trim's
+    folder = tmp_path / "batch/bare/runs/gradient-0.5/compressed"
+    recorded = json.loads((folder / "config.json").read_text())["data"]
+    assert (folder / recorded["teacher"]).resolve() == bare.resolve()
+    opened = open_inputs(folder, "compress", Inputs(), resume=True)
+    targets = opened.dataset().test
+    expected, _ = virtual_dataset(load_scene(bare), views, bare)
+    assert len(targets) == len(expected.test)
+    torch.testing.assert_close(targets[0].image, expected.test[0].image, rtol=0, atol=0)
+    # a report of the photo-free sweep shows the input's renders as the ground truth
+    from gstrim.report.page import write_report
+
+    assert write_report(tmp_path / "batch/bare").is_file()

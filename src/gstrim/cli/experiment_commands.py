@@ -11,11 +11,13 @@ from gstrim.cli.flags import (
     add_inputs,
     add_nonfinite,
     add_output,
+    add_photo_free,
     add_run_control,
     config_from_args,
     control_from_args,
     data_options,
     inputs_from_args,
+    views_from_args,
 )
 from gstrim.cli.run_commands import add_format_options, export_config_from_args
 from gstrim.compress.stages import CompressConfig
@@ -53,7 +55,7 @@ def cmd_batch(args) -> int:
     from gstrim.pipelines.batch import run_batch, scenes_with_data
 
     scenes = scenes_with_data(args.scenes, args.data, data_options(args), iteration=args.iteration,
-                              nonfinite=args.nonfinite)
+                              nonfinite=args.nonfinite, views=views_from_args(args), photo_free=args.photo_free)
     result = run_batch(scenes, args.output, *sweep_settings_from_args(args))
     print((Path(args.output) / "table.md").read_text(), end="")
     print(f"{len(result.sweeps)} of {len(scenes)} scenes done; table in {Path(args.output) / 'table.md'} "
@@ -105,7 +107,7 @@ def add_sweep_options(p) -> None:
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="the paper's tables: trim one scene at several levels, scores and seeds "
                                      "(plus compression and viewer formats), one table of all runs")
-    add_inputs(p)
+    add_inputs(p, photo_free=True)
     add_output(p, "sweep folder; running the same command again skips finished runs and resumes the others, and "
                   "several drivers on one folder share its runs")
     add_sweep_options(p)
@@ -114,12 +116,13 @@ def register(sub) -> None:
     p = sub.add_parser("batch", help="the sweep of many scenes (one folder each) and one table across them with "
                                      "the mean per setting; on this machine or a Ray cluster")
     p.add_argument("scenes", nargs="+", metavar="SCENE", help="model folders or scene files, each with its recorded "
-                   "dataset or --data")
+                   "dataset, --data, or photo-free (neither: its own renders on virtual views)")
     p.add_argument("--data", nargs="+", metavar="DATA", help="one dataset folder for every scene, or one per scene "
                    "in order ('-': that scene's recorded dataset)")
     p.add_argument("--iteration", type=int, help="saved iteration of the model folders (default: latest)")
     add_nonfinite(p)
     add_config_options(p.add_argument_group("dataset options"), DataOptions)
+    add_photo_free(p)
     add_output(p, "batch folder (a sweep folder per scene); running the same command again finishes what is "
                   "left, and several drivers on one folder share its runs")
     add_sweep_options(p)

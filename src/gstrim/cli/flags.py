@@ -102,10 +102,21 @@ def add_inputs(p, name: str = "model", nargs: str | None = None, photo_free: boo
     add_nonfinite(p)
     add_config_options(p.add_argument_group("dataset options"), DataOptions)
     if photo_free:
-        g = p.add_argument_group("photo-free (without --data: the scene renders its own targets from virtual views)")
-        g.add_argument("--photo-free", action="store_true",
-                       help="use virtual views even when the model records a dataset")
-        add_config_options(g, ViewConfig, skip=("seed",))
+        add_photo_free(p)
+
+
+def add_photo_free(p) -> None:
+    """The options of runs that learn from the scene's own renders."""
+    g = p.add_argument_group("photo-free (without --data: the scene renders its own targets from virtual views)")
+    g.add_argument("--photo-free", action="store_true", help="use virtual views even when the model records a dataset")
+    add_config_options(g, ViewConfig, skip=("seed",))
+
+
+def views_from_args(args) -> ViewConfig | None:
+    """The photo-free views typed on the command line; None when no view option was given."""
+    given = any(getattr(args, _dest(ViewConfig, f.name), None) is not None
+                for f in dataclasses.fields(ViewConfig) if "help" in f.metadata)
+    return config_from_args(args, ViewConfig) if given else None
 
 
 def data_options(args) -> dict:
@@ -114,11 +125,8 @@ def data_options(args) -> dict:
 
 
 def inputs_from_args(args, name: str = "model") -> Inputs:
-    views_given = any(getattr(args, _dest(ViewConfig, f.name), None) is not None
-                      for f in dataclasses.fields(ViewConfig) if "help" in f.metadata)
-    photo_free = getattr(args, "photo_free", False)
     return Inputs(getattr(args, name), args.data, data_options(args), args.iteration, args.nonfinite,
-                  config_from_args(args, ViewConfig) if views_given else None, photo_free)
+                  views_from_args(args), getattr(args, "photo_free", False))
 
 
 def add_output(p, help: str, required: bool = True, default: str | None = None) -> None:

@@ -66,6 +66,7 @@ class Inputs:
     nonfinite: str = "error"  # Gaussians with NaN / Inf parameters: error, drop or keep
     views: ViewConfig | None = None  # photo-free views (default: ViewConfig())
     photo_free: bool = False
+    teacher: str | Path | None = None  # photo-free: the scene whose renders are the targets (default: `scene`)
 
     @classmethod
     def of(cls, value: Inputs | str | Path | None, **fields) -> Inputs:
@@ -117,31 +118,33 @@ class OpenedInputs:
     folder: RunFolder | None = None
     views: ViewConfig | None = None
     virtual: VirtualViews | None = None  # set by `dataset()` in photo-free runs
+    teacher: Path | None = None  # photo-free: the scene whose renders are the targets, when not the input
 
     def dataset(self, device: str = "auto") -> Dataset:
         """The photos (refused when their cameras do not see the scene) or, photo-free, the virtual views with the
-        scene's renders as their images."""
+        scene's (or the teacher's) renders as their images."""
         if self.views is None:
             dataset = load_dataset(self.data, **self.data_options)
             if self.model is not None:
                 check_scene_matches(self.model.scene, dataset, self.model.source)
             return dataset
-        dataset, self.virtual = virtual_dataset(self.model.scene, self.views, self.model.source,
-                                                resolve_device(device))
+        teacher = load_model(self.teacher) if self.teacher is not None else self.model
+        dataset, self.virtual = virtual_dataset(teacher.scene, self.views, teacher.source, resolve_device(device))
         progress.log(self.virtual.describe(dataset))
         return dataset
 
     def create_folder(self, out_dir: str | Path, verb: str, settings: dict) -> RunFolder:
         source = self.model.source if self.model is not None else None
         return RunFolder.create(out_dir, verb, data=self.data, data_options=self.data_options, input=source,
-                                settings=settings, views=self.views)
+                                settings=settings, views=self.views, teacher=self.teacher)
 
     def details(self) -> dict:
         """What a run summary records about where its targets came from."""
         if self.views is None:
             return {"mode": "photos"}
         virtual = self.virtual.to_dict() if self.virtual is not None else None
-        return {"mode": "photo-free", "reference": "the input scene's renders on held-out virtual views",
+        whose = "the input scene's" if self.teacher is None else f"{self.teacher}'s"
+        return {"mode": "photo-free", "reference": f"{whose} renders on held-out virtual views",
                 "views": self.views.to_dict(), "virtual": virtual}
 
 
@@ -172,13 +175,14 @@ def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,
     without photos (`photos_required`) gets the model's one-line "pass --data" error instead."""
     folder = None
     data, data_options, views, photo_free = inputs.data, inputs.data_options, inputs.views, inputs.photo_free
-    scene_path = inputs.scene
+    scene_path, teacher = inputs.scene, inputs.teacher
     if resume:
         folder = RunFolder.open(out_dir, verb)
         scene_path = folder.input_path
         recorded_views = folder.config["data"].get("virtual")
         if recorded_views is not None:
             photo_free, views = True, ViewConfig(**recorded_views)
+            teacher = folder.teacher_path
         else:
             data, data_options = folder.data_path, folder.data_options
     else:
@@ -197,7 +201,8 @@ def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,
     elif data is not None and not resume:
         data, data_options = model_dataset(model, data, data_options)
     if photo_free:
-        return OpenedInputs(model, None, {}, folder, views or ViewConfig())
+        return OpenedInputs(model, None, {}, folder, views or ViewConfig(),
+                            teacher=Path(teacher) if teacher is not None else None)
     return OpenedInputs(model, data, dict(data_options or {}), folder)
 
 
@@ -211,13 +216,17 @@ class RunFolder:
 
     @classmethod
     def create(cls, root: str | Path, verb: str, *, data: str | Path | None, data_options: dict, settings: dict,
-               input: str | Path | None = None, views: ViewConfig | None = None) -> RunFolder:
-        """Start a run in an empty (or new) folder and write its `config.json` (`views`: a photo-free run)."""
+               input: str | Path | None = None, views: ViewConfig | None = None,
+               teacher: str | Path | None = None) -> RunFolder:
+        """Start a run in an empty (or new) folder and write its `config.json` (`views`: a photo-free run, whose
+        targets are the renders of `teacher` when it is not the input)."""
         root = Path(root)
         refuse_nonempty(root)
         root.mkdir(parents=True, exist_ok=True)
         recorded = {"virtual": views.to_dict()} if views is not None else \
             {"path": relative_to_folder(data, root), **data_options}
+        if views is not None and teacher is not None:
+            recorded["teacher"] = relative_to_folder(teacher, root)
         config = {"record": CONFIG_RECORD, "gstrim": __version__, "verb": verb, "data": recorded}
         if input is not None:
             config["input"] = relative_to_folder(input, root)
@@ -240,7 +249,13 @@ class RunFolder:
 
     @property
     def data_options(self) -> dict:
-        return {k: v for k, v in self.config["data"].items() if k not in ("path", "virtual")}
+        return {k: v for k, v in self.config["data"].items() if k not in ("path", "virtual", "teacher")}
+
+    @property
+    def teacher_path(self) -> Path | None:
+        """A photo-free run's teacher, when it is not the run's input."""
+        teacher = self.config["data"].get("teacher")
+        return resolve_recorded(teacher, self.root) if teacher is not None else None
 
     @property
     def input_path(self) -> Path | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +24,7 @@ from pathlib import Path
 from gstrim import progress
 from gstrim.compress.stages import CompressConfig
 from gstrim.data import Dataset, load_dataset
+from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io import load_scene
 from gstrim.io.atomic import holds_other_files, write_text_atomic
@@ -192,11 +194,16 @@ class SweepSpec:
     """A sweep folder and all its runs need, picklable, paths absolute: a worker on any node that sees the
     folder rebuilds the `Sweep` from it."""
     root: Path
-    inputs: Inputs  # the scene (with its iteration and non-finite rule) and its dataset, resolved
-    source: Path  # the model's own source (the compressed input's input)
+    inputs: Inputs  # the scene (with its iteration and non-finite rule) and its dataset, or its photo-free views
+    source: Path  # the model's own source (the compressed input's input; photo-free: every run's teacher)
     config: SweepConfig
     configs: SweepRunConfigs
     control: RunControl
+
+    @property
+    def views(self) -> ViewConfig | None:
+        """Photo-free sweeps: the virtual views on which every run learns and is scored against the input."""
+        return self.inputs.views if self.inputs.photo_free else None
 
 
 @dataclass
@@ -230,6 +237,9 @@ class Sweep:
 
     @cached_property
     def dataset(self) -> Dataset:
+        if self.spec.views is not None:
+            return virtual_dataset(self.model.scene, self.spec.views, self.model.source,
+                                   resolve_device(self.control.device))[0]
         return load_dataset(self.data, **self.data_options)
 
     # ---- the jobs -------------------------------------------------------------------------------------
@@ -237,9 +247,11 @@ class Sweep:
         """The input's evaluation, then every planned run after it (a file's run after its trim); keys are
         `prefix` + the run's name."""
         gpu = {"cuda": True, "cpu": False}.get(self.control.device)  # auto: where the cluster has GPUs
-        jobs = [Job(prefix + INPUT, SweepStep(self.spec, INPUT), gpu=gpu)]
+        # photo-free, the input is the reference itself: nothing to evaluate
+        first = [Job(prefix + INPUT, SweepStep(self.spec, INPUT), gpu=gpu)] if self.spec.views is None else []
+        jobs = list(first)
         for run in self.runs:
-            after = (prefix + INPUT,) + ((prefix + run.source,) if run.source not in (None, INPUT) else ())
+            after = tuple(j.key for j in first) + ((prefix + run.source,) if run.source not in (None, INPUT) else ())
             jobs.append(Job(prefix + run.name, SweepStep(self.spec, run.name), after, gpu))
         return jobs
 
@@ -286,17 +298,20 @@ class Sweep:
         progress.log(f"== {out.relative_to(self.root)} ({'resuming' if again else 'starting'})")
         control = replace(self.control, resume=again)
         if run.kind == "trim":
-            inputs = Inputs() if again else replace(self.spec.inputs, views=None, photo_free=False)
-            return trim_scene(inputs, out, run.config, control, known).summary
+            return trim_scene(Inputs() if again else self.spec.inputs, out, run.config, control, known).summary
         source = self.spec.source if run.source == INPUT else self.root / "runs" / run.source
+        views = self.spec.views
         if again:
             inputs = Inputs()
+        elif views is not None:  # scored, like the trims, against the input's renders
+            inputs = Inputs(source, views=views, photo_free=True, teacher=self.spec.source)
         elif run.source == INPUT:
             inputs = Inputs(source, self.data, self.data_options)
         else:
             inputs = Inputs(source)  # a trim folder records its dataset
         if run.kind == "compress":
-            trimmed = known if run.source == INPUT else Evaluation.read(source, f"ours_{self.finished_trim(run)}")
+            trimmed = known if run.source == INPUT or views is not None else \
+                Evaluation.read(source, f"ours_{self.finished_trim(run)}")
             return compress_model(inputs, out, self.configs.compress, control, trimmed).summary
         return export_model(inputs, run.file(self.root), self.configs.export, control).summary
 
@@ -356,7 +371,7 @@ class Sweep:
 
     def meta(self) -> dict:
         return {"model": relative_to_folder(self.model.source, self.root),
-                "data": {"path": relative_to_folder(self.data, self.root), **self.data_options},
+                "data": _data_record(self.spec, self.root),
                 "fps": {"views": min(self.config.fps_views, len(self.dataset.test or self.dataset.train)),
                         "repeats": self.config.fps_repeats, "device": self.fps_device},
                 "trim": self.configs.trim.resolved(resolve_device(self.control.device)).to_dict(),
@@ -374,19 +389,22 @@ class Sweep:
 class Table:
     """Rows of a sweep's table, each PSNR also against the no-prune model of its own seed."""
 
-    def __init__(self, model: Model, known: Evaluation, reference: dict[int, float]):
+    def __init__(self, model: Model, known: Evaluation | None, reference: dict[int, float]):
         self.gaussians = len(model.scene)
         self.input_mb = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree) / 1e6
         self.known, self.reference = known, reference
+        # photo-free (no evaluation of the input), the references are the input's renders: identical by definition
+        m = known.metrics() if known is not None else None
+        self.input_metrics = (m.psnr, m.ssim, m.lpips) if m is not None else (math.inf, 1.0, 0.0)
 
     def dpsnr(self, psnr: float, seed: int) -> float:
         """Against the no-prune model of the same seed (the input when the sweep has none)."""
-        return psnr - self.reference.get(seed, self.known.metrics().psnr)
+        return psnr - self.reference.get(seed, self.input_metrics[0])
 
     def input_row(self) -> Row:
-        m = self.known.metrics()
+        psnr, ssim, lpips = self.input_metrics
         return Row("input", "input", "input", "", None, "none", 0, self.gaussians, self.input_mb, 1.0, 0.0,
-                   m.psnr, m.ssim, m.lpips, self.dpsnr(m.psnr, 0), path="input", group="input")
+                   psnr, ssim, lpips, self.dpsnr(psnr, 0), path="input", group="input")
 
     @staticmethod
     def _target(config: TrimConfig) -> tuple[float | None, str]:
@@ -469,13 +487,21 @@ def prepare_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: Swee
     config, configs, control = config or SweepConfig(), configs or SweepRunConfigs(), control or RunControl()
     check_sweep_settings(config, configs)
     model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
-    data, data_options = model_dataset(model, inputs.data, inputs.data_options)
-    if not load_dataset(data, **data_options).test:
-        raise GstrimError("a sweep compares held-out views, and this dataset has no test split", data)
-    _record(out, model.source, data, data_options)
-    resolved = Inputs(Path(inputs.scene).absolute(), Path(data).absolute(), data_options, inputs.iteration,
-                      inputs.nonfinite)
-    return Sweep(SweepSpec(out, resolved, Path(model.source).absolute(), config, configs, control))
+    recorded = dict(model.data_options or {})
+    scene = Path(inputs.scene).absolute()
+    if inputs.photo_free or (inputs.data is None and "path" not in recorded):
+        views = inputs.views or (ViewConfig(**recorded["virtual"]) if "virtual" in recorded else ViewConfig())
+        progress.log(f"photo-free: no dataset given or recorded with {model.source}; every run learns from the "
+                     "input's renders on virtual views and is scored against them on held-out ones")
+        resolved = Inputs(scene, None, {}, inputs.iteration, inputs.nonfinite, views, photo_free=True)
+    else:
+        data, data_options = model_dataset(model, inputs.data, inputs.data_options)
+        if not load_dataset(data, **data_options).test:
+            raise GstrimError("a sweep compares held-out views, and this dataset has no test split", data)
+        resolved = Inputs(scene, Path(data).absolute(), data_options, inputs.iteration, inputs.nonfinite)
+    spec = SweepSpec(out, resolved, Path(model.source).absolute(), config, configs, control)
+    _record(spec)
+    return Sweep(spec)
 
 
 def run_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepConfig | None = None,
@@ -502,15 +528,27 @@ def describe_report(report: Report) -> str:
     return f"{report.key}: done in {progress.duration(report.wall_s)}{where}"
 
 
-def _record(out: Path, source: Path, data, data_options: dict) -> None:
-    """sweep.json: the scene and dataset of this folder's runs; a later sweep into it must use the same."""
+def _data_record(spec: SweepSpec, root: Path) -> dict:
+    if spec.views is not None:
+        return {"virtual": spec.views.to_dict()}
+    return {"path": relative_to_folder(spec.inputs.data, root), **spec.inputs.data_options}
+
+
+def _record(spec: SweepSpec) -> None:
+    """sweep.json: the scene and dataset (or photo-free views) of this folder's runs; a later sweep into it must
+    use the same."""
+    out = spec.root
     path = out / SWEEP_NAME
-    entry = {"record": SWEEP_RECORD, "model": relative_to_folder(source, out),
-             "data": {"path": relative_to_folder(data, out), **data_options}}
+    entry = {"record": SWEEP_RECORD, "model": relative_to_folder(spec.source, out), "data": _data_record(spec, out)}
     if path.is_file():
         recorded = json.loads(path.read_text())
-        same_model = resolve_recorded(recorded["model"], out).resolve() == Path(source).resolve()
-        same_data = resolve_recorded(recorded["data"]["path"], out).resolve() == Path(data).resolve()
+        same_model = resolve_recorded(recorded["model"], out).resolve() == spec.source.resolve()
+        data = recorded["data"]
+        if spec.views is not None:
+            same_data = data.get("virtual") == entry["data"]["virtual"]
+        else:
+            same_data = "path" in data and resolve_recorded(data["path"], out).resolve() == \
+                Path(spec.inputs.data).resolve()
         if not (same_model and same_data):
             raise GstrimError("this sweep folder holds runs of another scene or dataset; choose another folder", out)
         return

@@ -13,6 +13,7 @@ import torch
 
 from gstrim import progress
 from gstrim.data import load_dataset
+from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.errors import GstrimError
 from gstrim.evaluate import quantize
 from gstrim.io.atomic import write_text_atomic
@@ -47,10 +48,14 @@ def write_report(sweep_dir: str | Path, *, device: str = "auto", views: int = 1)
     rows, meta = read_table(root)
     out = root / REPORT_DIR
     data = meta["data"]
-    dataset = load_dataset(resolve_recorded(data["path"], root), **{k: v for k, v in data.items() if k != "path"})
+    target = resolve_device(device)
+    model = load_model(resolve_recorded(meta["model"], root))
+    if "virtual" in data:  # a photo-free sweep: the input's renders on its virtual views are the ground truth
+        dataset, _ = virtual_dataset(model.scene, ViewConfig(**data["virtual"]), model.source, target)
+    else:
+        dataset = load_dataset(resolve_recorded(data["path"], root), **{k: v for k, v in data.items() if k != "path"})
     if not dataset.test:
         raise GstrimError("the sweep's dataset has no test views to show", dataset.root)
-    target = resolve_device(device)
     pictures: list[tuple[str, Path]] = []
 
     progress.log("report: plots")
@@ -61,7 +66,7 @@ def write_report(sweep_dir: str | Path, *, device: str = "auto", views: int = 1)
     if shot is not None:
         pictures.append(("Iterative against one-shot (Fig. 7a)", shot))
 
-    scenes = {"input": load_model(resolve_recorded(meta["model"], root)).scene}
+    scenes = {"input": model.scene}
     for row in _shown_trims(rows, meta):
         scenes[f"{row.name} ({100 * row.removed:.0f} % removed)"] = load_model(root / row.path).scene
     opacities = {label: scene.activated_opacities().detach().cpu() for label, scene in scenes.items()}

@@ -287,3 +287,13 @@ def test_a_bare_scene_without_photos_is_swept_photo_free_against_its_own_renders
     from gstrim.report.page import write_report
 
     assert write_report(tmp_path / "batch/bare").is_file()
+
+
+def test_ray_refuses_an_address_where_nothing_listens_at_once(tmp_path):
+    from gstrim.errors import GstrimError
+    from gstrim.pipelines.ray_executor import reachable
+
+    reachable(None)  # a cluster of this machine: nothing to reach
+    reachable("auto")  # Ray finds the one started here, or says there is none
+    with pytest.raises(GstrimError, match="nothing answers there"):
+        reachable("127.0.0.1:1")

@@ -98,22 +98,20 @@ def run_batch(scenes: list[Inputs | str | Path], out_dir: str | Path, config: Sw
         raise ConfigError("give at least one scene", "scenes")
     inputs = [Inputs.of(s) for s in scenes]
     named = dict(zip(scene_names([i.scene for i in inputs]), inputs, strict=True))
-    _record(out, named)
-
-    sweeps: dict[str, Sweep] = {}
-    errors: dict[str, str] = {}
-    for name, scene in named.items():
-        try:
-            sweeps[name] = prepare_sweep(scene, out / name, config, configs, control)
-        except ConfigError:
-            raise
-        except GstrimError as exc:
-            errors[name] = str(exc)
-            progress.log(f"{name}: left out: {exc}")
+    if not (out / BATCH_NAME).is_file() and holds_other_files(out, BATCH_NAME):
+        raise GstrimError("output folder is not empty and holds no batch; choose another", out)
+    # the executor first (joining a cluster, checking its nodes see the folder): nothing is written if it fails
+    given = [Path(p).absolute() for i in inputs for p in (i.scene, i.data) if p is not None and Path(p).exists()]
+    runner = make_executor(executor, [out, *given])
+    try:
+        _record(out, named)
+        sweeps, errors = _prepare_scenes(named, out, config, configs, control)
+    except BaseException:
+        runner.close()
+        raise
 
     jobs = [job for name, sweep in sweeps.items() for job in sweep.jobs(prefix=f"{name}/")]
-    paths = [out] + [p for sweep in sweeps.values() for p in (sweep.spec.inputs.scene, sweep.data)]
-    reports = drive(jobs, make_executor(executor, paths), describe_report) if jobs else {}
+    reports = drive(jobs, runner, describe_report)  # closes the executor
 
     results: dict[str, SweepResult] = {}
     fps_device = ""
@@ -132,6 +130,21 @@ def run_batch(scenes: list[Inputs | str | Path], out_dir: str | Path, config: Sw
     meta = {"scenes": list(named), "fps_device": fps_device, "executor": executor.executor}
     write_batch_table(out, rows, errors, meta)
     return BatchResult(out, rows, errors, results)
+
+
+def _prepare_scenes(named: dict[str, Inputs], out: Path, config: SweepConfig, configs: SweepRunConfigs,
+                    control: RunControl) -> tuple[dict[str, Sweep], dict[str, str]]:
+    """Each scene's sweep, checked and recorded; a scene that cannot run is left out with its reason."""
+    sweeps, errors = {}, {}
+    for name, scene in named.items():
+        try:
+            sweeps[name] = prepare_sweep(scene, out / name, config, configs, control)
+        except ConfigError:
+            raise
+        except GstrimError as exc:
+            errors[name] = str(exc)
+            progress.log(f"{name}: left out: {exc}")
+    return sweeps, errors
 
 
 def scenes_with_data(paths: list[str], data: list[str] | None, data_options: dict, **fields) -> list[Inputs]:

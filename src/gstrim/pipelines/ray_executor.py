@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import socket
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,21 @@ def missing_on_node(paths: list[str], probe: str, token: str) -> tuple[str, list
     return resources.where()["host"], missing
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def reachable(address: str | None) -> None:
+    """Refuse a HOST:PORT where nothing listens at once (Ray itself retries for minutes)."""
+    host, sep, port = (address or "").rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # none (a cluster of this machine), auto, or a ray:// client address: Ray's own checks
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise GstrimError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc}); "
+                          "start it with `ray start --head`") from None
+
+
 class RayExecutor:
     inline = False
 
@@ -53,6 +69,7 @@ class RayExecutor:
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
+            reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                          configure_logging=True)
@@ -77,6 +94,7 @@ class RayExecutor:
 
         folder, token = Path(paths[0]), uuid.uuid4().hex
         probe = folder / f"{PROBE_PREFIX}{token}"
+        made = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_text(token)
         try:
@@ -91,6 +109,8 @@ class RayExecutor:
                                       "output folder and the inputs at the same paths (docs/cluster.md)", missing[0])
         finally:
             probe.unlink(missing_ok=True)
+            if made and not any(folder.iterdir()):
+                folder.rmdir()  # nothing half-written when the check fails; the batch makes it again
 
     def room(self, running: int) -> bool:
         return True  # Ray queues tasks until a node has their resources

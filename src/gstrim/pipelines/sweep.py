@@ -509,9 +509,16 @@ def run_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepCon
               executor: ExecutorConfig | None = None) -> SweepResult:
     """Run (or continue, or join another driver on) the sweep of `inputs` in `out_dir` with `executor` (default:
     one run at a time here); returns its table rows."""
-    sweep = prepare_sweep(inputs, out_dir, config, configs, control)
-    runner = make_executor(executor or ExecutorConfig(), [sweep.root, sweep.spec.inputs.scene, sweep.data])
-    reports = drive(sweep.jobs(), runner, describe_report)
+    inputs = Inputs.of(inputs)
+    given = [Path(p).absolute() for p in (inputs.scene, inputs.data) if p is not None and Path(p).exists()]
+    # the executor first (joining a cluster, checking its nodes see the folder): nothing is written if it fails
+    runner = make_executor(executor or ExecutorConfig(), [Path(out_dir).absolute(), *given])
+    try:
+        sweep = prepare_sweep(inputs, out_dir, config, configs, control)
+    except BaseException:
+        runner.close()
+        raise
+    reports = drive(sweep.jobs(), runner, describe_report)  # closes the executor
     failed = [r for r in reports.values() if r.status == "failed"]
     if failed:  # the first run that failed of itself, not one left out because of it
         raise GstrimError(min(failed, key=lambda r: r.error.startswith("not run:")).error)

@@ -392,7 +392,7 @@ class Table:
     def __init__(self, model: Model, known: Evaluation | None, reference: dict[int, float]):
         self.gaussians = len(model.scene)
         self.input_mb = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree) / 1e6
-        self.known, self.reference = known, reference
+        self.reference = reference
         # photo-free (no evaluation of the input), the references are the input's renders: identical by definition
         m = known.metrics() if known is not None else None
         self.input_metrics = (m.psnr, m.ssim, m.lpips) if m is not None else (math.inf, 1.0, 0.0)

@@ -13,7 +13,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from gstrim.io.atomic import write_text_atomic
-from gstrim.report.table import TABLE_NAME, Row, markdown
+from gstrim.report.table import TABLE_NAME, Row, by_group, markdown
 
 BATCH_TABLE_RECORD = "gstrim.batch-table/1"
 MEAN_KEYS = ("gaussians", "mb", "ratio", "removed", "psnr", "dpsnr", "ssim", "lpips", "fps")
@@ -26,11 +26,8 @@ def scene_rows(scene: str, rows: list[Row]) -> list[Row]:
 
 def means_over_scenes(rows: list[Row]) -> dict[str, dict]:
     """Per setting (a row's group, seeds pooled): the mean of each figure over the scenes that have it."""
-    groups: dict[str, list[Row]] = {}
-    for r in rows:
-        groups.setdefault(r.group, []).append(r)
     out = {}
-    for group, members in groups.items():
+    for group, members in by_group(rows).items():
         entry: dict = {"scenes": len({m.scene for m in members}), "runs": len(members), "kind": members[0].kind}
         for key in MEAN_KEYS:
             values = [getattr(m, key) for m in members if getattr(m, key) is not None]

@@ -88,13 +88,18 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def seed_summary(rows: list[Row]) -> dict[str, dict]:
-    """Mean and sample standard deviation per configuration run with more than one seed."""
+def by_group(rows: list[Row]) -> dict[str, list[Row]]:
+    """The rows of each configuration (`Row.group`), in the order they first appear."""
     groups: dict[str, list[Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
+    return groups
+
+
+def seed_summary(rows: list[Row]) -> dict[str, dict]:
+    """Mean and sample standard deviation per configuration run with more than one seed."""
     out = {}
-    for group, members in groups.items():
+    for group, members in by_group(rows).items():
         if len({m.seed for m in members}) < 2:
             continue
         entry = {"seeds": len(members)}

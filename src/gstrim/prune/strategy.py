@@ -69,6 +69,9 @@ class TrimConfig:
     regrow: float | None = option(None, "prune-and-regrow: each prune step also removes this fraction of its "
                                   "survivors (the next in line) and splits as many with the highest gradient, "
                                   "keeping the count (default: none)")
+    distill_views: int | None = option(None, "distillation: add this many virtual views between the training "
+                                       "views, whose targets are the untrimmed scene's renders, so that the "
+                                       "trimmed scene learns what it showed at unseen angles (default: none)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -137,6 +140,8 @@ class TrimConfig:
             if SCORES[self.score].keep_with is None or self.fade is not None:
                 raise ConfigError("{regrow} grows where the gradient is high: it needs {score} gradient (or "
                                   "another OR-rule score) and no {fade}", "regrow", "score", "fade")
+        if self.distill_views is not None and self.distill_views < 1:
+            raise ConfigError(f"{{distill_views}} must be at least 1, got {self.distill_views}", "distill_views")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
         if self.target_mb is not None and self.target_mb <= 0:

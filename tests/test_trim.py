@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from conftest import random_scene
 from test_cli import assert_one_line_error, run
 
 import gstrim
@@ -207,6 +208,29 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
     assert lr[50] == pytest.approx(2 * 1.6e-6)
     constant = finetune_parameters(TrimConfig(steps=3, every=10, finetune=20))
     assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))
+
+
+def test_finetune_decay_lowers_the_other_rates_over_the_final_finetuning_only(rng):
+    from gstrim.prune.strategy import finetune_parameters
+
+    config = TrimConfig(finetune_decay=0.1, steps=3, every=10, finetune=21)  # 51 iterations, decay from 30
+    rates = finetune_parameters(config)
+    scene = random_scene(rng, 5)
+    params = {k: v.clone().requires_grad_(True) for k, v in scene.params().items()}
+    optimizers = rates.make_optimizers(params, extent=2.0)
+    base = rates.base_rates()
+    seen = {}
+    for step in range(config.iterations):
+        rates.update_learning_rates(optimizers, step, config.iterations, 2.0)
+        seen[step] = {name: optimizers[name].param_groups[0]["lr"] for name in base}
+    for name, rate in base.items():
+        assert seen[0][name] == seen[29][name] == pytest.approx(rate)  # untouched while pruning
+        assert seen[30][name] == pytest.approx(rate)
+        assert seen[40][name] == pytest.approx(rate * 0.1 ** 0.5)  # log-linear: halfway is the geometric mean
+        assert seen[50][name] == pytest.approx(rate * 0.1)
+    assert optimizers["means"].param_groups[0]["lr"] == pytest.approx(2 * 1.6e-6)  # the position rate keeps its own
+    with pytest.raises(gstrim.errors.ConfigError, match="finetune_decay"):
+        TrimConfig(finetune_decay=1.5, **SMALL).resolved("cpu").validate()
 
 
 def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, tmp_path):

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from conftest import random_scene
 from test_cli import assert_one_line_error, run
 
 import gstrim
@@ -210,29 +209,6 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
     assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))
 
 
-def test_finetune_decay_lowers_the_other_rates_over_the_final_finetuning_only(rng):
-    from gstrim.prune.strategy import finetune_parameters
-
-    config = TrimConfig(finetune_decay=0.1, steps=3, every=10, finetune=21)  # 51 iterations, decay from 30
-    rates = finetune_parameters(config)
-    scene = random_scene(rng, 5)
-    params = {k: v.clone().requires_grad_(True) for k, v in scene.params().items()}
-    optimizers = rates.make_optimizers(params, extent=2.0)
-    base = rates.base_rates()
-    seen = {}
-    for step in range(config.iterations):
-        rates.update_learning_rates(optimizers, step, config.iterations, 2.0)
-        seen[step] = {name: optimizers[name].param_groups[0]["lr"] for name in base}
-    for name, rate in base.items():
-        assert seen[0][name] == seen[29][name] == pytest.approx(rate)  # untouched while pruning
-        assert seen[30][name] == pytest.approx(rate)
-        assert seen[40][name] == pytest.approx(rate * 0.1 ** 0.5)  # log-linear: halfway is the geometric mean
-        assert seen[50][name] == pytest.approx(rate * 0.1)
-    assert optimizers["means"].param_groups[0]["lr"] == pytest.approx(2 * 1.6e-6)  # the position rate keeps its own
-    with pytest.raises(gstrim.errors.ConfigError, match="finetune_decay"):
-        TrimConfig(finetune_decay=1.5, **SMALL).resolved("cpu").validate()
-
-
 def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, tmp_path):
     data, model = baseline
     ds = load_dataset(data)
@@ -266,57 +242,3 @@ def test_regrow_keeps_the_schedule_and_splits_the_highest_gradients(baseline, tm
     for bad in (dict(regrow=1.5), dict(regrow=0.2, score="opacity"), dict(regrow=0.2, fade=2)):
         with pytest.raises(Exception, match="regrow"):
             TrimConfig(target_removal=0.5, **bad, **SMALL).validate()
-
-
-def test_between_views_lie_between_neighbouring_cameras(baseline, rng):
-    from gstrim.data.virtual import between_views
-
-    data, _ = baseline
-    cameras = load_dataset(data).train
-    views = between_views(cameras, 12, seed=int(rng.integers(1000)))
-    centres = torch.stack([torch.from_numpy(c.center) for c in cameras])
-    rotations = [c.viewmat[:3, :3].double() for c in cameras]
-
-    def angle(a, b):  # geodesic distance between two rotations
-        return torch.arccos(((a @ b.T).trace() - 1).clamp(-2, 2) / 2)
-
-    for view in views:
-        R, c = view.viewmat[:3, :3].double(), torch.from_numpy(view.center)
-        torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-5, rtol=0)
-        assert float(torch.det(R)) == pytest.approx(1.0, abs=1e-5)
-        found = False
-        for i in range(len(cameras)):  # on the way from some camera to its nearest neighbour, a quarter in or more
-            d = torch.linalg.norm(centres - centres[i], dim=1)
-            d[i] = float("inf")
-            j = int(d.argmin())
-            seg = centres[j] - centres[i]
-            t = float((c - centres[i]) @ seg / (seg @ seg))
-            off = float(torch.linalg.norm(centres[i] + t * seg - c))
-            if off < 1e-4 and 0.25 - 1e-6 <= t <= 0.75 + 1e-6:
-                # and turned between their orientations (the slerp lies on the geodesic)
-                total = angle(rotations[i], rotations[j])
-                assert float(angle(R, rotations[i]) + angle(R, rotations[j])) == pytest.approx(float(total), abs=1e-3)
-                found = True
-        assert found
-        assert (view.width, view.height) == (cameras[0].width, cameras[0].height)
-    assert between_views(cameras, 3, 5)[0].viewmat.equal(between_views(cameras, 3, 5)[0].viewmat)
-
-
-def test_distillation_adds_views_whose_targets_are_the_untrimmed_scenes_renders(baseline, tmp_path):
-    from gstrim.pipelines.trim import TrimRun
-    from gstrim.render import rasterize
-
-    data, model = baseline
-    config = TrimConfig(target_removal=0.5, distill_views=5, **SMALL)
-    run = TrimRun(model, tmp_path / "t", config)
-    result = run.execute()
-    dataset = load_dataset(data)
-    cameras = run.trainer.cameras
-    assert len(cameras) == len(dataset.train) + 5
-    untrimmed = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
-    for view in cameras[len(dataset.train):]:
-        expected = rasterize(untrimmed, view, background=dataset.background).image.clamp(0, 1)
-        torch.testing.assert_close(view.image, expected, atol=0.5 / 255 + 1e-6, rtol=0)  # 8-bit, as a PNG holds it
-    assert result.summary.gaussians_out == len(untrimmed) // 2
-    with pytest.raises(gstrim.errors.ConfigError, match="distill_views"):
-        TrimConfig(distill_views=0, **SMALL).resolved("cpu").validate()

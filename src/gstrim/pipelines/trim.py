@@ -8,7 +8,6 @@ import numpy as np
 
 from gstrim import progress
 from gstrim.data import Dataset
-from gstrim.data.virtual import TeacherCamera, between_views
 from gstrim.errors import ConfigError
 from gstrim.io.model import Model
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
@@ -44,25 +43,8 @@ class TrimRun(Run):
         parameterization = finetune_parameters(config)
         train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
                                    lrs=parameterization.lrs, seed=config.seed, device=self.control.device)
-        cameras = dataset.train + self.distillation_views(scene, dataset)
-        self.trainer = Trainer(scene, cameras, extent=dataset.extent, config=train_config, strategy=strategy,
+        self.trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config, strategy=strategy,
                                background=dataset.background, parameterization=parameterization)
-
-    def distillation_views(self, scene: GaussianScene, dataset: Dataset) -> list:
-        """`distill_views` views between the training views, their targets the untrimmed scene's renders (made
-        now, before training moves the scene)."""
-        count = self.config.distill_views
-        if count is None:
-            return []
-        if dataset.kind == "virtual":
-            raise ConfigError("{distill_views}: a photo-free run learns from the untrimmed scene's renders already",
-                              "distill_views")
-        background = dataset.background or (0.0, 0.0, 0.0)
-        views = [TeacherCamera(c, scene, background, keep=True)
-                 for c in between_views(dataset.train, count, self.config.seed)]
-        for view in progress.track(views, "distillation targets"):
-            view.stored()
-        return views
 
     def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
         config, trainer = self.config, self.trainer

@@ -69,12 +69,6 @@ class TrimConfig:
     regrow: float | None = option(None, "prune-and-regrow: each prune step also removes this fraction of its "
                                   "survivors (the next in line) and splits as many with the highest gradient, "
                                   "keeping the count (default: none)")
-    finetune_decay: float | None = option(None, "decay every rate but the position's log-linearly to this fraction "
-                                          "of it over the final fine-tuning, e.g. 0.1 (default: constant rates, as "
-                                          "the paper)")
-    distill_views: int | None = option(None, "distillation: add this many virtual views between the training "
-                                       "views, whose targets are the untrimmed scene's renders, so that the "
-                                       "trimmed scene learns what it showed at unseen angles (default: none)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -143,11 +137,6 @@ class TrimConfig:
             if SCORES[self.score].keep_with is None or self.fade is not None:
                 raise ConfigError("{regrow} grows where the gradient is high: it needs {score} gradient (or "
                                   "another OR-rule score) and no {fade}", "regrow", "score", "fade")
-        if self.finetune_decay is not None and not 0 < self.finetune_decay <= 1:
-            raise ConfigError(f"{{finetune_decay}} must be a fraction in (0, 1], got {self.finetune_decay}",
-                              "finetune_decay")
-        if self.distill_views is not None and self.distill_views < 1:
-            raise ConfigError(f"{{distill_views}} must be at least 1, got {self.distill_views}", "distill_views")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -274,13 +263,9 @@ class TrimStrategy(Strategy):
 
 def finetune_parameters(config: TrimConfig) -> RawParameters:
     """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps); with
-    `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next;
-    with `finetune_decay`, the other rates decay over the final fine-tuning."""
+    `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next."""
     final = LearningRates().means_final
-    decay = {} if config.finetune_decay is None else \
-        {"decay_from": config.iterations - config.finetune, "decay_to": config.finetune_decay}
     if config.restart_lr is None:
-        return RawParameters(LearningRates(means=final, means_final=final), **decay)
-    return RawParameters(LearningRates(means=config.restart_lr, means_final=final), config.prune_iterations(),
-                         **decay)
+        return RawParameters(LearningRates(means=final, means_final=final))
+    return RawParameters(LearningRates(means=config.restart_lr, means_final=final), config.prune_iterations())
 

@@ -46,12 +46,9 @@ class RawParameters(Parameterization):
     """The raw INRIA parameters, one Adam per tensor (as gsplat does: a Gaussian-count edit then touches
     one optimizer state per key), position rate decaying over the run (or restarting at `restarts`)."""
 
-    def __init__(self, lrs: LearningRates | None = None, restarts: tuple[int, ...] = (),
-                 decay_from: int | None = None, decay_to: float = 1.0):
+    def __init__(self, lrs: LearningRates | None = None, restarts: tuple[int, ...] = ()):
         self.lrs = lrs or LearningRates()
         self.restarts = tuple(restarts)
-        # from step `decay_from` to the end, every rate but the position's decays log-linearly to `decay_to` x
-        self.decay_from, self.decay_to = decay_from, decay_to
 
     def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
         return scene.params()
@@ -59,20 +56,13 @@ class RawParameters(Parameterization):
     def decode(self, params: Params) -> GaussianScene:
         return GaussianScene(**{k: params[k] for k in PARAM_NAMES})
 
-    def base_rates(self) -> dict[str, float]:
-        lrs = self.lrs
-        return {"scales": lrs.scales, "quats": lrs.quats, "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
-
     def make_optimizers(self, params: Params, extent: float) -> Optimizers:
-        rate = {"means": self.lrs.means * extent, **self.base_rates()}
+        lrs = self.lrs
+        rate = {"means": lrs.means * extent, "scales": lrs.scales, "quats": lrs.quats,
+                "opacities": lrs.opacities, "sh0": lrs.sh0, "shN": lrs.shN}
         # fused: one kernel per tensor instead of ~10 elementwise ops (4 ms instead of 16.5 ms per step for
         # 97k Gaussians on 2 cores, bench/profile_step.py); the same update up to float32 rounding
         return {name: torch.optim.Adam([p], lr=rate[name], eps=ADAM_EPS, fused=True) for name, p in params.items()}
 
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
         set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent, self.restarts))
-        if self.decay_from is not None and step >= self.decay_from:
-            t = (step - self.decay_from) / max(total - 1 - self.decay_from, 1)
-            factor = self.decay_to ** min(t, 1.0)
-            for name, rate in self.base_rates().items():
-                set_lr(optimizers[name], rate * factor)

@@ -21,7 +21,8 @@ from gstrim import progress
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import holds_other_files, write_text_atomic
 from gstrim.io.model import relative_to_folder, resolve_recorded
-from gstrim.pipelines.executors import ExecutorConfig, drive, make_executor
+from gstrim.pipelines.executors import ExecutorConfig, drive
+from gstrim.pipelines.jobs import first_failure
 from gstrim.pipelines.run import Inputs, RunControl
 from gstrim.pipelines.sweep import (
     Sweep,
@@ -31,6 +32,7 @@ from gstrim.pipelines.sweep import (
     check_sweep_settings,
     describe_report,
     prepare_sweep,
+    start_executor,
 )
 from gstrim.report.batch_table import scene_rows, write_batch_table
 from gstrim.report.table import Row
@@ -66,7 +68,8 @@ def scene_names(paths: list[str | Path]) -> list[str]:
 
 
 def _record(out: Path, scenes: dict[str, Inputs]) -> None:
-    """batch.json: the scenes of this folder by name; a later batch may add scenes, not move a name."""
+    """batch.json: the scenes of this folder by name; a later batch may add scenes, not move a name. (A folder
+    that holds something else is refused before the executor starts.)"""
     path = out / BATCH_NAME
     entry = {name: {"model": relative_to_folder(i.scene, out),
                     "data": relative_to_folder(i.data, out) if i.data is not None else None}
@@ -79,8 +82,6 @@ def _record(out: Path, scenes: dict[str, Inputs]) -> None:
                 raise GstrimError(f"this batch's scene {name!r} is another model ({known['model']}); batch into "
                                   "another folder", out)
         entry = {**recorded["scenes"], **entry}
-    elif holds_other_files(out, BATCH_NAME):
-        raise GstrimError("output folder is not empty and holds no batch; choose another", out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps({"record": BATCH_RECORD, "scenes": entry}, indent=1))
 
@@ -93,16 +94,13 @@ def run_batch(scenes: list[Inputs | str | Path], out_dir: str | Path, config: Sw
     config, configs, control = config or SweepConfig(), configs or SweepRunConfigs(), control or RunControl()
     executor = executor or ExecutorConfig()
     check_sweep_settings(config, configs)  # wrong settings are the command's error, not every scene's
-    executor.validate()
     if not scenes:
         raise ConfigError("give at least one scene", "scenes")
     inputs = [Inputs.of(s) for s in scenes]
     named = dict(zip(scene_names([i.scene for i in inputs]), inputs, strict=True))
     if not (out / BATCH_NAME).is_file() and holds_other_files(out, BATCH_NAME):
         raise GstrimError("output folder is not empty and holds no batch; choose another", out)
-    # the executor first (joining a cluster, checking its nodes see the folder): nothing is written if it fails
-    given = [Path(p).absolute() for i in inputs for p in (i.scene, i.data) if p is not None and Path(p).exists()]
-    runner = make_executor(executor, [out, *given])
+    runner = start_executor(executor, out, inputs)
     try:
         _record(out, named)
         sweeps, errors = _prepare_scenes(named, out, config, configs, control)
@@ -116,9 +114,9 @@ def run_batch(scenes: list[Inputs | str | Path], out_dir: str | Path, config: Sw
     results: dict[str, SweepResult] = {}
     fps_device = ""
     for name, sweep in sweeps.items():
-        failed = [r for r in reports.values() if r.key.startswith(f"{name}/") and r.status == "failed"]
-        if failed:  # the run that failed of itself, not one left out because of it
-            errors[name] = min(failed, key=lambda r: r.error.startswith("not run:")).error
+        failed = first_failure(r for r in reports.values() if r.key.startswith(f"{name}/"))
+        if failed is not None:
+            errors[name] = failed.error
             continue
         try:
             results[name] = sweep.finish()

@@ -32,6 +32,12 @@ class Job:
     gpu: bool | None = None  # renders on CUDA: a Ray task asks for one GPU (None: where the cluster has GPUs)
 
 
+def first_failure(reports) -> Report | None:
+    """The report of a job that failed of itself (not one left out because a job before it failed), if any."""
+    failed = [r for r in reports if r.status == "failed"]
+    return min(failed, key=lambda r: r.error.startswith("not run:")) if failed else None
+
+
 def perform(job: Job, threads: int | None = None, quiet: bool = False) -> Report:
     """Run `job` here with `threads` threads; a failure becomes a failed report with its one-line message."""
     if threads is not None:

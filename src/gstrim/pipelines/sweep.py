@@ -35,9 +35,9 @@ from gstrim.options import option
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.claims import holding, try_claim
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
-from gstrim.pipelines.executors import ExecutorConfig, drive, make_executor
+from gstrim.pipelines.executors import Executor, ExecutorConfig, drive, make_executor
 from gstrim.pipelines.export import ExportConfig, export_model, run_dir_of
-from gstrim.pipelines.jobs import Job, Report
+from gstrim.pipelines.jobs import Job, Report, first_failure
 from gstrim.pipelines.run import Inputs, RunControl, RunFolder, model_dataset
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.scores import SCORES
@@ -510,19 +510,24 @@ def run_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepCon
     """Run (or continue, or join another driver on) the sweep of `inputs` in `out_dir` with `executor` (default:
     one run at a time here); returns its table rows."""
     inputs = Inputs.of(inputs)
-    given = [Path(p).absolute() for p in (inputs.scene, inputs.data) if p is not None and Path(p).exists()]
-    # the executor first (joining a cluster, checking its nodes see the folder): nothing is written if it fails
-    runner = make_executor(executor or ExecutorConfig(), [Path(out_dir).absolute(), *given])
+    runner = start_executor(executor or ExecutorConfig(), Path(out_dir).absolute(), [inputs])
     try:
         sweep = prepare_sweep(inputs, out_dir, config, configs, control)
     except BaseException:
         runner.close()
         raise
     reports = drive(sweep.jobs(), runner, describe_report)  # closes the executor
-    failed = [r for r in reports.values() if r.status == "failed"]
-    if failed:  # the first run that failed of itself, not one left out because of it
-        raise GstrimError(min(failed, key=lambda r: r.error.startswith("not run:")).error)
+    failed = first_failure(reports.values())
+    if failed is not None:
+        raise GstrimError(failed.error)
     return sweep.finish()
+
+
+def start_executor(config: ExecutorConfig, out: Path, inputs: list[Inputs]) -> Executor:
+    """The executor, started before anything is written (joining a cluster and checking that its nodes see the
+    output folder and the given inputs can fail)."""
+    given = [Path(p).absolute() for i in inputs for p in (i.scene, i.data) if p is not None and Path(p).exists()]
+    return make_executor(config, [out, *given])
 
 
 def describe_report(report: Report) -> str:

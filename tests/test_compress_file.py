@@ -126,9 +126,11 @@ def test_a_scene_file_with_a_bad_index_is_an_error(tmp_path, rng):
 def test_quantized_parameters_decode_what_the_file_stores(tmp_path, rng):
     from gstrim.compress.finetune import QuantizedParameters
 
-    for degree in (0, 2):
+    for degree, shared_dc in ((0, True), (2, True), (2, False)):
         cs = CodebookScene.from_scene(random_scene(rng, 30, sh_degree=degree))
-        cs.sh_index = torch.from_numpy(rng.integers(0, 30, 30))
+        cs.sh_index, cs.shared_dc = torch.from_numpy(rng.integers(0, 30, 30)), shared_dc
+        if not shared_dc:  # 30 DCs of their own, 12 higher-band entries
+            cs.sh_index, cs.sh_rest = cs.sh_index % 12, cs.sh_rest[:12]
         qp = QuantizedParameters(cs)
         params = {k: torch.nn.Parameter(v.clone()) for k, v in qp.init_params(cs.decode()).items()}
         rendered = qp.decode(params)  # a training step's decode: the observers see the tensors
@@ -138,3 +140,31 @@ def test_quantized_parameters_decode_what_the_file_stores(tmp_path, rng):
         for name in ("means", "opacities", "sh0", "shN", "scales", "quats"):
             torch.testing.assert_close(getattr(stored, name), getattr(rendered, name).detach()[order], rtol=0,
                                        atol=1e-6, msg=f"{name} degree {degree}")
+
+
+def test_a_dc_of_its_own_round_trips_as_kind_2_and_shared_dc_stays_kind_1(tmp_path, rng):
+    scene = random_scene(rng, 300)
+    cs = CodebookScene.from_scene(scene)
+    cs.sh_index, cs.sh_rest, cs.shared_dc = torch.from_numpy(rng.integers(0, 40, 300)), cs.sh_rest[:40], False
+    write_gsz(tmp_path / "own.gsz", cs)
+    assert read_container(tmp_path / "own.gsz")[1]["kind"] == "gstrim.codebook-scene/2"
+    back = read_gsz(tmp_path / "own.gsz")
+    order = torch.from_numpy(morton_order(cs.means.numpy()))
+    assert not back.shared_dc and back.sh_entries == 40 and len(back.sh_dc) == 300
+    assert torch.equal(back.sh_index, cs.sh_index[order])
+    step = (cs.sh_dc.max() - cs.sh_dc.min()) / 255
+    assert torch.all((back.sh_dc - cs.sh_dc[order]).abs() <= step / 2 + 1e-6)  # each Gaussian its own DC
+    decoded = back.decode()
+    torch.testing.assert_close(decoded.sh0, back.sh_dc)
+    torch.testing.assert_close(decoded.shN, back.sh_rest[back.sh_index])
+    # a shared DC is the c3dgs file of before: kind 1, which older readers read
+    write_gsz(tmp_path / "shared.gsz", CodebookScene.from_scene(scene))
+    assert read_container(tmp_path / "shared.gsz")[1]["kind"] == "gstrim.codebook-scene/1"
+    assert read_gsz(tmp_path / "shared.gsz").shared_dc
+
+
+def test_a_bad_shared_dc_header_is_an_error(tmp_path, rng):
+    cs = CodebookScene.from_scene(random_scene(rng, 10))
+    write_gsz(tmp_path / "bad.gsz", cs, meta={"kind": "gstrim.codebook-scene/2", "shared_dc": "yes"})
+    with pytest.raises(GstrimError, match="bad.gsz.*shared_dc"):
+        read_gsz(tmp_path / "bad.gsz")

@@ -88,3 +88,23 @@ def test_chunked_sensitivity_equals_one_piece(rng):
     whole, parts = sensitivity(scene, cameras, chunk=10**6), sensitivity(scene, cameras, chunk=64)
     torch.testing.assert_close(parts.color, whole.color, rtol=1e-6, atol=0)
     torch.testing.assert_close(parts.shape, whole.shape, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("degree", [0, 3])
+def test_codebooks_with_a_dc_of_its_own_keep_every_dc_and_cluster_the_rest(rng, degree):
+    from gstrim.compress.codebooks import ClusterSettings, build_codebooks
+    from gstrim.compress.sensitivity import Sensitivity
+
+    g = torch.Generator().manual_seed(0)
+    scene = make_scene(rng, 400, degree, dtype=torch.float32)
+    sens = Sensitivity(torch.rand(400, generator=g), torch.rand(400, generator=g))
+    settings = ClusterSettings(size=64, keep=0.05, steps=5, batch=256)
+    cs, report = build_codebooks(scene, sens, settings, settings, g, shared_dc=False)
+    assert not cs.shared_dc and torch.equal(cs.sh_dc, scene.sh0)  # every Gaussian's DC, unclustered
+    if degree == 0:
+        assert cs.sh_index is None and cs.sh_rest.shape == (400, 0, 3)
+    else:
+        assert cs.sh_entries == 64 + 20 and cs.sh_index.max() < cs.sh_entries  # 5 % kept of their own
+        torch.testing.assert_close(cs.decode().sh0, scene.sh0)
+    shared, _ = build_codebooks(scene, sens, settings, settings, torch.Generator().manual_seed(0))
+    assert shared.shared_dc and len(shared.sh_dc) == shared.sh_entries == 64 + 20

@@ -7,7 +7,8 @@ clamped at black in every view has a zero colour gradient and still occludes wha
 chair_400 trimmed to 9,072 Gaussians, the 53 of them cost 0.72 dB when removed.) The
 colour (DC and higher SH bands together) and the normalised covariance are clustered separately, each
 weighted by its sensitivity; the most sensitive Gaussians are not clustered but keep their own vector,
-appended to the codebook.
+appended to the codebook. With `shared_dc` False the colour codebook holds the higher bands only and each
+Gaussian keeps its own DC (beyond c3dgs: the base colour is where the colour codebook lost most).
 
 Two choices differ from c3dgs, for scenes of every size. (1) The un-clustered Gaussians are a fixed
 fraction (the most sensitive), where c3dgs uses absolute thresholds (6e-7 colour, 3e-6 shape): a
@@ -70,20 +71,24 @@ def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSetting
 
 
 def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSettings, shape: ClusterSettings,
-                    generator: torch.Generator) -> tuple[CodebookScene, CodebookReport]:
+                    generator: torch.Generator, shared_dc: bool = True) -> tuple[CodebookScene, CodebookReport]:
     with torch.no_grad():
         alive = (sens.color > 0) | (sens.shape > 0)
         scene = scene.subset(alive)
         sens = Sensitivity(sens.color[alive], sens.shape[alive])
-        sh = torch.cat([scene.sh0, scene.shN], 1)
-        sh_book, sh_index, kept_sh = _cluster(sh.flatten(1), sens.color, color, generator)
-        sh_book = sh_book.reshape(-1, *sh.shape[1:])
+        sh = torch.cat([scene.sh0, scene.shN], 1) if shared_dc else scene.shN
+        if sh.shape[1] == 0:  # degree 0 with a DC of its own: no colour codebook
+            sh_book, sh_index, kept_sh = sh, None, len(sh)
+        else:
+            sh_book, sh_index, kept_sh = _cluster(sh.flatten(1), sens.color, color, generator)
+            sh_book = sh_book.reshape(-1, *sh.shape[1:])
+        sh_dc, sh_rest = (sh_book[:, :1], sh_book[:, 1:]) if shared_dc else (scene.sh0, sh_book)
         six = normalized_covariance(scene.quats, scene.scales)
         cov_book, shape_index, kept_shape = _cluster(six, sens.shape, shape, generator, project=_unit_trace)
         rotations, axes = rotation_and_scale(cov_book)
         plain = CodebookScene.from_scene(scene)
         cs = CodebookScene(means=plain.means, opacities=plain.opacities, scale_norms=plain.scale_norms,
-                           sh_dc=sh_book[:, :1].contiguous(), sh_rest=sh_book[:, 1:].contiguous(),
+                           sh_dc=sh_dc.contiguous(), sh_rest=sh_rest.contiguous(),
                            rotations=rotations, unit_scales=torch.nn.functional.normalize(axes, dim=-1),
-                           sh_index=sh_index, shape_index=shape_index)
+                           sh_index=sh_index, shape_index=shape_index, shared_dc=shared_dc)
     return cs, CodebookReport(int((~alive).sum()), kept_sh, kept_shape)

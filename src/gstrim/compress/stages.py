@@ -34,6 +34,7 @@ from gstrim.train.trainer import TrainConfig, Trainer
 
 FINETUNE = {"cuda": 5_000, "cpu": 1_000}  # c3dgs's 5,000 on a GPU; a fifth on the CPU, as trim's cpu preset
 CACHE_DIR = "stages"
+DC_CHOICES = ("codebook", "own")
 
 
 @dataclass
@@ -41,6 +42,8 @@ class CompressConfig:
     codebook_sh: int = option(4096, "colour (SH) codebook entries (c3dgs: 4096)")
     codebook_shape: int = option(4096, "shape (normalised covariance) codebook entries (c3dgs: 4096)")
     keep_sh: float = option(0.01, "fraction of the Gaussians, the most colour-sensitive, that keep their own SH")
+    dc: str = option("codebook", "base colour (SH DC): in the colour codebook with the higher bands "
+                     "(codebook, as c3dgs) or 8 bits of its own per Gaussian (own)", choices=DC_CHOICES)
     keep_shape: float = option(0.01, "fraction of the Gaussians, the most shape-sensitive, that keep their own "
                                "shape")
     kmeans_steps_sh: int = option(25, "k-means mini-batch steps for the colours (c3dgs on a GPU: 100 of 2^18)")
@@ -62,6 +65,8 @@ class CompressConfig:
         return replace(self, qat_iterations=FINETUNE["cuda" if torch.device(device).type == "cuda" else "cpu"])
 
     def validate(self) -> None:
+        if self.dc not in DC_CHOICES:
+            raise ConfigError(f"unknown {{dc}} {self.dc!r}; use one of {', '.join(DC_CHOICES)}", "dc")
         for name in ("codebook_sh", "codebook_shape", "kmeans_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{{{name}}} must be at least 1, got {getattr(self, name)}", name)
@@ -145,8 +150,8 @@ def _clustering(job: CompressionJob) -> dict:
     shape = ClusterSettings(c.codebook_shape, c.keep_shape, c.kmeans_steps_shape, c.kmeans_batch)
     t0 = time.perf_counter()
     codebooks, report = build_codebooks(job.scene, job.values["sensitivity"], color, shape,
-                                        torch.Generator().manual_seed(c.seed))
-    progress.log(f"codebooks: {len(codebooks.sh_dc):,} colour entries ({report.kept_sh:,} un-clustered), "
+                                        torch.Generator().manual_seed(c.seed), shared_dc=c.dc == "codebook")
+    progress.log(f"codebooks: {codebooks.sh_entries:,} colour entries ({report.kept_sh:,} un-clustered), "
                  f"{len(codebooks.rotations):,} shape entries ({report.kept_shape:,} un-clustered), "
                  f"{report.removed:,} Gaussians of zero sensitivity removed: {time.perf_counter() - t0:.1f} s")
     return {"codebooks": codebooks, "report": report}

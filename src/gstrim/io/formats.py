@@ -126,7 +126,8 @@ def _save_gsz(path: Path, scene: GaussianScene) -> None:
 def _load_described_gsz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
     cs = gsz.read_gsz(path)
     kind = "codebooks" if cs.sh_index is not None else "8-bit"
-    kind += f", {len(cs.sh_dc):,} colour / {len(cs.rotations):,} shape entries"
+    kind += f", {cs.sh_entries:,} colour / {len(cs.rotations):,} shape entries"
+    kind += "" if cs.shared_dc else ", DC per Gaussian"
     return cs.decode().check_finite(str(path), nonfinite), {"format": f"gsz ({kind})", "extra_properties": []}
 
 

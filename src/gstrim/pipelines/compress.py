@@ -39,8 +39,9 @@ class CompressRun(Run):
         decoded = read_gsz(path).decode()
         ply_in = FORMATS["ply"].size(len(scene), scene.sh_degree)
         record = {"file": str(path.relative_to(folder.root)), "mb": values["bytes"] / 1e6, "input_ply_mb": ply_in / 1e6,
-                  "ratio": ply_in / values["bytes"], "codec": config.codec, "sh_entries": len(codebooks.sh_dc),
-                  "shape_entries": len(codebooks.rotations), **asdict(values["report"]),
+                  "ratio": ply_in / values["bytes"], "codec": config.codec, "dc": config.dc,
+                  "sh_entries": codebooks.sh_entries, "shape_entries": len(codebooks.rotations),
+                  **asdict(values["report"]),
                   "stages_s": {k: round(v, 2) for k, v in job.times.items()}}
         return Outcome(decoded, f"ours_{values['iteration']}", values["iteration"], sum(job.times.values()), record,
                        path)

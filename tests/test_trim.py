@@ -55,8 +55,7 @@ def test_variants(baseline, tmp_path, variant):
     assert result.summary.iterations == 18  # every variant trains as long
 
 
-@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup", "gradient-visibility",
-                                   "gradient-sum"])
+@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup", "gradient-visibility"])
 def test_first_prune_keeps_the_top_of_its_score(baseline, score):
     """The strategy removes exactly the lowest-ranked Gaussians of the configured score (with the OR rule of
     eq. 5 for the gradient), scored over the statistics views on the loaded scene."""
@@ -209,36 +208,23 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
     assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))
 
 
-def test_fade_lowers_the_removal_set_to_zero_opacity_then_deletes_it(baseline, tmp_path):
-    data, model = baseline
-    ds = load_dataset(data)
-    scene = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
-    config = TrimConfig(score="opacity", target_removal=0.5, steps=2, every=4, finetune=0, fade=2)
-    strategy = TrimStrategy(config, ds.train, ds.background, len(scene), scene.sh_degree)
-    params = {k: torch.nn.Parameter(v.clone()) for k, v in scene.params().items()}
-    state = strategy.initialize_state(len(scene))
-    strategy.step_begin(params, {}, state, 0, torch.Generator())
-    fading = state["fading"].clone()
-    assert len(params["means"]) == len(scene) and 0 < int(fading.sum()) < len(scene)
-    before = torch.sigmoid(scene.opacities)
-    strategy.step_begin(params, {}, state, 1, torch.Generator())
-    assert torch.allclose(torch.sigmoid(params["opacities"].detach())[fading], before[fading] / 2, atol=1e-6)
-    assert torch.equal(params["opacities"].detach()[~fading], scene.opacities[~fading])
-    strategy.step_begin(params, {}, state, 2, torch.Generator())
-    assert torch.equal(params["means"].detach(), scene.means[~fading])
-    result = trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, fade=2, **SMALL), NO_EVAL)
-    assert len(result.scene) == round(len(scene) * 0.5)
-    with pytest.raises(Exception, match="fade"):
-        TrimConfig(fade=4, **SMALL).validate()
+def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, capsys):
+    from gstrim.prune.strategy import finetune_parameters
 
-
-def test_regrow_keeps_the_schedule_and_splits_the_highest_gradients(baseline, tmp_path):
+    paper = TrimConfig().resolved("cpu")
+    assert (paper.recipe, paper.score, paper.restart_lr) == ("paper", "gradient", None)
+    objects = TrimConfig(recipe="objects").resolved("cpu")
+    assert (objects.score, objects.restart_lr) == ("gradient-visibility", 1.6e-4)
+    assert finetune_parameters(TrimConfig(recipe="objects", steps=3, every=10, finetune=20)).restarts == (0, 10, 20)
+    given = TrimConfig(recipe="objects", score="gradient").resolved("cpu")
+    assert (given.score, given.restart_lr) == ("gradient", 1.6e-4)
+    with pytest.raises(Exception, match="recipe"):
+        TrimConfig(recipe="nope").validate()
+    # through the command line: the run records what the recipe chose
     data, model = baseline
-    n_in = len(load_scene(model / "point_cloud/iteration_40/point_cloud.ply"))
-    result = trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, regrow=0.2, **SMALL), NO_EVAL)
-    assert len(result.scene) == round(n_in * 0.5)
-    plain = trim_scene(model, tmp_path / "p", TrimConfig(target_removal=0.5, **SMALL), NO_EVAL)
-    assert not torch.equal(result.scene.means, plain.scene.means)
-    for bad in (dict(regrow=1.5), dict(regrow=0.2, score="opacity"), dict(regrow=0.2, fade=2)):
-        with pytest.raises(Exception, match="regrow"):
-            TrimConfig(target_removal=0.5, **bad, **SMALL).validate()
+    out = tmp_path / "t"
+    code, _, err = run(capsys, "trim", model, "-o", out, "--recipe", "objects", "--target-removal", "0.5", "--steps",
+                       2, "--every", 2, "--finetune", 2, "--no-eval")
+    assert code == 0, err
+    recorded = json.loads((out / "config.json").read_text())["trim"]
+    assert (recorded["recipe"], recorded["score"], recorded["restart_lr"]) == ("objects", "gradient-visibility", 1.6e-4)

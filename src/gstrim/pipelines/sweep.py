@@ -146,8 +146,9 @@ def plan(config: SweepConfig, base: TrimConfig) -> list[PlannedRun]:
                 add(f"{config.scores[0]}-oneshot-{lv}", "one-shot", seed, score=config.scores[0], one_shot=True,
                     **{"target_removal": level} if target == "target_removal" else {"gamma": level})
             for name, overrides in config.variants.items():
-                add(f"{config.scores[0]}-{lv}-{name}", name, seed, **{"score": config.scores[0], target: level,
-                                                                       **overrides})
+                # a variant naming a recipe prunes by the recipe's score unless it names one
+                score = None if "recipe" in overrides else config.scores[0]
+                add(f"{config.scores[0]}-{lv}-{name}", name, seed, **{"score": score, target: level, **overrides})
     files = []
     for trim in trims:
         if trim.variant != "iterative" or trim.config.score != config.scores[0]:
@@ -418,7 +419,7 @@ class Table:
         o = s.output
         target, kind = self._target(run.config)
         return Row(run.name, "no-prune" if run.variant == "no-prune" else "trim", run.variant,
-                   "" if run.variant == "no-prune" else run.config.score, target, kind, run.config.seed,
+                   "" if run.variant == "no-prune" else run.config.with_recipe().score, target, kind, run.config.seed,
                    s.gaussians_out, s.mb_out, self.input_mb / s.mb_out, s.removed, o.psnr, o.ssim, o.lpips,
                    self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
                    stages_s={"trim_s": round(s.wall_s, 1)}, host=ran_on(s.host))
@@ -428,7 +429,7 @@ class Table:
         o = s.output
         target, target_kind = self._target(run.config)
         mb = s.details["mb"]
-        score = run.config.score if run.variant != "input" else ""
+        score = run.config.with_recipe().score if run.variant != "input" else ""
         return Row(run.name, run.kind, run.variant, score, target, target_kind, run.config.seed, s.gaussians_out, mb,
                    self.input_mb / mb, 1.0 - s.gaussians_out / self.gaussians, o.psnr, o.ssim, o.lpips,
                    self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path, group=run.group,

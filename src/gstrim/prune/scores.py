@@ -62,12 +62,6 @@ def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=No
     return mean_grad2d(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
-def gradient_sum_score(scene: GaussianScene, cameras: list[Camera], *, background=None,
-                       device: str = "auto") -> torch.Tensor:
-    """The gradient statistic summed over views instead of averaged: a Gaussian many views draw counts more."""
-    return gradient_statistics(scene, cameras, background=background, device=device)[0].float()
-
-
 def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
     """The effective opacity: the largest blending weight alpha * T of a Gaussian over the views' pixels. Unlike
     the opacity it is low for an opaque Gaussian hidden behind a surface."""
@@ -164,4 +158,3 @@ register_score("lightgaussian", lightgaussian_score)
 register_score("pup", pup_score)
 # beyond the paper (docs/pruning.md, "closing the synthetic-scene gap")
 register_score("gradient-visibility", gradient_score, keep_with=visibility_score)
-register_score("gradient-sum", gradient_sum_score, keep_with=opacity_score)

@@ -43,7 +43,8 @@ def test_compress_writes_a_small_file_and_evaluates_it_as_written(baseline, tmp_
         torch.testing.assert_close(getattr(scene, name)[order_file], getattr(trained, name)[order],
                                    rtol=0, atol=1e-6, msg=name)
     cs = read_gsz(result.file)
-    assert len(cs.sh_dc) < len(cs) and len(cs.rotations) < len(cs)
+    assert cs.sh_entries < len(cs) and len(cs.rotations) < len(cs)
+    assert not cs.shared_dc and len(cs.sh_dc) == len(cs)  # the default: each Gaussian its own DC
     assert len(torch.unique(torch.cat([cs.opacities]))) <= 256
 
 

@@ -228,3 +228,20 @@ def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, 
     assert code == 0, err
     recorded = json.loads((out / "config.json").read_text())["trim"]
     assert (recorded["recipe"], recorded["score"], recorded["restart_lr"]) == ("objects", "gradient-visibility", 1.6e-4)
+
+
+def test_a_run_recorded_by_an_older_gstrim_resumes_unless_it_used_a_retired_setting(baseline, tmp_path):
+    from gstrim.errors import GstrimError
+
+    data, model = baseline
+    out = tmp_path / "t"
+    first = trim_scene(model, out, TrimConfig(target_removal=0.5, **SMALL), NO_EVAL)
+    recorded = json.loads((out / "config.json").read_text())
+    recorded["trim"] |= {"fade": None, "regrow": None}  # settings of an older version, unset
+    (out / "config.json").write_text(json.dumps(recorded))
+    again = trim_scene(None, out, control=RunControl(resume=True, no_eval=True))
+    assert torch.equal(again.scene.means, first.scene.means)
+    recorded["trim"]["fade"] = 50  # one that changed what the run did
+    (out / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(GstrimError, match=r"config.json.*fade=50"):
+        trim_scene(None, out, control=RunControl(resume=True, no_eval=True))

@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gstrim.errors import GstrimError
+
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence | Callable | None = None,
            exclusive: str | None = None, metavar: str | None = None, nargs: str | None = None) -> Any:
@@ -29,3 +31,15 @@ def flag_name(config_cls, name: str) -> str:
     fields = {f.name: f for f in dataclasses.fields(config_cls)} if config_cls is not None else {}
     custom = fields[name].metadata.get("flag") if name in fields else None
     return custom or "--" + name.replace("_", "-")
+
+
+def from_record(config_cls, settings: dict, where: str = "config.json"):
+    """`config_cls` from settings a run recorded, possibly with an older gstrim: a setting this version no
+    longer has is dropped when it was unset (None or False), and refused when it changed what the run did."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    retired = {k: v for k, v in settings.items() if k not in names}
+    used = {k: v for k, v in retired.items() if v not in (None, False)}
+    if used:
+        raise GstrimError("recorded with a setting this gstrim no longer has: "
+                          + ", ".join(f"{k}={v!r}" for k, v in used.items()), where)
+    return config_cls(**{k: v for k, v in settings.items() if k in names})

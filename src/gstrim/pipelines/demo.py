@@ -57,7 +57,7 @@ def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
     length of fine-tuning, scoring each step on 20 training views."""
     every = max(iterations // 40, 1)
     config = TrimConfig(target_removal=0.75, steps=10, every=every, finetune=max(iterations // 4, 1),
-                        stats_views=20, seed=seed, preset="cpu")
+                        stats_views=20, seed=seed, preset="cpu").with_recipe()  # as the run records it
     saved = read_config(trim_dir)
     same_input = saved is not None and resolve_recorded(saved["input"], trim_dir).is_relative_to(model_dir.resolve())
     if same_input and saved.get("trim") == config.to_dict():

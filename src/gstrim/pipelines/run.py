@@ -37,7 +37,7 @@ from gstrim.io.model import (
     write_cameras_json,
     write_cfg_args,
 )
-from gstrim.options import option
+from gstrim.options import from_record, option
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.render.project import project
@@ -362,7 +362,8 @@ class Run:
     def configure(self, recorded: dict | None) -> Any:
         """The verb's settings: those recorded in a resumed run's config.json, else those given; resolved and
         checked."""
-        config = self.config_cls(**recorded[self.verb]) if recorded is not None else (self.config or self.config_cls())
+        config = (from_record(self.config_cls, recorded[self.verb], self.out / CONFIG_NAME) if recorded is not None
+                  else (self.config or self.config_cls()))
         if hasattr(config, "resolved"):
             config = config.resolved(resolve_device(self.control.device))
         if hasattr(config, "validate"):

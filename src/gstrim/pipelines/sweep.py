@@ -31,7 +31,7 @@ from gstrim.io.atomic import holds_other_files, write_text_atomic
 from gstrim.io.formats import FORMATS, viewer_formats
 from gstrim.io.model import CONFIG_NAME, Model, load_model, read_config, relative_to_folder, resolve_recorded
 from gstrim.metrics.fps import measure_fps
-from gstrim.options import option
+from gstrim.options import from_record, option
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.claims import holding, try_claim
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
@@ -455,11 +455,13 @@ def ran_on(host: dict) -> str:
 
 
 def _recorded_trim(config: dict | None) -> TrimConfig | None:
-    names = {f.name for f in dataclasses.fields(TrimConfig)}
     settings = (config or {}).get("trim")
-    if not isinstance(settings, dict) or not set(settings) <= names:
+    if not isinstance(settings, dict):
         return None
-    return TrimConfig(**settings)
+    try:
+        return from_record(TrimConfig, settings)
+    except (GstrimError, TypeError):
+        return None
 
 
 @dataclass

@@ -212,8 +212,11 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
 def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, capsys):
     from gstrim.prune.strategy import finetune_parameters
 
-    paper = TrimConfig().resolved("cpu")
-    assert (paper.recipe, paper.score, paper.restart_lr) == ("paper", "gradient", None)
+    for kind, recipe, score, rate in (("colmap", "paper", "gradient", None), (None, "paper", "gradient", None),
+                                      ("blender", "objects", "gradient-visibility", 1.6e-4)):
+        auto = TrimConfig().with_recipe(kind)  # the default, auto, by the dataset's kind
+        assert (auto.recipe, auto.score, auto.restart_lr) == (recipe, score, rate), kind
+    assert TrimConfig().resolved("cpu").recipe == "auto"  # waits for the dataset
     objects = TrimConfig(recipe="objects").resolved("cpu")
     assert (objects.score, objects.restart_lr) == ("gradient-visibility", 1.6e-4)
     assert finetune_parameters(TrimConfig(recipe="objects", steps=3, every=10, finetune=20)).restarts == (0, 10, 20)
@@ -221,24 +224,29 @@ def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, 
     assert (given.score, given.restart_lr) == ("gradient", 1.6e-4)
     with pytest.raises(Exception, match="recipe"):
         TrimConfig(recipe="nope").validate()
-    # through the command line: the run records what the recipe chose
+    # through the command line: the run records what the recipe chose (the example is a Blender dataset)
     data, model = baseline
-    out = tmp_path / "t"
-    code, _, err = run(capsys, "trim", model, "-o", out, "--recipe", "objects", "--target-removal", "0.5", "--steps",
-                       2, "--every", 2, "--finetune", 2, "--no-eval")
-    assert code == 0, err
-    recorded = json.loads((out / "config.json").read_text())["trim"]
-    assert (recorded["recipe"], recorded["score"], recorded["restart_lr"]) == ("objects", "gradient-visibility", 1.6e-4)
+    for flags, expected in (([], ("objects", "gradient-visibility", 1.6e-4)),
+                            (["--recipe", "paper"], ("paper", "gradient", None))):
+        out = tmp_path / f"t{len(flags)}"
+        code, _, err = run(capsys, "trim", model, "-o", out, *flags, "--target-removal", "0.5", "--steps", 2,
+                           "--every", 2, "--finetune", 2, "--no-eval")
+        assert code == 0, err
+        recorded = json.loads((out / "config.json").read_text())["trim"]
+        assert (recorded["recipe"], recorded["score"], recorded["restart_lr"]) == expected
 
 
 def test_a_run_recorded_by_an_older_gstrim_resumes_unless_it_used_a_retired_setting(baseline, tmp_path):
     from gstrim.errors import GstrimError
+    from gstrim.options import from_record
 
     data, model = baseline
     out = tmp_path / "t"
     first = trim_scene(model, out, TrimConfig(target_removal=0.5, **SMALL), NO_EVAL)
     recorded = json.loads((out / "config.json").read_text())
     recorded["trim"] |= {"fade": None, "regrow": None}  # settings of an older version, unset
+    before_recipes = {k: v for k, v in recorded["trim"].items() if k != "recipe"}
+    assert from_record(TrimConfig, before_recipes).recipe == "paper"  # what runs did before recipes existed
     (out / "config.json").write_text(json.dumps(recorded))
     again = trim_scene(None, out, control=RunControl(resume=True, no_eval=True))
     assert torch.equal(again.scene.means, first.scene.means)

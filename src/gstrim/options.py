@@ -35,8 +35,11 @@ def flag_name(config_cls, name: str) -> str:
 
 def from_record(config_cls, settings: dict, where: str = "config.json"):
     """`config_cls` from settings a run recorded, possibly with an older gstrim: a setting this version no
-    longer has is dropped when it was unset (None or False), and refused when it changed what the run did."""
+    longer has is dropped when it was unset (None or False), and refused when it changed what the run did; a
+    setting newer than the record takes the value in `config_cls.RECORDED_BEFORE` (what runs did before it
+    existed), else its default."""
     names = {f.name for f in dataclasses.fields(config_cls)}
+    settings = {**getattr(config_cls, "RECORDED_BEFORE", {}), **settings}
     retired = {k: v for k, v in settings.items() if k not in names}
     used = {k: v for k, v in retired.items() if v not in (None, False)}
     if used:

@@ -47,17 +47,18 @@ def run_demo(out: Path, *, seed: int = 0, iterations: int = 2_000) -> dict:
     densify = DensifyConfig(start=min(300, iterations // 4), stop=int(0.6 * iterations), every=100)
     setup = TrainSetup(init_points=DEMO_INIT_POINTS, save_iterations=[], densify=densify)
     trained = train_model(data_dir, model_dir, config, setup, RunControl(resume=resume))
-    trimmed = _trim(model_dir, out / "trimmed", iterations, seed)
+    trimmed = _trim(model_dir, out / "trimmed", iterations, seed, dataset.kind)
     compressed = _compress(out / "trimmed", out / "compressed", iterations, seed)
     return {"dataset": dataset, "train": trained, "trim": trimmed, "compress": compressed}
 
 
-def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int):
+def _trim(model_dir: Path, trim_dir: Path, iterations: int, seed: int, data_kind: str):
     """Trimming the Fat on the baseline: 75 % removed over 10 prune steps, then a quarter of the baseline's
-    length of fine-tuning, scoring each step on 20 training views."""
+    length of fine-tuning, scoring each step on 20 training views, with the default recipe (the example is a
+    synthetic object: the objects recipe)."""
     every = max(iterations // 40, 1)
     config = TrimConfig(target_removal=0.75, steps=10, every=every, finetune=max(iterations // 4, 1),
-                        stats_views=20, seed=seed, preset="cpu").with_recipe()  # as the run records it
+                        stats_views=20, seed=seed, preset="cpu").with_recipe(data_kind)  # as the run records it
     saved = read_config(trim_dir)
     same_input = saved is not None and resolve_recorded(saved["input"], trim_dir).is_relative_to(model_dir.resolve())
     if same_input and saved.get("trim") == config.to_dict():

@@ -133,7 +133,10 @@ def plan(config: SweepConfig, base: TrimConfig) -> list[PlannedRun]:
 
     def add(group: str, variant: str, seed: int, **settings) -> None:
         name = group if seed == 0 else f"{group}-s{seed}"
-        trims.append(PlannedRun(name, "trim", variant, replace(base, seed=seed, **settings), group))
+        run_config = replace(base, seed=seed, **settings)
+        if run_config.recipe == "auto":  # a sweep makes the paper's tables: its recipe unless another is named
+            run_config = replace(run_config, recipe="paper")
+        trims.append(PlannedRun(name, "trim", variant, run_config, group))
 
     for seed in config.seeds:
         if config.baseline:

@@ -36,6 +36,11 @@ class TrimRun(Run):
                      f"fine-tuning iterations ({c.iterations:,} in all)")
 
     def prepare(self, scene: GaussianScene, dataset: Dataset) -> None:
+        if self.config.recipe == "auto" or self.config.score is None:
+            self.config = self.config.with_recipe(dataset.kind)  # recorded concrete, so a resume does the same
+            progress.log(f"trim recipe: {self.config.recipe} (score {self.config.score}, position rate "
+                         + (f"restarted at {self.config.restart_lr:g} after each prune)" if self.config.restart_lr
+                            else "constant)"))
         config, model = self.config, self.opened.model
         stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
         strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,

@@ -42,9 +42,10 @@ RECIPES = {
     # chair_400 at 80 %, +0.62 on the built-in example; -0.31 dB on the beer capture, where it over-fits
     "objects": {"score": "gradient-visibility", "restart_lr": 1.6e-4},
 }
-# `auto` (the default) picks by what the targets are: renders of a synthetic object (a Blender dataset of
-# RGBA frames) take the objects recipe, photos of a capture (COLMAP) the paper's
-AUTO_RECIPES = {"blender": "objects", "colmap": "paper", "virtual": "paper"}
+# `auto` (the default) picks by what the targets are: noise-free renders (a Blender dataset of a synthetic
+# object; a photo-free run's virtual views, rendered by the untrimmed scene) take the objects recipe, photos
+# of a capture (COLMAP) the paper's, where moving the survivors over-fits the photos' noise
+AUTO_RECIPES = {"blender": "objects", "virtual": "objects", "colmap": "paper"}
 DEFAULT_RECIPE = "auto"
 
 
@@ -66,8 +67,8 @@ def preset_for(device) -> str:
 @dataclass
 class TrimConfig:
     recipe: str = option(DEFAULT_RECIPE, "the score and position-rate schedule as a whole: paper (Trimming the Fat "
-                         "as published), objects (--score gradient-visibility --restart-lr 1.6e-4, for renders of "
-                         "synthetic objects) or auto (objects for a Blender dataset, paper for photos); --score "
+                         "as published), objects (--score gradient-visibility --restart-lr 1.6e-4, for renders) or "
+                         "auto (objects for a Blender dataset and photo-free views, paper for photos); --score "
                          "and --restart-lr override it", choices=lambda: ["auto", *RECIPES])
     score: str | None = option(None, "importance score (default: the recipe's): gradient (Trimming the Fat: kept "
                                "if opacity OR gradient is high), gradient-visibility (OR with the largest blending "

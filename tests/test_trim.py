@@ -55,8 +55,7 @@ def test_variants(baseline, tmp_path, variant):
     assert result.summary.iterations == 18  # every variant trains as long
 
 
-@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup", "gradient-visibility",
-                                   "gradient-contribution"])
+@pytest.mark.parametrize("score", ["gradient", "opacity", "lightgaussian", "pup", "gradient-visibility"])
 def test_first_prune_keeps_the_top_of_its_score(baseline, score):
     """The strategy removes exactly the lowest-ranked Gaussians of the configured score (with the OR rule of
     eq. 5 for the gradient), scored over the statistics views on the loaded scene."""

@@ -72,17 +72,6 @@ def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=
     return weight.float()
 
 
-def contribution_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
-    """The Gaussian's share of the rendered images: its blending weights alpha * T summed over the views'
-    pixels (Mini-Splatting's importance, Fang and Wang, ECCV 2024, `ms/train.py`: the sum of blending weights
-    over all training views; ../shared/notes/reference-methods.md 3.3). Low for a hidden or a tiny Gaussian
-    whatever its opacity."""
-    weight = torch.zeros(len(scene), dtype=torch.float64)
-    for cam in progress.track(cameras, "contribution"):
-        weight += pixel_statistics(scene, cam, background=background, fisher=False).weight_sum.double()
-    return weight.float()
-
-
 LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (VITA-Group/LightGaussian `prune.py`)
 
 
@@ -169,4 +158,3 @@ register_score("lightgaussian", lightgaussian_score)
 register_score("pup", pup_score)
 # beyond the paper (docs/pruning.md, "closing the synthetic-scene gap")
 register_score("gradient-visibility", gradient_score, keep_with=visibility_score)
-register_score("gradient-contribution", gradient_score, keep_with=contribution_score)

@@ -72,8 +72,7 @@ class TrimConfig:
                          "and --restart-lr override it", choices=lambda: ["auto", *RECIPES])
     score: str | None = option(None, "importance score (default: the recipe's): gradient (Trimming the Fat: kept "
                                "if opacity OR gradient is high), gradient-visibility (OR with the largest blending "
-                               "weight instead of the opacity), gradient-contribution (OR with the sum of the "
-                               "blending weights), or one ranked alone", choices=lambda: list(SCORES))
+                               "weight instead of the opacity), or one ranked alone", choices=lambda: list(SCORES))
     gamma: float | None = option(None, "quantile level per prune step (paper: 0.225-0.6)", exclusive="target")
     target_removal: float | None = option(None, f"fraction of the Gaussians to remove (default {DEFAULT_REMOVAL})",
                                           exclusive="target")

@@ -94,7 +94,6 @@ class PixelStatistics:
     projection: Projection
     hits: torch.Tensor  # [N] pixels where each Gaussian is blended
     max_weight: torch.Tensor  # [N] largest blending weight alpha * T over the pixels
-    weight_sum: torch.Tensor  # [N] sum of the blending weights over the pixels
     # [N, 15] upper triangle of the sum over pixels and channels of h h^T, h = d pixel / d(means2d, conic)
     fisher2d: torch.Tensor
 
@@ -115,9 +114,8 @@ def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | N
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        hits, max_weight, weight_sum, fisher2d = kernel(proj.means2d, proj.conics, colors,
-                                                        scene.activated_opacities(), proj.radii, proj.depths,
-                                                        camera.width, camera.height, bg, fisher)
-    return PixelStatistics(proj, hits, max_weight, weight_sum, fisher2d)
+        hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(),
+                                            proj.radii, proj.depths, camera.width, camera.height, bg, fisher)
+    return PixelStatistics(proj, hits, max_weight, fisher2d)
 
 __all__ = ["BACKENDS", "PixelStatistics", "RenderOutput", "pixel_statistics", "rasterize", "resolve_device"]

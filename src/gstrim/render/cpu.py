@@ -116,7 +116,7 @@ class RasterizePixels(torch.autograd.Function):
 
 def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, height, background,
                      fisher: bool = True):
-    """(hits [N], max_weight [N], weight_sum [N], fisher2d [N, 15], or [N, 0] without `fisher`) of one render: see
+    """(hits [N], max_weight [N], fisher2d [N, 15], or [N, 0] without `fisher`) of one render: see
     `cpu_kernels.pixel_statistics`."""
     _, transmittance, levels, offsets, ids, last = blend(means2d, conics, colors, opacities, radii, depths,
                                                          width, height, background)
@@ -124,10 +124,8 @@ def pixel_statistics(means2d, conics, colors, opacities, radii, depths, width, h
     dtype = _np(means2d).dtype
     hits = np.zeros((threads, n), dtype)
     max_weight = np.zeros((threads, n), dtype)
-    weight_sum = np.zeros((threads, n), dtype)
     fisher2d = np.zeros((threads, n, 15 if fisher else 0), dtype)
     kernels.pixel_statistics(_np(means2d), _np(conics), _np(colors), _np(opacities), levels, offsets, ids, width,
                              height, TILE, _np(background.to(means2d.dtype)), transmittance, last, threads, hits,
-                             max_weight, weight_sum, fisher2d)
-    return (torch.from_numpy(hits.sum(0)), torch.from_numpy(max_weight.max(0)), torch.from_numpy(weight_sum.sum(0)),
-            torch.from_numpy(fisher2d.sum(0)))
+                             max_weight, fisher2d)
+    return torch.from_numpy(hits.sum(0)), torch.from_numpy(max_weight.max(0)), torch.from_numpy(fisher2d.sum(0))

@@ -366,14 +366,13 @@ def num_threads() -> int:
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, width, height, tile, background,
-                     transmittance, last, n_threads, hits, max_weight, weight_sum, fisher):
+                     transmittance, last, n_threads, hits, max_weight, fisher):
     """Per-Gaussian statistics of one render that pruning scores need, into per-thread buffers:
 
     * hits[th, g]: pixels where Gaussian g is blended (alpha >= 1/255 before the pixel saturates), the count
       behind LightGaussian's global significance;
     * max_weight[th, g]: the largest blending weight alpha * T (T the transmittance in front of g) over the
       pixels: how much of any pixel the Gaussian actually shows, 0 for one hidden behind a surface;
-    * weight_sum[th, g]: the sum of those blending weights over the pixels: the Gaussian's share of the image;
     * fisher[th, g, :]: the 15 upper-triangle entries of sum_pixels sum_rgb h h^T, h = d(pixel colour) /
       d(means2d x, y, conic a, b, c) of Gaussian g, the 2-D part of PUP-3DGS's Fisher (the 0.99-capped
       pixels contribute nothing, as their alpha does not move); a buffer with no entries skips it.
@@ -429,7 +428,6 @@ def pixel_statistics(means2d, conics, colors, opacities, levels, offsets, ids, w
                         Ti = T[i] / (one - alpha)
                         T[i] = Ti
                         max_weight[th, g] = max(max_weight[th, g], alpha * Ti)
-                        weight_sum[th, g] += alpha * Ti
                         la = last_alpha[i]
                         w_behind = T_final[i] / (one - alpha)
                         d_alpha2 = zero  # sum over channels of (d pixel_c / d alpha)^2

@@ -105,7 +105,8 @@ def cmd_demo(args) -> int:
     m = trained.output
     print(f"  test PSNR {m.psnr:.2f}  SSIM {m.ssim:.4f}  LPIPS {m.lpips:.4f}  ({m.lpips_label})")
     t = summary["trim"].summary
-    print(f"trimmed (Trimming the Fat, {100 * t.removed:.0f} % removed): {t.gaussians_out:,} Gaussians, "
+    recipe = f"{t.details['recipe']} recipe, " if t.details.get("recipe") else ""
+    print(f"trimmed (Trimming the Fat, {recipe}{100 * t.removed:.0f} % removed): {t.gaussians_out:,} Gaussians, "
           f"{t.mb_in:.2f} -> {t.mb_out:.2f} MB, {t.wall_s:.0f} s ({summary['trim'].model_dir})")
     o = t.output
     print(f"  test PSNR {o.psnr:.2f}  SSIM {o.ssim:.4f}  LPIPS {o.lpips:.4f}  "

@@ -56,7 +56,7 @@ class TrimRun(Run):
         wall = self.fit(folder, trainer, "trim")
         variant = "no-prune" if config.no_prune else ("one-shot" if config.one_shot else "iterative")
         return Outcome(trainer.scene(), f"ours_{trainer.step}", trainer.step, wall,
-                       {"variant": variant, "score": config.score, "preset": config.preset})
+                       {"variant": variant, "recipe": config.recipe, "score": config.score, "preset": config.preset})
 
     def before_fit(self, trainer: Trainer) -> None:
         checkpoint = self.opened.model.checkpoint

@@ -213,7 +213,7 @@ def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, 
 
     for kind, recipe, score, rate in (("colmap", "paper", "gradient", None), (None, "paper", "gradient", None),
                                       ("blender", "objects", "gradient-visibility", 1.6e-4),
-                                      ("virtual", "objects", "gradient-visibility", 1.6e-4)):
+                                      ("virtual", "paper", "gradient", None)):
         auto = TrimConfig().with_recipe(kind)  # the default, auto, by the dataset's kind
         assert (auto.recipe, auto.score, auto.restart_lr) == (recipe, score, rate), kind
     assert TrimConfig().resolved("cpu").recipe == "auto"  # waits for the dataset

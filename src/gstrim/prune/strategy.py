@@ -42,10 +42,11 @@ RECIPES = {
     # chair_400 at 80 %, +0.62 on the built-in example; -0.31 dB on the beer capture, where it over-fits
     "objects": {"score": "gradient-visibility", "restart_lr": 1.6e-4},
 }
-# `auto` (the default) picks by what the targets are: noise-free renders (a Blender dataset of a synthetic
-# object; a photo-free run's virtual views, rendered by the untrimmed scene) take the objects recipe, photos
-# of a capture (COLMAP) the paper's, where moving the survivors over-fits the photos' noise
-AUTO_RECIPES = {"blender": "objects", "virtual": "objects", "colmap": "paper"}
+# `auto` (the default) picks by what the targets are: renders of a synthetic object (a Blender dataset) take
+# the objects recipe; photos of a capture (COLMAP) the paper's, where moving the survivors over-fits the photos'
+# noise; photo-free runs the paper's too (objects wins on four isolated splats but loses on a capture's
+# reconstruction, cup: docs/pruning.md)
+AUTO_RECIPES = {"blender": "objects", "colmap": "paper", "virtual": "paper"}
 DEFAULT_RECIPE = "auto"
 
 
@@ -67,9 +68,9 @@ def preset_for(device) -> str:
 @dataclass
 class TrimConfig:
     recipe: str = option(DEFAULT_RECIPE, "the score and position-rate schedule as a whole: paper (Trimming the Fat "
-                         "as published), objects (--score gradient-visibility --restart-lr 1.6e-4, for renders) or "
-                         "auto (objects for a Blender dataset and photo-free views, paper for photos); --score "
-                         "and --restart-lr override it", choices=lambda: ["auto", *RECIPES])
+                         "as published), objects (--score gradient-visibility --restart-lr 1.6e-4, for synthetic "
+                         "objects and isolated photo-free splats) or auto (objects for a Blender dataset, paper "
+                         "otherwise); --score and --restart-lr override it", choices=lambda: ["auto", *RECIPES])
     score: str | None = option(None, "importance score (default: the recipe's): gradient (Trimming the Fat: kept "
                                "if opacity OR gradient is high), gradient-visibility (OR with the largest blending "
                                "weight instead of the opacity), or one ranked alone", choices=lambda: list(SCORES))

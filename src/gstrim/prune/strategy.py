@@ -37,7 +37,7 @@ PRESETS = {
 RECIPES = {
     # Trimming the Fat as published: eq. 5's OR of opacity and gradient, the position rate constant at 1.6e-6
     "paper": {"score": "gradient", "restart_lr": None},
-    # noise-free targets (docs/pruning.md, "No loss at 80 %"): the OR with the largest blending weight, and the
+    # synthetic objects (docs/pruning.md, "No loss at 80 %"): the OR with the largest blending weight, and the
     # position rate restarted at 3DGS's initial 1.6e-4 after each prune: +0.47 dB over the paper's on
     # chair_400 at 80 %, +0.62 on the built-in example; -0.31 dB on the beer capture, where it over-fits
     "objects": {"score": "gradient-visibility", "restart_lr": 1.6e-4},

@@ -463,7 +463,7 @@ def _recorded_trim(config: dict | None) -> TrimConfig | None:
         return None
     try:
         return from_record(TrimConfig, settings)
-    except (GstrimError, TypeError):
+    except GstrimError:  # a setting this version no longer has changed what the run did
         return None
 
 

@@ -36,7 +36,7 @@ class TrimRun(Run):
                      f"fine-tuning iterations ({c.iterations:,} in all)")
 
     def prepare(self, scene: GaussianScene, dataset: Dataset) -> None:
-        if self.config.recipe == "auto" or self.config.score is None:
+        if self.config.recipe == "auto":  # `resolved` applied a named recipe already; auto needs the dataset
             self.config = self.config.with_recipe(dataset.kind)  # recorded concrete, so a resume does the same
             progress.log(f"trim recipe: {self.config.recipe} (score {self.config.score}, position rate "
                          + (f"restarted at {self.config.restart_lr:g} after each prune)" if self.config.restart_lr

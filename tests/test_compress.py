@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,7 +30,8 @@ def test_compress_writes_a_small_file_and_evaluates_it_as_written(baseline, tmp_
     size = result.file.stat().st_size
     assert record["details"]["mb"] == size / 1e6
     assert record["details"]["ratio"] > 4  # a tiny scene: the codebooks weigh more than at full size
-    assert set(record["details"]["stages_s"]) == {"sensitivity_s", "clustering_s", "finetune_s", "write_s"}
+    assert set(record["details"]["stages_s"]) == {"sensitivity_s", "clustering_s", "positions_s", "finetune_s",
+                                                  "write_s"}
     # the recorded metrics are those of the file decoded from disk
     scene = read_gsz(result.file).decode()
     ds = load_dataset(data)
@@ -76,11 +78,13 @@ def test_a_compression_stage_is_one_registration(baseline, tmp_path):
         codebooks = job.values["codebooks"]
         seen["iteration"] = job.values["iteration"]
         codebooks.means = codebooks.means + torch.tensor([1.0, 0.0, 0.0])
+        origin = codebooks.grid.origin
+        codebooks.grid = replace(codebooks.grid, origin=(origin[0] + 1.0, *origin[1:]))  # the grid moves along
         return {"codebooks": codebooks}
 
     register_stage(Stage("shift", shift), after="finetune")
     try:
-        assert [s.name for s in STAGES] == ["sensitivity", "clustering", "finetune", "shift", "write"]
+        assert [s.name for s in STAGES] == ["sensitivity", "clustering", "positions", "finetune", "shift", "write"]
         result = compress_model(model, tmp_path / "c", CompressConfig(qat_iterations=3, **TINY),
                                 RunControl(no_eval=True))
     finally:
@@ -89,7 +93,7 @@ def test_a_compression_stage_is_one_registration(baseline, tmp_path):
     trained = load_scene(tmp_path / "c" / "point_cloud/iteration_3/point_cloud.ply")  # before the toy stage
     shifted = read_gsz(result.file).decode().means.mean(0) - trained.means.mean(0)
     torch.testing.assert_close(shifted, torch.tensor([1.0, 0.0, 0.0]), atol=1e-2, rtol=0)
-    assert [s.name for s in STAGES] == ["sensitivity", "clustering", "finetune", "write"]
+    assert [s.name for s in STAGES] == ["sensitivity", "clustering", "positions", "finetune", "write"]
 
 
 def test_cli_compress_trim_compress_and_decompress(baseline, tmp_path, capsys):

@@ -11,8 +11,9 @@ from gstrim.compress.quantize import FakeQuant8, QuantParams, fake_half
 from gstrim.errors import GstrimError
 from gstrim.io.container import CODECS, Entry, read_container, write_container
 from gstrim.io.formats import load_scene, save_scene
-from gstrim.io.gsz import CodebookScene, read_gsz, write_gsz
+from gstrim.io.gsz import CodebookScene, read_gsz, stored_order, write_gsz
 from gstrim.io.packing import morton_order
+from gstrim.io.positions import PositionGrid, decode_cells, encode_cells
 
 
 @pytest.mark.parametrize("codec", sorted(CODECS))
@@ -82,25 +83,73 @@ def test_codebook_scene_of_a_scene_decodes_to_it(rng):
     torch.testing.assert_close(back.normalized_quats(), scene.normalized_quats())
 
 
-def test_gsz_round_trip_matches_quantisation_in_morton_order(tmp_path, rng):
+def test_gsz_version_1_round_trip_matches_quantisation_in_morton_order(tmp_path, rng):
     scene = random_scene(rng, 300)
     cs = CodebookScene.from_scene(scene)
     cs.sh_index = torch.from_numpy(rng.integers(0, 300, 300))  # shared entries, as after clustering
-    write_gsz(tmp_path / "s.gsz", cs)
+    write_gsz(tmp_path / "s.gsz", cs, codec="lzma", version=1)
+    assert read_container(tmp_path / "s.gsz")[1]["kind"] == "gstrim.codebook-scene/1"
     back = read_gsz(tmp_path / "s.gsz")
     order = torch.from_numpy(morton_order(cs.means.numpy()))
     np.testing.assert_array_equal(back.means.numpy(), cs.means[order].numpy().astype(np.float16).astype(np.float32))
     assert torch.equal(back.sh_index, cs.sh_index[order])
     step = (cs.opacities.max() - torch.clamp_max(cs.opacities.min(), 0)) / 255
     assert torch.all((back.opacities - cs.opacities[order]).abs() <= step / 2 + 1e-6)
-    # through the registry, as every verb reads it
-    decoded = load_scene(tmp_path / "s.gsz")
-    assert len(decoded) == 300
+    assert len(load_scene(tmp_path / "s.gsz")) == 300  # through the registry, as every verb reads it
+
+
+def test_gsz_version_2_round_trip_grid_positions_and_dc_only_gaussians(tmp_path, rng):
+    scene = random_scene(rng, 500)
+    cs = CodebookScene.from_scene(scene)
+    index = rng.integers(0, 40, 500)
+    index[rng.random(500) < 0.6] = -1  # most keep their DC only
+    cs.sh_index, cs.sh_rest, cs.shared_dc = torch.from_numpy(index), cs.sh_rest[:40], False
+    cs.grid = PositionGrid.fit(cs.means, 11)
+    write_gsz(tmp_path / "v2.gsz", cs)
+    entries, meta = read_container(tmp_path / "v2.gsz")
+    assert meta["kind"] == "gstrim.codebook-scene/3" and "means" not in entries
+    back = read_gsz(tmp_path / "v2.gsz")
+    order = torch.from_numpy(stored_order(cs))
+    assert back.grid == cs.grid and torch.equal(back.sh_index, cs.sh_index[order])
+    # positions within half a grid step (and exactly the grid's values)
+    assert torch.all((back.means - cs.means[order]).abs() <= cs.grid.step / 2 + 1e-6)
+    np.testing.assert_array_equal(back.means.numpy(), cs.grid.values(cs.grid.cells(cs.means[order].numpy())))
+    step = (cs.sh_dc.max() - torch.clamp_max(cs.sh_dc.min(), 0)) / 255
+    assert torch.all((back.sh_dc - cs.sh_dc[order]).abs() <= step / 2 + 1e-6)
+    decoded = back.decode()
+    dc_only = back.sh_index < 0
+    assert torch.all(decoded.shN[dc_only] == 0)
+    torch.testing.assert_close(decoded.shN[~dc_only], back.sh_rest[back.sh_index[~dc_only]])
+    assert back.sh_count == int((index >= 0).sum())
+    # a plain conversion through the registry: 16-bit grid, much smaller than a .ply
     save_scene(tmp_path / "plain.gsz", scene)
+    assert (tmp_path / "plain.gsz").stat().st_size < 0.4 * 500 * 248
     plain = load_scene(tmp_path / "plain.gsz")
-    assert (tmp_path / "plain.gsz").stat().st_size < 0.4 * 300 * 248
-    order = morton_order(scene.means.numpy())
+    order = stored_order(CodebookScene.from_scene(scene))
     assert torch.allclose(plain.sh0, scene.sh0[order], atol=(scene.sh0.max() - scene.sh0.min()).item() / 255)
+
+
+def test_position_cells_round_trip_bit_exact(rng):
+    for bits, n in ((1, 5), (12, 3000), (21, 2000)):
+        cells = rng.integers(0, 2**bits, size=(n, 3))
+        cells[: n // 3] = cells[0]  # repeats: gaps of zero
+        order, lengths, packed = encode_cells(cells)
+        np.testing.assert_array_equal(decode_cells(lengths, packed, bits), cells[order])
+    assert len(decode_cells(*encode_cells(np.zeros((0, 3), np.int64))[1:], 8)) == 0
+
+
+def test_a_corrupted_version_2_stream_is_a_one_line_error(tmp_path, rng):
+    cs = CodebookScene.from_scene(random_scene(rng, 200))
+    write_gsz(tmp_path / "ok.gsz", cs)
+    entries, meta = read_container(tmp_path / "ok.gsz")
+    short = dict(entries)  # intact checksum, but the position bits cut short
+    short["position_bits"] = Entry(entries["position_bits"].data[:10], codec="raw")
+    cases = {"short": short, "no-grid": {**entries, "position_lengths": Entry(entries["position_lengths"].data)}}
+    for name, content in cases.items():
+        write_container(tmp_path / f"{name}.gsz", content, meta)
+        with pytest.raises(GstrimError, match=f"{name}.gsz.*malformed") as info:
+            read_gsz(tmp_path / f"{name}.gsz")
+        assert "\n" not in str(info.value)
 
 
 def test_morton_order_keeps_neighbours_together(rng):
@@ -126,17 +175,20 @@ def test_a_scene_file_with_a_bad_index_is_an_error(tmp_path, rng):
 def test_quantized_parameters_decode_what_the_file_stores(tmp_path, rng):
     from gstrim.compress.finetune import QuantizedParameters
 
-    for degree, shared_dc in ((0, True), (2, True), (2, False)):
+    for degree, shared_dc, version in ((0, True, 1), (2, True, 1), (2, False, 1), (2, False, 2)):
         cs = CodebookScene.from_scene(random_scene(rng, 30, sh_degree=degree))
         cs.sh_index, cs.shared_dc = torch.from_numpy(rng.integers(0, 30, 30)), shared_dc
-        if not shared_dc:  # 30 DCs of their own, 12 higher-band entries
-            cs.sh_index, cs.sh_rest = cs.sh_index % 12, cs.sh_rest[:12]
+        if not shared_dc:  # 30 DCs of their own, 12 higher-band entries (version 2: some Gaussians DC only)
+            cs.sh_index, cs.sh_rest = cs.sh_index % (12 + int(version == 2)) - int(version == 2), cs.sh_rest[:12]
+        if version == 2:
+            cs.grid = PositionGrid.fit(cs.means, 9)
         qp = QuantizedParameters(cs)
         params = {k: torch.nn.Parameter(v.clone()) for k, v in qp.init_params(cs.decode()).items()}
         rendered = qp.decode(params)  # a training step's decode: the observers see the tensors
-        write_gsz(tmp_path / "q.gsz", qp.codebook_scene(params), qp.quant_params(params))
+        written = qp.codebook_scene(params)
+        write_gsz(tmp_path / "q.gsz", written, qp.quant_params(params), version=version)
         stored = read_gsz(tmp_path / "q.gsz").decode()
-        order = torch.from_numpy(morton_order(params["means"].detach().numpy()))
+        order = torch.from_numpy(stored_order(written, version))
         for name in ("means", "opacities", "sh0", "shN", "scales", "quats"):
             torch.testing.assert_close(getattr(stored, name), getattr(rendered, name).detach()[order], rtol=0,
                                        atol=1e-6, msg=f"{name} degree {degree}")
@@ -146,7 +198,7 @@ def test_a_dc_of_its_own_round_trips_as_kind_2_and_shared_dc_stays_kind_1(tmp_pa
     scene = random_scene(rng, 300)
     cs = CodebookScene.from_scene(scene)
     cs.sh_index, cs.sh_rest, cs.shared_dc = torch.from_numpy(rng.integers(0, 40, 300)), cs.sh_rest[:40], False
-    write_gsz(tmp_path / "own.gsz", cs)
+    write_gsz(tmp_path / "own.gsz", cs, version=1)
     assert read_container(tmp_path / "own.gsz")[1]["kind"] == "gstrim.codebook-scene/2"
     back = read_gsz(tmp_path / "own.gsz")
     order = torch.from_numpy(morton_order(cs.means.numpy()))
@@ -158,7 +210,7 @@ def test_a_dc_of_its_own_round_trips_as_kind_2_and_shared_dc_stays_kind_1(tmp_pa
     torch.testing.assert_close(decoded.sh0, back.sh_dc)
     torch.testing.assert_close(decoded.shN, back.sh_rest[back.sh_index])
     # a shared DC is the c3dgs file of before: kind 1, which older readers read
-    write_gsz(tmp_path / "shared.gsz", CodebookScene.from_scene(scene))
+    write_gsz(tmp_path / "shared.gsz", CodebookScene.from_scene(scene), version=1)
     assert read_container(tmp_path / "shared.gsz")[1]["kind"] == "gstrim.codebook-scene/1"
     assert read_gsz(tmp_path / "shared.gsz").shared_dc
 

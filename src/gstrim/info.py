@@ -38,3 +38,18 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
         "scale": _stats(scene.activated_scales().max(dim=1).values.numpy() if len(scene) else np.zeros(0)),
         "extra_properties": details["extra_properties"],
     }
+
+
+def gsz_bits(path: str | Path) -> dict:
+    """Where the bits of a .gsz file go: per stored array, its bits per Gaussian before coding (the
+    quantised array as stored) and in the file (after its codec), and the container's own overhead."""
+    from gstrim.io.container import read_container
+
+    entries, meta = read_container(path)
+    n = max(int(meta.get("gaussians", 0)), 1)
+    size = Path(path).stat().st_size
+    streams = [{"stream": name, "shape": list(e.data.shape), "codec": e.codec, "raw_bits": 8 * e.data.nbytes / n,
+                "coded_bits": 8 * e.coded_bytes / n} for name, e in entries.items()]
+    coded = sum(e.coded_bytes for e in entries.values())
+    return {"file": str(path), "gaussians": n, "bytes": size, "streams": streams,
+            "overhead_bits": 8 * (size - coded) / n, "total_bits": 8 * size / n}

@@ -17,6 +17,7 @@ from gstrim.cli.flags import (
     data_options,
 )
 from gstrim.data import DataOptions
+from gstrim.errors import GstrimError
 
 
 def cmd_info(args) -> int:
@@ -31,6 +32,8 @@ def cmd_info(args) -> int:
         else:
             show.dataset(ds)
         return 0
+    if args.bits:
+        return _print_bits(args)
     info = scene_info(args.file, nonfinite=args.nonfinite)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -48,6 +51,28 @@ def cmd_info(args) -> int:
         print(f"  {label:<13} min {s['min']:.4g}  p50 {s['p50']:.4g}  mean {s['mean']:.4g}  max {s['max']:.4g}")
     if info.get("extra_properties"):
         print(f"  ignored props {', '.join(info['extra_properties'])}")
+    return 0
+
+
+def _print_bits(args) -> int:
+    from gstrim.info import gsz_bits
+    from gstrim.io.formats import format_of
+
+    if format_of(args.file).name != "gsz":
+        raise GstrimError("--bits reads a .gsz file", args.file)
+    table = gsz_bits(args.file)
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    print(f"{table['file']}: {table['gaussians']:,} Gaussians, {table['bytes']:,} bytes, "
+          f"{table['total_bits']:.1f} bits per Gaussian")
+    print("| stream | shape | codec | bits/G before coding | bits/G in the file |")
+    print("|---|---|---|---|---|")
+    for s in table["streams"]:
+        shape = "x".join(map(str, s["shape"]))
+        print(f"| {s['stream']} | {shape} | {s['codec']} | {s['raw_bits']:.2f} | {s['coded_bits']:.2f} |")
+    print(f"| header, checksum | | | | {table['overhead_bits']:.2f} |")
+    print(f"| **total** | | | {sum(s['raw_bits'] for s in table['streams']):.2f} | {table['total_bits']:.2f} |")
     return 0
 
 
@@ -127,6 +152,8 @@ def register(sub, formats: str) -> None:
     p = sub.add_parser("info", help=f"summarise a scene file ({formats}) or a dataset folder")
     p.add_argument("file", help="scene file, or a COLMAP / Blender dataset folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--bits", action="store_true", help="of a .gsz file: bits per Gaussian of each stored stream, "
+                   "before and after its entropy coding")
     add_nonfinite(p)
     add_config_options(p.add_argument_group("dataset options"), DataOptions)
     p.set_defaults(func=cmd_info)

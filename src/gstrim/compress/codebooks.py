@@ -8,7 +8,9 @@ chair_400 trimmed to 9,072 Gaussians, the 53 of them cost 0.72 dB when removed.)
 colour (DC and higher SH bands together) and the normalised covariance are clustered separately, each
 weighted by its sensitivity; the most sensitive Gaussians are not clustered but keep their own vector,
 appended to the codebook. With `shared_dc` False the colour codebook holds the higher bands only and each
-Gaussian keeps its own DC (beyond c3dgs: the base colour is where the colour codebook lost most).
+Gaussian keeps its own DC (beyond c3dgs: the base colour is where the colour codebook lost most); then
+`sh_share` < 1 keeps the higher bands for only that fraction of the Gaussians, those of the largest rest
+sensitivity, and the others are DC only (index -1): a per-Gaussian SH degree, 0 or the scene's.
 
 Two choices differ from c3dgs, for scenes of every size. (1) The un-clustered Gaussians are a fixed
 fraction (the most sensitive), where c3dgs uses absolute thresholds (6e-7 colour, 3e-6 shape): a
@@ -48,6 +50,7 @@ class CodebookReport:
     removed: int  # Gaussians of zero sensitivity (colour and shape)
     kept_sh: int  # Gaussians with their own colour entry
     kept_shape: int
+    dc_only: int = 0  # Gaussians without view-dependent colour
 
 
 def _unit_trace(six: torch.Tensor) -> torch.Tensor:
@@ -71,17 +74,30 @@ def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSetting
 
 
 def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSettings, shape: ClusterSettings,
-                    generator: torch.Generator, shared_dc: bool = True) -> tuple[CodebookScene, CodebookReport]:
+                    generator: torch.Generator, shared_dc: bool = True,
+                    sh_share: float = 1.0) -> tuple[CodebookScene, CodebookReport]:
     with torch.no_grad():
         alive = (sens.color > 0) | (sens.shape > 0)
         scene = scene.subset(alive)
-        sens = Sensitivity(sens.color[alive], sens.shape[alive])
+        sens = sens.subset(alive)
         sh = torch.cat([scene.sh0, scene.shN], 1) if shared_dc else scene.shN
+        dc_only = 0
         if sh.shape[1] == 0:  # degree 0 with a DC of its own: no colour codebook
             sh_book, sh_index, kept_sh = sh, None, len(sh)
         else:
-            sh_book, sh_index, kept_sh = _cluster(sh.flatten(1), sens.color, color, generator)
-            sh_book = sh_book.reshape(-1, *sh.shape[1:])
+            with_sh = torch.ones(len(sh), dtype=torch.bool)
+            if not shared_dc and sh_share < 1:
+                rest = sens.rest if sens.rest is not None else sens.color
+                with_sh[:] = False
+                with_sh[torch.argsort(rest, descending=True, stable=True)[:round(sh_share * len(sh))]] = True
+            rows = torch.nonzero(with_sh)[:, 0]
+            sh_index = torch.full((len(sh),), -1, dtype=torch.long)
+            if len(rows):
+                sh_book, sh_index[rows], kept_sh = _cluster(sh[rows].flatten(1), sens.color[rows], color, generator)
+                sh_book = sh_book.reshape(-1, *sh.shape[1:])
+            else:
+                sh_book, kept_sh = sh[:0], 0
+            dc_only = len(sh) - len(rows)
         sh_dc, sh_rest = (sh_book[:, :1], sh_book[:, 1:]) if shared_dc else (scene.sh0, sh_book)
         six = normalized_covariance(scene.quats, scene.scales)
         cov_book, shape_index, kept_shape = _cluster(six, sens.shape, shape, generator, project=_unit_trace)
@@ -91,4 +107,4 @@ def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSetti
                            sh_dc=sh_dc.contiguous(), sh_rest=sh_rest.contiguous(),
                            rotations=rotations, unit_scales=torch.nn.functional.normalize(axes, dim=-1),
                            sh_index=sh_index, shape_index=shape_index, shared_dc=shared_dc)
-    return cs, CodebookReport(int((~alive).sum()), kept_sh, kept_shape)
+    return cs, CodebookReport(int((~alive).sum()), kept_sh, kept_shape, dc_only)

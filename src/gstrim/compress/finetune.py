@@ -41,8 +41,9 @@ class QuantizedParameters(Parameterization):
         device = params["means"].device
         quantized = {name: self.quantizers[name].to(device)(params[name]) for name in QUANTIZED}
         indices = {k: (v.to(device) if v is not None else None) for k, v in self.indices.items()}
-        return decode_codebooks(means=fake_half(params["means"]), **quantized, **indices,
-                                shared_dc=self.codebooks.shared_dc)
+        grid = self.codebooks.grid
+        means = grid.fake_quantize(params["means"]) if grid is not None else fake_half(params["means"])
+        return decode_codebooks(means=means, **quantized, **indices, shared_dc=self.codebooks.shared_dc)
 
     def make_optimizers(self, params: Params, extent: float) -> Optimizers:
         rate = rates(self.lrs, extent)
@@ -63,7 +64,7 @@ class QuantizedParameters(Parameterization):
         """The current (unquantised) tensors with the fixed indices; `write_gsz` with `quant_params()`
         quantises them exactly as the fake quantisers do."""
         tensors = {k: v.detach().cpu().clone() for k, v in params.items()}
-        return CodebookScene(**tensors, **self.indices, shared_dc=self.codebooks.shared_dc)
+        return CodebookScene(**tensors, **self.indices, shared_dc=self.codebooks.shared_dc, grid=self.codebooks.grid)
 
     def quant_params(self, params: Params) -> dict[str, QuantParams]:
         """The quantisers' parameters (observing `params` first where no step has yet)."""

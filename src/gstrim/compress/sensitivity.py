@@ -4,7 +4,9 @@ The sensitivity of a parameter is the mean over all training pixels of |d E / d 
 rendered image on a black background, summed over views (each view's gradient taken in absolute value
 before summing). A Gaussian's colour sensitivity is the largest over its SH coefficients (DC and higher
 bands, 48 values at degree 3); its shape sensitivity the largest over the 6 entries of its normalised
-covariance R diag(u^2) R^T, u = scale / ||scale|| (the covariance is that times ||scale||^2).
+covariance R diag(u^2) R^T, u = scale / ||scale|| (the covariance is that times ||scale||^2). Its `rest`
+sensitivity, the largest over the higher bands alone, tells which Gaussians' view-dependent colour matters
+(`compress --sh-share`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from gstrim.scene import GaussianScene, row_chunks
 class Sensitivity:
     color: torch.Tensor  # [N]
     shape: torch.Tensor  # [N]
+    rest: torch.Tensor | None = None  # [N], the higher SH bands only (None in caches written before it)
+
+    def subset(self, keep: torch.Tensor) -> Sensitivity:
+        return Sensitivity(self.color[keep], self.shape[keep], None if self.rest is None else self.rest[keep])
 
 
 def _project_and_shade(means, ncov, norm2, sh0, shN, viewmat, K, camera: Camera, degree: int):
@@ -82,4 +88,6 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
                 if grad is not None:  # None: nothing of it is drawn (unused SH bands)
                     target += grad.abs()
         pixels += camera.width * camera.height
-    return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels)
+    rest = g_color[:, 1:].flatten(1).amax(1) if g_color.shape[1] > 1 else torch.zeros(n, dtype=dtype)
+    return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels,
+                       rest=rest / pixels)

@@ -1,6 +1,6 @@
 """c3dgs compression (Niedermayr et al., CVPR 2024) as registered stages, run in order on one `CompressionJob`:
 
-    sensitivity  ->  clustering (codebooks)  ->  finetune (quantisation-aware)  ->  write (.gsz)
+    sensitivity  ->  clustering (codebooks)  ->  positions (grid)  ->  finetune (quantisation-aware)  ->  write (.gsz)
 
 Each stage reads what earlier stages put in `job.values` and adds its own; its time is recorded as
 `<name>_s` (unless the stage records it itself). A stage marked `cached` stores its products in the run
@@ -21,13 +21,15 @@ import torch
 from gstrim import progress
 from gstrim.compress.codebooks import ClusterSettings, build_codebooks
 from gstrim.compress.finetune import QuantizedParameters
+from gstrim.compress.positions import POSITION_PSNR, choose_position_bits
 from gstrim.compress.sensitivity import sensitivity
 from gstrim.data import Dataset
 from gstrim.errors import ConfigError
 from gstrim.io.atomic import atomic_path
-from gstrim.io.container import CODECS
+from gstrim.io.container import AUTO, codec_choices
 from gstrim.io.gsz import write_gsz
 from gstrim.io.model import point_cloud_path
+from gstrim.io.positions import MAX_BITS, PositionGrid
 from gstrim.options import option
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
@@ -45,6 +47,10 @@ class CompressConfig:
     # own: the compressed chair trim loses 0.14 dB instead of 0.41 for 9 % more bytes (docs/compression.md)
     dc: str = option("own", "base colour (SH DC): 8 bits of its own per Gaussian (own), or in the colour "
                      "codebook with the higher bands (codebook, as c3dgs)", choices=DC_CHOICES)
+    sh_share: float = option(1.0, "fraction of the Gaussians, those whose higher SH bands matter most, that keep "
+                             "view-dependent colour; the others keep their DC only (needs --dc own)")
+    position_bits: int | None = option(None, "bits per axis of the positions' grid (default: the fewest whose "
+                                       f"renders stay within {POSITION_PSNR:g} dB of the unquantised ones)")
     keep_shape: float = option(0.01, "fraction of the Gaussians, the most shape-sensitive, that keep their own "
                                "shape")
     kmeans_steps_sh: int = option(25, "k-means mini-batch steps for the colours (c3dgs on a GPU: 100 of 2^18)")
@@ -52,10 +58,13 @@ class CompressConfig:
     kmeans_batch: int = option(32768, "k-means mini-batch size")
     qat_iterations: int | None = option(None, "quantisation-aware fine-tuning iterations (default: 5000 as c3dgs "
                                         "on a GPU, 1000 on the CPU)")
-    # lzma: 12 % smaller than zstd -19 and 13 % smaller than DEFLATE -9 on chair_400 (docs/compression.md);
-    # 1 s to write, 60 ms to read there
-    codec: str = option("lzma", "lossless coding of the file's arrays", choices=lambda: sorted(CODECS))
+    # auto: per array the smaller of lzma (12 % smaller than zstd -19 and 13 % smaller than DEFLATE -9 on
+    # chair_400) and rANS with the array's own order-0 model (docs/compression.md, "Where the bits go")
+    codec: str = option(AUTO, "lossless coding of the file's arrays (auto: the smallest per array)",
+                        choices=codec_choices)
     seed: int = option(0, "seed of the clustering and of the view order", flag="--seed")
+    max_loss: float | None = option(None, "find the smallest file whose test PSNR stays within this many dB of "
+                                    "the input's (searches the colour codebook size and --sh-share)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +80,15 @@ class CompressConfig:
         for name in ("codebook_sh", "codebook_shape", "kmeans_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{{{name}}} must be at least 1, got {getattr(self, name)}", name)
-        for name in ("keep_sh", "keep_shape"):
+        if self.codec not in codec_choices():
+            raise ConfigError(f"unknown {{codec}} {self.codec!r}; use one of {', '.join(codec_choices())}", "codec")
+        if self.position_bits is not None and not 1 <= self.position_bits <= MAX_BITS:
+            raise ConfigError(f"{{position_bits}} must be in 1..{MAX_BITS}, got {self.position_bits}", "position_bits")
+        if self.sh_share < 1 and self.dc == "codebook":
+            raise ConfigError("{sh_share} below 1 needs a DC of its own per Gaussian (--dc own)", "sh_share")
+        if self.max_loss is not None and self.max_loss < 0:
+            raise ConfigError(f"{{max_loss}} must not be negative, got {self.max_loss}", "max_loss")
+        for name in ("keep_sh", "keep_shape", "sh_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{{{name}}} must be a fraction in [0, 1], got {getattr(self, name)}", name)
         for name in ("kmeans_steps_sh", "kmeans_steps_shape", "qat_iterations"):
@@ -117,7 +134,8 @@ def unregister_stage(name: str) -> None:
     STAGES[:] = [s for s in STAGES if s.name != name]
 
 
-def run_stages(job: CompressionJob) -> CompressionJob:
+def run_stages(job: CompressionJob, until: str | None = None) -> CompressionJob:
+    """Run the stages in order (up to and including `until`)."""
     for stage in STAGES:
         cache = job.root / CACHE_DIR / f"{stage.name}.pt"
         if stage.cached and cache.exists():
@@ -132,6 +150,8 @@ def run_stages(job: CompressionJob) -> CompressionJob:
                     torch.save({"products": products, "seconds": seconds}, tmp)
         job.values.update(products)
         job.times.setdefault(f"{stage.name}_s", seconds)  # a stage may time itself (fine-tuning: with earlier parts)
+        if stage.name == until:
+            break
     return job
 
 
@@ -151,11 +171,23 @@ def _clustering(job: CompressionJob) -> dict:
     shape = ClusterSettings(c.codebook_shape, c.keep_shape, c.kmeans_steps_shape, c.kmeans_batch)
     t0 = time.perf_counter()
     codebooks, report = build_codebooks(job.scene, job.values["sensitivity"], color, shape,
-                                        torch.Generator().manual_seed(c.seed), shared_dc=c.dc == "codebook")
-    progress.log(f"codebooks: {codebooks.sh_entries:,} colour entries ({report.kept_sh:,} un-clustered), "
+                                        torch.Generator().manual_seed(c.seed), shared_dc=c.dc == "codebook",
+                                        sh_share=c.sh_share)
+    progress.log(f"codebooks: {codebooks.sh_entries:,} colour entries ({report.kept_sh:,} un-clustered, "
+                 f"{report.dc_only:,} Gaussians DC only), "
                  f"{len(codebooks.rotations):,} shape entries ({report.kept_shape:,} un-clustered), "
                  f"{report.removed:,} Gaussians of zero sensitivity removed: {time.perf_counter() - t0:.1f} s")
     return {"codebooks": codebooks, "report": report}
+
+
+def _positions(job: CompressionJob) -> dict:
+    codebooks, bits = job.values["codebooks"], job.config.position_bits
+    if bits is None:
+        t0 = time.perf_counter()
+        bits, db = choose_position_bits(codebooks, job.dataset.train, job.dataset.background)
+        progress.log(f"positions: {bits} bits per axis ({db:.1f} dB against unquantised renders): "
+                     f"{time.perf_counter() - t0:.1f} s")
+    return {"codebooks": replace(codebooks, grid=PositionGrid.fit(codebooks.means, bits)), "position_bits": bits}
 
 
 def _finetune(job: CompressionJob) -> dict:
@@ -183,5 +215,6 @@ def _write(job: CompressionJob) -> dict:
 
 register_stage(Stage("sensitivity", _sensitivity, cached=True))
 register_stage(Stage("clustering", _clustering, cached=True))
+register_stage(Stage("positions", _positions, cached=True))
 register_stage(Stage("finetune", _finetune))
 register_stage(Stage("write", _write))

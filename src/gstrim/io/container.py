@@ -8,8 +8,11 @@ Layout, little-endian:
   payload  the coded arrays, back to back
   sha256   32 bytes over everything before it
 
-A codec is one `register_codec(Codec(...))`. The file is written atomically, and a reader verifies the
-checksum before it decodes anything, so a truncated or corrupted file is one clear error.
+A codec is one `register_codec(Codec(...))`; it codes an array (byte codecs its bytes, `ans` its values
+with a model of their own, `io.entropy`). Writing with `AUTO` picks, per array, the smallest of `AUTO_CODECS`.
+Version 2 adds the `ans` codec; version 1 files (lzma, zstd, DEFLATE or raw arrays) still read. The file is
+written atomically, and a reader verifies the checksum before it decodes anything, so a truncated or
+corrupted file is one clear error.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import numpy as np
 
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
+from gstrim.io.entropy import ans_decode, ans_encode
 
 MAGIC = b"GSTRIMZ\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _DIGEST = 32
 # dtypes an array may have on disk (no object or platform-dependent types)
 DTYPES = ("float16", "float32", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
@@ -38,16 +43,25 @@ DTYPES = ("float16", "float32", "int8", "uint8", "int16", "uint16", "int32", "ui
 @dataclass(frozen=True)
 class Codec:
     name: str
-    encode: Callable[[bytes], bytes]
-    decode: Callable[[bytes], bytes]
+    encode: Callable[[np.ndarray], bytes]  # a little-endian array -> its blob
+    decode: Callable[[bytes, np.dtype, int], np.ndarray]  # (blob, dtype, element count) -> flat array
 
 
 CODECS: dict[str, Codec] = {}
+AUTO = "auto"  # a writer's choice, not a codec: the smallest of AUTO_CODECS per array
+AUTO_CODECS = ("lzma", "ans")
+V2_CODECS = ("ans",)
 
 
 def register_codec(codec: Codec) -> Codec:
     CODECS[codec.name] = codec
     return codec
+
+
+def byte_codec(name: str, compress: Callable[[bytes], bytes], decompress: Callable[[bytes], bytes]) -> Codec:
+    """A general-purpose codec of an array's bytes."""
+    return Codec(name, lambda a: compress(a.tobytes()),
+                 lambda blob, dtype, count: np.frombuffer(decompress(blob), dtype=dtype, count=count))
 
 
 def _zstd() -> tuple[Callable, Callable]:
@@ -57,10 +71,24 @@ def _zstd() -> tuple[Callable, Callable]:
             lambda b: zstandard.ZstdDecompressor().decompress(b))
 
 
-register_codec(Codec("raw", bytes, bytes))
-register_codec(Codec("deflate", lambda b: zlib.compress(b, 9), zlib.decompress))
-register_codec(Codec("lzma", lambda b: lzma.compress(b, preset=9), lzma.decompress))
-register_codec(Codec("zstd", lambda b: _zstd()[0](b), lambda b: _zstd()[1](b)))
+register_codec(byte_codec("raw", bytes, bytes))
+register_codec(byte_codec("deflate", lambda b: zlib.compress(b, 9), zlib.decompress))
+register_codec(byte_codec("lzma", lambda b: lzma.compress(b, preset=9), lzma.decompress))
+register_codec(byte_codec("zstd", lambda b: _zstd()[0](b), lambda b: _zstd()[1](b)))
+register_codec(Codec("ans", ans_encode, ans_decode))
+
+
+def codec_choices() -> list[str]:
+    return sorted([*CODECS, AUTO])
+
+
+def _coded(data: np.ndarray, codec: str, version: int) -> tuple[str, bytes]:
+    if codec != AUTO:
+        return codec, CODECS[codec].encode(data)
+    # `ans` codes integers, and only version 2 knows it
+    usable = [c for c in AUTO_CODECS if c != "ans" or (data.dtype.kind in "iu" and version >= 2)]
+    blobs = [(name, CODECS[name].encode(data)) for name in usable]
+    return min(blobs, key=lambda b: len(b[1]))
 
 
 @dataclass
@@ -68,29 +96,36 @@ class Entry:
     """One named array with free-form attributes (quantisation parameters, for instance)."""
     data: np.ndarray
     attrs: dict = field(default_factory=dict)
+    codec: str | None = None  # this array's codec when not the file's (written); the one it has (read)
+    coded_bytes: int | None = None  # its size in the file (read)
 
 
-def container_bytes(entries: dict[str, Entry], meta: dict, codec: str = "lzma") -> bytes:
-    if codec not in CODECS:
-        raise GstrimError(f"unknown codec {codec!r}; use one of {', '.join(sorted(CODECS))}")
+def container_bytes(entries: dict[str, Entry], meta: dict, codec: str = "lzma", version: int = FORMAT_VERSION) -> bytes:
+    if codec not in CODECS and codec != AUTO:
+        raise GstrimError(f"unknown codec {codec!r}; use one of {', '.join(codec_choices())}")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"no .gsz container version {version}")
     table, blobs, offset = [], [], 0
     for name, entry in entries.items():
         data = np.ascontiguousarray(entry.data)
         if data.dtype.name not in DTYPES:
             raise ValueError(f"array {name!r} has dtype {data.dtype}, not one of {DTYPES}")
-        blob = CODECS[codec].encode(data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes())
-        table.append({"name": name, "dtype": data.dtype.name, "shape": list(data.shape), "codec": codec,
+        used, blob = _coded(data.astype(data.dtype.newbyteorder("<"), copy=False), entry.codec or codec, version)
+        if version == 1 and used in V2_CODECS:
+            raise ValueError(f"array {name!r}: codec {used!r} needs .gsz container version 2")
+        table.append({"name": name, "dtype": data.dtype.name, "shape": list(data.shape), "codec": used,
                       "offset": offset, "length": len(blob), "attrs": entry.attrs})
         blobs.append(blob)
         offset += len(blob)
     header = json.dumps({"meta": meta, "arrays": table}, separators=(",", ":")).encode()
-    body = MAGIC + struct.pack("<II", FORMAT_VERSION, len(header)) + header + b"".join(blobs)
+    body = MAGIC + struct.pack("<II", version, len(header)) + header + b"".join(blobs)
     return body + hashlib.sha256(body).digest()
 
 
-def write_container(path: str | Path, entries: dict[str, Entry], meta: dict, codec: str = "lzma") -> int:
+def write_container(path: str | Path, entries: dict[str, Entry], meta: dict, codec: str = "lzma",
+                    version: int = FORMAT_VERSION) -> int:
     """Write atomically; returns the file size in bytes."""
-    data = container_bytes(entries, meta, codec)
+    data = container_bytes(entries, meta, codec, version)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return len(data)
@@ -108,9 +143,9 @@ def read_container(path: str | Path) -> tuple[dict[str, Entry], dict]:
         raise GstrimError("truncated .gsz file", path)
     body, digest = data[:-_DIGEST], data[-_DIGEST:]
     version, header_len = struct.unpack_from("<II", data, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise GstrimError(f".gsz format version {version} is not supported (this gstrim reads {FORMAT_VERSION})",
-                          path)
+    if version not in READABLE_VERSIONS:
+        raise GstrimError(f".gsz format version {version} is not supported (this gstrim reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})", path)
     if hashlib.sha256(body).digest() != digest:
         raise GstrimError("checksum mismatch: the .gsz file is truncated or corrupted", path)
     start = len(MAGIC) + 8
@@ -122,9 +157,10 @@ def read_container(path: str | Path) -> tuple[dict[str, Entry], dict]:
             blob = payload[item["offset"]:item["offset"] + item["length"]]
             if item["dtype"] not in DTYPES or item["codec"] not in CODECS:
                 raise ValueError(f"array {item['name']!r}: unsupported dtype or codec")
-            raw = CODECS[item["codec"]].decode(blob)
-            array = np.frombuffer(raw, dtype=np.dtype(item["dtype"]).newbyteorder("<")).reshape(item["shape"])
-            entries[item["name"]] = Entry(array.astype(item["dtype"]), item.get("attrs", {}))
+            dtype, count = np.dtype(item["dtype"]).newbyteorder("<"), int(np.prod(item["shape"]))
+            array = CODECS[item["codec"]].decode(blob, dtype, count).reshape(item["shape"])
+            entries[item["name"]] = Entry(array.astype(item["dtype"]), item.get("attrs", {}), item["codec"],
+                                          len(blob))
         return entries, header["meta"]
     except Exception as exc:  # past the checksum only a file another program wrote gets here
         raise GstrimError(f"malformed .gsz file: {exc}", path) from exc

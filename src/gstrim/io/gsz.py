@@ -7,11 +7,18 @@ only, each Gaussian keeping its own DC) and an index into a shape codebook (rota
 unit-norm scale direction). Scale = normalize(relu(unit_scale)) * exp(scale_norm), as c3dgs's
 `get_scaling`. An index array of None means one codebook entry per Gaussian (a plain 8-bit conversion).
 
-On disk (`.gsz`, `io.container`): positions float16; opacity, scale norm, DC, higher SH, rotation and unit
-scale 8-bit affine (`compress.quantize`) with their quantisation parameters as array attributes; indices
-in the narrowest unsigned type. Gaussians in Morton order (c3dgs §3.4), so neighbours in the file are
-neighbours in space and the index arrays code small. Kind `/1` files hold a shared DC (c3dgs); kind `/2`
-files say in their header whether the DC is shared (`shared_dc`). Both read.
+With `sh_index` -1 a Gaussian keeps its DC only: no view-dependent colour, no colour codebook entry
+(per-Gaussian SH degree, after LightGaussian's observation that most Gaussians' higher bands matter little;
+Fan et al. 2023, §3.3).
+
+On disk, version 2 (`.gsz` container version 2, kind `/3`): positions on a grid fitted to the scene, coded as
+Morton-order gaps (`io.positions`); every other array as in version 1, each coded by the smaller of lzma and
+an order-0 rANS coder (`io.container.AUTO`); "DC only" is the colour index one past the codebook.
+Version 1 (kinds `/1` and `/2`, still read and, with `version=1`, written): positions float16; opacity, scale
+norm, DC, higher SH, rotation and unit scale 8-bit affine (`compress.quantize`) with their quantisation
+parameters as array attributes; indices in the narrowest unsigned type. Gaussians in Morton order (c3dgs
+§3.4), so neighbours in the file are neighbours in space and the index arrays code small. Kind `/1` files hold
+a shared DC (c3dgs); kind `/2` files say in their header whether the DC is shared (`shared_dc`). Both read.
 
 Why a DC of its own: on chair_400 trimmed to 9,089 Gaussians, the colour codebook at a quarter of them cost
 0.92 dB before fine-tuning and the compressed file 0.40 dB after it (docs/compression.md); the base colour
@@ -27,15 +34,18 @@ import numpy as np
 import torch
 
 from gstrim.errors import GstrimError
-from gstrim.io.container import Entry, read_container, write_container
+from gstrim.io.container import AUTO, Entry, read_container, write_container
 from gstrim.io.packing import QuantParams, morton_order
+from gstrim.io.positions import PositionGrid, decode_cells, encode_cells, morton_codes
 from gstrim.scene import GaussianScene, sh_degree_from_rest
 
 QUANTIZED = ("opacities", "scale_norms", "sh_dc", "sh_rest", "rotations", "unit_scales")
 _SCALE_FLOOR = 1e-8  # a quantised-away axis becomes a very thin one, not log(0)
 GSZ_KIND_V1 = "gstrim.codebook-scene/1"  # DC in the colour codebook
-GSZ_KIND = "gstrim.codebook-scene/2"  # `shared_dc` in the header
-GSZ_KINDS = (GSZ_KIND_V1, GSZ_KIND)
+GSZ_KIND_DC = "gstrim.codebook-scene/2"  # `shared_dc` in the header
+GSZ_KIND = "gstrim.codebook-scene/3"  # .gsz version 2: gridded positions, entropy-coded, DC-only Gaussians
+GSZ_KINDS = (GSZ_KIND_V1, GSZ_KIND_DC, GSZ_KIND)
+DEFAULT_POSITION_BITS = 16  # a grid finer than float16 on scenes of extent >= 1; `compress` fits its own
 
 
 @dataclass
@@ -50,6 +60,7 @@ class CodebookScene:
     sh_index: torch.Tensor | None = None  # [N] long, or None: entry i is Gaussian i's
     shape_index: torch.Tensor | None = None
     shared_dc: bool = True  # DC gathered by sh_index (c3dgs), or one per Gaussian
+    grid: PositionGrid | None = None  # the grid the positions lie on (version 2), None: not fitted yet
 
     def __len__(self) -> int:
         return self.means.shape[0]
@@ -64,7 +75,12 @@ class CodebookScene:
         return len(self.sh_dc if self.shared_dc else self.sh_rest)
 
     def tensors(self) -> dict[str, torch.Tensor | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "shared_dc"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("shared_dc", "grid")}
+
+    @property
+    def sh_count(self) -> int:
+        """Gaussians with view-dependent colour."""
+        return len(self) if self.sh_index is None else int((self.sh_index >= 0).sum())
 
     @classmethod
     def from_scene(cls, scene: GaussianScene) -> CodebookScene:
@@ -87,10 +103,16 @@ def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, u
     def gather(table, index):
         return table if index is None else table[index]
 
+    def gather_rest(index):  # index -1: DC only, the higher bands zero
+        if index is None or not bool((index < 0).any()):
+            return gather(sh_rest, index)
+        padded = torch.cat([sh_rest, torch.zeros_like(sh_rest[:1])])
+        return padded[torch.where(index < 0, len(sh_rest), index)]
+
     unit = torch.nn.functional.normalize(torch.relu(gather(unit_scales, shape_index)), dim=-1)
     scales = torch.log(unit.clamp_min(_SCALE_FLOOR)) + scale_norms[:, None]
     return GaussianScene(means=means, scales=scales, quats=gather(rotations, shape_index), opacities=opacities,
-                         sh0=gather(sh_dc, sh_index if shared_dc else None), shN=gather(sh_rest, sh_index))
+                         sh0=gather(sh_dc, sh_index if shared_dc else None), shN=gather_rest(sh_index))
 
 
 # ---- the .gsz file -----------------------------------------------------------------------------
@@ -107,14 +129,35 @@ def quant_params_of(cs: CodebookScene) -> dict[str, QuantParams]:
     return out
 
 
+def stored_order(cs: CodebookScene, version: int = 2) -> np.ndarray:
+    """The permutation of the Gaussians a file of `version` stores them in."""
+    means = cs.means.detach().cpu().numpy()
+    if version == 1:
+        return morton_order(means)
+    cells = (cs.grid or PositionGrid.fit(means, DEFAULT_POSITION_BITS)).cells(means)
+    return np.argsort(morton_codes(cells), kind="stable")  # as encode_cells sorts
+
+
 def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams] | None = None,
-              codec: str = "lzma", meta: dict | None = None) -> int:
-    """Write `cs` quantised with `quant` (default: each attribute's own range), Gaussians in Morton order.
-    Returns the size in bytes."""
+              codec: str = AUTO, meta: dict | None = None, version: int = 2) -> int:
+    """Write `cs` quantised with `quant` (default: each attribute's own range) as a .gsz of `version` 2 (its
+    positions on `cs.grid`, or a fitted grid of DEFAULT_POSITION_BITS) or 1. Returns the size in bytes."""
     quant = quant or quant_params_of(cs)
     t = {k: (v.detach().cpu().numpy() if v is not None else None) for k, v in cs.tensors().items()}
-    order = morton_order(t["means"])
-    entries = {"means": Entry(t["means"][order].astype(np.float16))}
+    if version == 2:
+        grid = cs.grid or PositionGrid.fit(t["means"], DEFAULT_POSITION_BITS)
+        order, lengths, packed = encode_cells(grid.cells(t["means"]))
+        entries = {"position_lengths": Entry(lengths, grid.to_json()), "position_bits": Entry(packed, codec="raw")}
+        kind = {"kind": GSZ_KIND, "shared_dc": cs.shared_dc}
+    elif version == 1:
+        if t["sh_index"] is not None and (t["sh_index"] < 0).any():
+            raise ValueError(".gsz version 1 has no DC-only Gaussians")
+        order = morton_order(t["means"])
+        entries = {"means": Entry(t["means"][order].astype(np.float16))}
+        # a shared DC keeps writing kind /1, which readers before /2 read too
+        kind = {"kind": GSZ_KIND_V1} if cs.shared_dc else {"kind": GSZ_KIND_DC, "shared_dc": False}
+    else:
+        raise ValueError(f"no .gsz version {version}")
     for name in ("opacities", "scale_norms"):
         entries[name] = Entry(quant[name].quantize(t[name][order]), quant[name].to_json())
     for name in ("sh_dc", "sh_rest", "rotations", "unit_scales"):
@@ -125,11 +168,10 @@ def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams]
         entries[name] = Entry(quant[name].quantize(table), quant[name].to_json())
     for index, entries_of in (("sh_index", cs.sh_entries), ("shape_index", len(cs.rotations))):
         if t[index] is not None:
-            entries[index] = Entry(t[index][order].astype(_index_dtype(entries_of)))
-    # a shared DC keeps writing kind /1, which readers before /2 read too
-    kind = {"kind": GSZ_KIND_V1} if cs.shared_dc else {"kind": GSZ_KIND, "shared_dc": False}
+            values = np.where(t[index] < 0, entries_of, t[index])[order]  # DC only: one past the codebook
+            entries[index] = Entry(values.astype(_index_dtype(entries_of + 1)))
     header = {**kind, "gaussians": len(cs), "sh_degree": cs.sh_degree, **(meta or {})}
-    return write_container(path, entries, header, codec)
+    return write_container(path, entries, header, codec, version)
 
 
 def read_gsz(path: str | Path) -> CodebookScene:
@@ -142,7 +184,12 @@ def read_gsz(path: str | Path) -> CodebookScene:
     if not isinstance(shared_dc, bool):
         raise GstrimError(f"malformed .gsz scene: shared_dc is {shared_dc!r}, not true or false", path)
     try:
-        arrays = {}
+        arrays, grid = {}, None
+        if meta["kind"] == GSZ_KIND:
+            lengths = entries.pop("position_lengths")
+            grid = PositionGrid.from_json(lengths.attrs)
+            cells = decode_cells(lengths.data, entries.pop("position_bits").data, grid.bits)
+            arrays["means"] = torch.from_numpy(grid.values(cells))
         for name, entry in entries.items():
             data = entry.data
             if name in QUANTIZED:
@@ -151,7 +198,9 @@ def read_gsz(path: str | Path) -> CodebookScene:
                 data = data.astype(np.int64)
             arrays[name] = torch.from_numpy(np.ascontiguousarray(data, dtype=np.int64 if name.endswith("_index")
                                                                  else np.float32))
-        cs = CodebookScene(**arrays, shared_dc=shared_dc)
+        cs = CodebookScene(**arrays, shared_dc=shared_dc, grid=grid)
+        if cs.sh_index is not None and not shared_dc:
+            cs.sh_index[cs.sh_index == len(cs.sh_rest)] = -1  # DC only
         cs.decode()  # shapes and index ranges checked once, here, with the file's name
     except (TypeError, ValueError, IndexError, RuntimeError, KeyError) as exc:
         raise GstrimError(f"malformed .gsz scene: {exc}", path) from exc

@@ -17,6 +17,7 @@ from gstrim.data import Dataset
 from gstrim.io.formats import FORMATS
 from gstrim.io.gsz import read_gsz
 from gstrim.io.model import CONFIG_NAME
+from gstrim.pipelines.budget import mean_psnr, within_budget
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -34,17 +35,32 @@ class CompressRun(Run):
         job = CompressionJob(scene, dataset, config, folder.root, self.control.device,
                              fit=lambda trainer, description: self.fit(folder, trainer, description),
                              meta={"input": str(self.opened.model.source)})
-        values = run_stages(job).values
+        if config.max_loss is None:
+            values = run_stages(job).values
+        else:
+            run_stages(job, until="sensitivity")  # computed once, shared by every candidate
+            values = within_budget(job, self._input_psnr(folder, scene, dataset),
+                                   lambda root: lambda trainer, description: self.fit(RunFolder(root, {}), trainer,
+                                                                                      description))
         path, codebooks = values["file"], values["codebooks"]
         decoded = read_gsz(path).decode()
         ply_in = FORMATS["ply"].size(len(scene), scene.sh_degree)
         record = {"file": str(path.relative_to(folder.root)), "mb": values["bytes"] / 1e6, "input_ply_mb": ply_in / 1e6,
-                  "ratio": ply_in / values["bytes"], "codec": config.codec, "dc": config.dc,
+                  "ratio": ply_in / values["bytes"], "bits_per_gaussian": 8 * values["bytes"] / max(len(codebooks), 1),
+                  "codec": config.codec, "dc": config.dc, "sh_share": config.sh_share,
+                  "position_bits": values["position_bits"],
                   "sh_entries": codebooks.sh_entries, "shape_entries": len(codebooks.rotations),
-                  **asdict(values["report"]),
+                  **asdict(values["report"]), **({"budget": values["budget"]} if "budget" in values else {}),
                   "stages_s": {k: round(v, 2) for k, v in job.times.items()}}
         return Outcome(decoded, f"ours_{values['iteration']}", values["iteration"], sum(job.times.values()), record,
                        path)
+
+
+    @staticmethod
+    def _input_psnr(folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> float:
+        """The input's test PSNR: its evaluation when the run made one, else measured here."""
+        known = folder.read_evaluation("input")
+        return known.mean("PSNR") if known is not None else mean_psnr(scene, dataset)
 
 
 def compress_model(inputs: Inputs | str | Path | None, out_dir: str | Path, config: CompressConfig | None = None,

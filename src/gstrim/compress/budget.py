@@ -1,0 +1,85 @@
+"""The smallest file within a quality budget (`compress --max-loss DB`): a search over compression settings
+that fine-tunes as few of them as it can.
+
+Every candidate (colour codebook size x share of Gaussians with view-dependent colour) is first sized and
+scored cheaply: its codebooks are built, the file written to memory (its size), and its decoding rendered
+without fine-tuning on a few test views (its *proxy* loss). Quantisation-aware fine-tuning then wins back
+part of that loss, about the same number of dB for neighbouring settings; the search models the verified
+loss as proxy loss - gain, starts from gain 0 (the proxy as it is: a safe first point), and after each full
+fine-tuning of a candidate (its *verified* loss, on every test view) re-fits the gain and tries the smallest
+candidate the model puts within the budget. It stops after `max_verifications` fine-tunings or when no
+smaller candidate is predicted within budget, and returns the smallest verified one within it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+MARGIN_DB = 0.02  # predicted losses this close to the budget are not trusted
+MAX_VERIFICATIONS = 3
+SH_SHARES = (1.0, 0.5, 0.25, 0.1)
+SH_ENTRIES = (4096, 1024, 256)
+
+
+@dataclass
+class Point:
+    name: str
+    settings: dict  # CompressConfig fields
+    bytes: int = 0
+    proxy_loss: float = float("nan")  # dB below the input before fine-tuning (a few test views)
+    loss: float | None = None  # dB below the input of the written file (every test view); None: not verified
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def candidates(sh_shares=SH_SHARES, sh_entries=SH_ENTRIES) -> list[Point]:
+    return [Point(f"sh{share:g}-k{entries}", {"sh_share": share, "codebook_sh": entries})
+            for share in sh_shares for entries in sh_entries]
+
+
+@dataclass
+class Search:
+    budget: float
+    points: list[Point]
+    max_verifications: int = MAX_VERIFICATIONS
+    order: list[str] = field(default_factory=list)  # names in the order they were verified
+
+    @property
+    def verified(self) -> list[Point]:
+        return [p for p in self.points if p.loss is not None]
+
+    def gain(self) -> float:
+        """dB fine-tuning wins back, from the newest verified point (0 before any)."""
+        if not self.order:
+            return 0.0
+        newest = next(p for p in self.points if p.name == self.order[-1])
+        return newest.proxy_loss - newest.loss
+
+    def best(self) -> Point | None:
+        within = [p for p in self.verified if p.loss <= self.budget]
+        return min(within, key=lambda p: p.bytes) if within else None
+
+    def next_point(self) -> Point | None:
+        if len(self.order) >= self.max_verifications:
+            return None
+        best, gain = self.best(), self.gain()
+        options = [p for p in self.points if p.loss is None and p.proxy_loss - gain <= self.budget - MARGIN_DB
+                   and (best is None or p.bytes < best.bytes)]
+        if not options and best is None and not self.verified:
+            # nothing predicted within budget: verify the best-quality candidate
+            options = [min(self.points, key=lambda p: p.proxy_loss)]
+        if not options and best is None:
+            # every verified point missed: the next better-quality unverified one
+            worst = min(p.proxy_loss for p in self.verified)
+            options = [p for p in self.points if p.loss is None and p.proxy_loss < worst]
+            return min(options, key=lambda p: p.proxy_loss) if options else None
+        return min(options, key=lambda p: p.bytes) if options else None
+
+    def run(self, verify: Callable[[Point], float]) -> Point | None:
+        """Verify points until the model has nothing smaller to try; the smallest verified within budget."""
+        while (point := self.next_point()) is not None:
+            point.loss = verify(point)
+            self.order.append(point.name)
+        return self.best()

@@ -1,0 +1,151 @@
+"""`compress --max-loss DB`: the smallest `.gsz` within a quality budget (`compress.budget`'s search), run in
+the compress run folder.
+
+Each candidate is sized and proxied on its own (`search/proxy/`), and a verified candidate is a whole
+compression in `search/<name>/`, its sensitivities copied from the run's own (computed once). What each
+verification measured is kept in `search/search.json`, so an interrupted search resumes without
+fine-tuning again; the chosen file is copied into the run's `point_cloud/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from gstrim import progress
+from gstrim.compress.budget import Point, Search, candidates
+from gstrim.compress.stages import CACHE_DIR, STAGES, CompressionJob, gsz_path, run_stages
+from gstrim.data import Dataset
+from gstrim.errors import ConfigError
+from gstrim.evaluate import render_views
+from gstrim.io.atomic import write_text_atomic
+from gstrim.io.gsz import read_gsz, write_gsz
+from gstrim.metrics.image import psnr
+from gstrim.scene import GaussianScene
+
+SEARCH_DIR = "search"
+PROXY_VIEWS = 10
+_BEFORE_FINETUNE = ("sensitivity", "clustering", "positions")
+
+
+def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
+    cameras = dataset.test if cameras is None else cameras
+    values = [float(psnr(image, cam.image)) for _, cam, image, _ in
+              render_views(scene, cameras, background=dataset.background, description="budget")]
+    return sum(values) / len(values)
+
+
+def _spread(cameras: list, count: int) -> list:
+    return [cameras[round(i * (len(cameras) - 1) / max(count - 1, 1))] for i in range(min(count, len(cameras)))]
+
+
+class BudgetSearch:
+    """The search of one compress run: `job` is the run's own job (its sensitivities, its fit)."""
+
+    def __init__(self, job: CompressionJob, input_psnr: float, fit_in: Callable[[Path], Callable]):
+        if not job.dataset.test or job.dataset.kind == "virtual":
+            raise ConfigError("{max_loss} needs test photos to measure the loss on (a photo-free run has none)",
+                              "max_loss")
+        self.job, self.input_psnr, self.fit_in = job, input_psnr, fit_in
+        self.root = job.root / SEARCH_DIR
+        self.record = self.root / "search.json"
+        self.products: dict[str, tuple[dict, dict]] = {}  # verified in this process: (stage products, times)
+
+    def _job(self, point: Point, root: Path) -> CompressionJob:
+        config = replace(self.job.config, **point.settings, max_loss=None)
+        return replace(self.job, config=config, root=root, fit=self.fit_in(root), values={}, times={})
+
+    def _share_sensitivity(self, root: Path) -> None:
+        cache = root / CACHE_DIR / "sensitivity.pt"
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.job.root / CACHE_DIR / "sensitivity.pt", cache)
+
+    def proxy(self, point: Point, views: list, input_proxy: float) -> None:
+        """Size and loss of `point` before fine-tuning."""
+        job = self._job(point, self.root / "proxy")
+        job.values["sensitivity"] = self.job.values["sensitivity"]
+        for stage in STAGES:
+            if stage.name in _BEFORE_FINETUNE[1:]:
+                job.values.update(stage.run(job))
+        path = self.root / "proxy" / "candidate.gsz"
+        point.bytes = write_gsz(path, job.values["codebooks"], codec=job.config.codec)
+        point.proxy_loss = input_proxy - mean_psnr(read_gsz(path).decode(), self.job.dataset, views)
+
+    def verify(self, point: Point) -> float:
+        root = self.root / point.name
+        self._share_sensitivity(root)
+        progress.log(f"budget: fine-tuning {point.name} ({point.bytes / 1e3:.1f} kB before, "
+                     f"{point.proxy_loss:+.3f} dB proxy loss)")
+        job = run_stages(self._job(point, root))
+        values = job.values
+        self.products[point.name] = (values, job.times)
+        point.bytes = values["bytes"]
+        loss = self.input_psnr - mean_psnr(read_gsz(values["file"]).decode(), self.job.dataset)
+        progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")
+        return loss
+
+    def run(self) -> tuple[Point, Search, Path]:
+        budget = self.job.config.max_loss
+        saved = json.loads(self.record.read_text()) if self.record.exists() else {}
+        points = [Point(**p) for p in saved.get("points", [])] or candidates()
+        search = Search(budget, points, order=saved.get("order", []))
+        if not saved:
+            views = _spread(self.job.dataset.test, PROXY_VIEWS)
+            input_proxy = mean_psnr(self.job.scene, self.job.dataset, views)
+            for point in progress.track(points, "budget proxies"):
+                self.proxy(point, views, input_proxy)
+            self._save(search)
+        for p in sorted(points, key=lambda p: p.bytes):
+            progress.log(f"budget: {p.name:>14} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
+
+        def verify(point: Point) -> float:
+            loss = self.verify(point)
+            point.loss = loss
+            search.order.append(point.name)
+            self._save(search)
+            search.order.pop()  # Search.run appends it
+            return loss
+
+        best = search.run(verify)
+        if best is None:
+            best = min(search.verified, key=lambda p: p.loss)
+            progress.log(f"budget: no candidate within {budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
+        return best, search, self.root / best.name
+
+    def _save(self, search: Search) -> None:
+        write_text_atomic(self.record, json.dumps({"budget": search.budget, "order": search.order,
+                                                   "points": [p.to_json() for p in search.points]}, indent=1))
+
+
+def _products_of(root: Path) -> tuple[dict, dict]:
+    """The stage products a candidate verified by an earlier process left in its folder."""
+    values, times = {}, {}
+    for name in _BEFORE_FINETUNE:
+        saved = torch.load(root / CACHE_DIR / f"{name}.pt", weights_only=False)
+        values.update(saved["products"])
+        times[f"{name}_s"] = saved["seconds"]
+    (path,) = sorted(root.glob("point_cloud/iteration_*/point_cloud.gsz"))
+    iteration = int(path.parent.name.split("_")[1])
+    return {**values, "codebooks": read_gsz(path), "file": path, "bytes": path.stat().st_size,
+            "iteration": iteration}, times
+
+
+def within_budget(job: CompressionJob, input_psnr: float, fit_in: Callable[[Path], Callable]) -> dict:
+    """Run the search and put the chosen file where a plain compression puts its own: the products of the
+    chosen candidate's stages, with the search's record under "budget"."""
+    search_run = BudgetSearch(job, input_psnr, fit_in)
+    best, search, root = search_run.run()
+    values, times = search_run.products.get(best.name) or _products_of(root)
+    target = gsz_path(job.root, values["iteration"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(values["file"], target)
+    job.times.update(times)
+    budget = {"max_loss": search.budget, "chosen": best.name, "settings": best.settings, "loss": best.loss,
+              "verified": search.order, "points": [p.to_json() for p in sorted(search.points, key=lambda p: p.bytes)]}
+    return {**values, "file": target, "budget": budget}

@@ -1,0 +1,68 @@
+"""`compress --max-loss`: the search's choices on made-up points, and a whole search on the example scene."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gstrim.compress.budget import MAX_VERIFICATIONS, Point, Search, candidates
+from gstrim.compress.stages import CompressConfig
+from gstrim.io.gsz import read_gsz
+from gstrim.pipelines.compress import compress_model
+from gstrim.pipelines.run import RunControl
+
+
+def _points(true_loss: dict[int, float], gain: float) -> list[Point]:
+    """Points of sizes `true_loss`'s keys whose proxy overstates the loss by `gain`."""
+    return [Point(f"p{size}", {}, size, loss + gain) for size, loss in true_loss.items()]
+
+
+def test_the_search_finds_the_smallest_within_budget_in_few_verifications():
+    truth = {100: 0.9, 150: 0.5, 200: 0.28, 260: 0.2, 400: 0.1, 800: 0.0}
+    search = Search(0.3, _points(truth, gain=0.4))
+    best = search.run(lambda p: truth[p.bytes])
+    assert best.bytes == 200 and len(search.order) <= MAX_VERIFICATIONS
+    # the smallest verified point within budget, and every verified point measured, not guessed
+    assert all(p.loss == truth[p.bytes] for p in search.verified)
+    # first the proxy's own pick at gain 0 (none: the best-quality point), then the calibrated one
+    assert search.order[0] == "p800" and search.order[-1] == "p200"
+
+
+def test_the_search_moves_up_when_a_point_misses_and_reports_none_when_nothing_fits():
+    truth = {100: 0.45, 200: 0.35, 300: 0.25}
+    search = Search(0.3, [Point("p100", {}, 100, 0.3), Point("p200", {}, 200, 0.2), Point("p300", {}, 300, 0.1)])
+    best = search.run(lambda p: truth[p.bytes])  # the proxy is optimistic here
+    assert best is not None and best.bytes == 300 and search.order == ["p200", "p300"]
+    hopeless = Search(0.1, _points({100: 1.0, 200: 0.8}, gain=0.0))
+    assert hopeless.run(lambda p: {100: 1.0, 200: 0.8}[p.bytes]) is None
+    assert len(hopeless.verified) >= 1
+
+
+def test_candidates_span_sh_share_and_codebook_size():
+    names = {p.name for p in candidates()}
+    assert len(names) == len(candidates()) >= 9
+    assert {p.settings["sh_share"] for p in candidates()} >= {1.0, 0.25}
+
+
+def test_compress_max_loss_on_the_example_lands_within_budget(baseline, tmp_path):
+    from test_compress import TINY
+
+    _, model = baseline
+    config = CompressConfig(qat_iterations=6, max_loss=0.5, **TINY)
+    result = compress_model(model, tmp_path / "c", config)
+    record = json.loads((tmp_path / "c" / "results.json").read_text())["compress"]
+    budget = record["details"]["budget"]
+    assert 1 <= len(budget["verified"]) <= MAX_VERIFICATIONS
+    chosen = next(p for p in budget["points"] if p["name"] == budget["chosen"])
+    if budget["loss"] <= 0.5:  # within budget: the smallest verified point that is
+        within = [p for p in budget["points"] if p["loss"] is not None and p["loss"] <= 0.5]
+        assert chosen["bytes"] == min(p["bytes"] for p in within)
+        # the file's own test PSNR, measured by the run, agrees with the search's
+        assert record["input"]["PSNR"] - record["output"]["PSNR"] == pytest.approx(budget["loss"], abs=1e-3)
+    assert result.file.stat().st_size == chosen["bytes"] and len(read_gsz(result.file)) > 0
+    assert (tmp_path / "c" / "search" / "search.json").exists()
+    # a resumed run reads the search back instead of fine-tuning again
+    again = compress_model(None, tmp_path / "c", config, RunControl(resume=True))
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["compress"]["details"]["budget"] == budget
+    assert again.file.read_bytes() == result.file.read_bytes()

@@ -22,7 +22,7 @@ from gstrim.camera import Camera
 from gstrim.compress.codebooks import ClusterSettings, build_codebooks
 from gstrim.compress.sensitivity import sensitivity
 from gstrim.compress.stages import CompressConfig
-from gstrim.io.container import CODECS
+from gstrim.io.container import codec_choices
 from gstrim.io.gsz import write_gsz
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=160_000)
     parser.add_argument("--views", type=int, default=100)
     parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--codec", default=CompressConfig().codec, choices=sorted(CODECS))
+    parser.add_argument("--codec", default=CompressConfig().codec, choices=codec_choices())
     args = parser.parse_args()
     scene = bench_scene(args.gaussians)
     scene = type(scene)(**{k: v.detach() for k, v in scene.params().items()})

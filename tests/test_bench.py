@@ -43,3 +43,10 @@ def test_gpu_check_dry_run_prints_every_step():
         assert expected in out
     bad = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
+
+
+def test_gsz_decode_bench_runs_at_a_small_size():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gsz_decode.py"), "--gaussians", "3000",
+                           "--repeats", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT / "bench")
+    assert done.returncode == 0, done.stderr
+    assert "bits per Gaussian" in done.stdout and "decode" in done.stdout

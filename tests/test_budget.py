@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gstrim.compress.budget import MAX_VERIFICATIONS, Point, Search, candidates
+from gstrim.compress.budget import MAX_VERIFICATIONS, Point, Search, candidates, distinct
 from gstrim.compress.stages import CompressConfig
 from gstrim.io.gsz import read_gsz
 from gstrim.pipelines.compress import compress_model
@@ -39,10 +39,14 @@ def test_the_search_moves_up_when_a_point_misses_and_reports_none_when_nothing_f
     assert len(hopeless.verified) >= 1
 
 
-def test_candidates_span_sh_share_and_codebook_size():
+def test_candidates_span_sh_share_and_codebook_sizes_and_differ_on_the_scene():
     names = {p.name for p in candidates()}
     assert len(names) == len(candidates()) >= 9
     assert {p.settings["sh_share"] for p in candidates()} >= {1.0, 0.25}
+    assert distinct(candidates(), 10**6, 0.01, 0.01) == candidates()  # a large scene: every size its own
+    small = distinct(candidates(), 4000, 0.01, 0.01)  # 1,000 entries at most: 4,096 and 1,024 build the same
+    assert len(small) < len(candidates())
+    assert {(p.settings["sh_share"], p.settings["codebook_sh"]) for p in small} >= {(1.0, 4096), (1.0, 256)}
 
 
 def test_compress_max_loss_on_the_example_lands_within_budget(baseline, tmp_path):
@@ -66,3 +70,21 @@ def test_compress_max_loss_on_the_example_lands_within_budget(baseline, tmp_path
     again = compress_model(None, tmp_path / "c", config, RunControl(resume=True))
     assert json.loads((tmp_path / "c" / "results.json").read_text())["compress"]["details"]["budget"] == budget
     assert again.file.read_bytes() == result.file.read_bytes()
+
+
+def test_trim_compress_spends_what_the_trim_left_of_the_budget():
+    from gstrim.errors import ConfigError
+    from gstrim.pipelines.compress import _budget_left
+
+    class Measured:
+        def __init__(self, db):
+            self.db = db
+
+        def mean(self, key):
+            return self.db
+
+    assert _budget_left(0.3, Measured(30.0), Measured(29.9)) == pytest.approx(0.2)
+    assert _budget_left(0.3, Measured(30.0), Measured(30.2)) == pytest.approx(0.5)  # the trim gained
+    assert _budget_left(0.3, Measured(30.0), Measured(29.0)) == 0.0
+    with pytest.raises(ConfigError, match="max.loss"):
+        _budget_left(0.3, None, Measured(29.0))

@@ -1,7 +1,8 @@
 """The smallest file within a quality budget (`compress --max-loss DB`): a search over compression settings
 that fine-tunes as few of them as it can.
 
-Every candidate (colour codebook size x share of Gaussians with view-dependent colour) is first sized and
+Every candidate (colour and shape codebook sizes x share of Gaussians with view-dependent colour) is first
+sized and
 scored cheaply: its codebooks are built, the file written to memory (its size), and its decoding rendered
 without fine-tuning on a few test views (its *proxy* loss). Quantisation-aware fine-tuning then wins back
 part of that loss, about the same number of dB for neighbouring settings; the search models the verified
@@ -16,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from gstrim.compress.codebooks import CODEBOOK_SHARE
+
 MARGIN_DB = 0.02  # predicted losses this close to the budget are not trusted
 MAX_VERIFICATIONS = 3
-SH_SHARES = (1.0, 0.5, 0.25, 0.1)
+SH_SHARES = (1.0, 0.5, 0.25)
 SH_ENTRIES = (4096, 1024, 256)
+SHAPE_ENTRIES = (4096, 1024)
 
 
 @dataclass
@@ -34,9 +38,27 @@ class Point:
         return asdict(self)
 
 
-def candidates(sh_shares=SH_SHARES, sh_entries=SH_ENTRIES) -> list[Point]:
-    return [Point(f"sh{share:g}-k{entries}", {"sh_share": share, "codebook_sh": entries})
-            for share in sh_shares for entries in sh_entries]
+def candidates(sh_shares=SH_SHARES, sh_entries=SH_ENTRIES, shape_entries=SHAPE_ENTRIES) -> list[Point]:
+    return [Point(f"sh{share:g}-k{entries}-s{shapes}",
+                  {"sh_share": share, "codebook_sh": entries, "codebook_shape": shapes})
+            for share in sh_shares for entries in sh_entries for shapes in shape_entries]
+
+
+def distinct(points: list[Point], gaussians: int, keep_sh: float, keep_shape: float) -> list[Point]:
+    """The points whose codebooks differ: a codebook holds at most a quarter of the Gaussians it clusters
+    (`compress.codebooks`), so on a small scene several requested sizes build the same one."""
+    def entries(requested: int, count: int, keep: float) -> int:
+        return min(requested, max(1, (count - round(keep * count)) // CODEBOOK_SHARE))
+
+    seen, out = set(), []
+    for p in points:
+        with_sh = round(p.settings.get("sh_share", 1.0) * gaussians)
+        key = (with_sh, entries(p.settings.get("codebook_sh", 4096), with_sh, keep_sh),
+               entries(p.settings.get("codebook_shape", 4096), gaussians, keep_shape))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
 
 
 @dataclass

@@ -64,7 +64,7 @@ class CompressConfig:
                         choices=codec_choices)
     seed: int = option(0, "seed of the clustering and of the view order", flag="--seed")
     max_loss: float | None = option(None, "find the smallest file whose test PSNR stays within this many dB of "
-                                    "the input's (searches the colour codebook size and --sh-share)")
+                                    "the input's (searches the codebook sizes and --sh-share)")
 
     def to_dict(self) -> dict:
         return asdict(self)

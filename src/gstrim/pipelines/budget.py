@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gstrim import progress
-from gstrim.compress.budget import Point, Search, candidates
+from gstrim.compress.budget import Point, Search, candidates, distinct
 from gstrim.compress.stages import CACHE_DIR, STAGES, CompressionJob, gsz_path, run_stages
 from gstrim.data import Dataset
 from gstrim.errors import ConfigError
@@ -93,7 +93,9 @@ class BudgetSearch:
     def run(self) -> tuple[Point, Search, Path]:
         budget = self.job.config.max_loss
         saved = json.loads(self.record.read_text()) if self.record.exists() else {}
-        points = [Point(**p) for p in saved.get("points", [])] or candidates()
+        config = self.job.config
+        points = [Point(**p) for p in saved.get("points", [])] or \
+            distinct(candidates(), len(self.job.scene), config.keep_sh, config.keep_shape)
         search = Search(budget, points, order=saved.get("order", []))
         if not saved:
             views = _spread(self.job.dataset.test, PROXY_VIEWS)

@@ -74,7 +74,7 @@ def test_compress_max_loss_on_the_example_lands_within_budget(baseline, tmp_path
 
 def test_trim_compress_spends_what_the_trim_left_of_the_budget():
     from gstrim.errors import ConfigError
-    from gstrim.pipelines.compress import _budget_left
+    from gstrim.pipelines.budget import budget_left
 
     class Measured:
         def __init__(self, db):
@@ -83,8 +83,27 @@ def test_trim_compress_spends_what_the_trim_left_of_the_budget():
         def mean(self, key):
             return self.db
 
-    assert _budget_left(0.3, Measured(30.0), Measured(29.9)) == pytest.approx(0.2)
-    assert _budget_left(0.3, Measured(30.0), Measured(30.2)) == pytest.approx(0.5)  # the trim gained
-    assert _budget_left(0.3, Measured(30.0), Measured(29.0)) == 0.0
+    assert budget_left(0.3, Measured(30.0), Measured(29.9)) == pytest.approx(0.2)
+    assert budget_left(0.3, Measured(30.0), Measured(30.2)) == pytest.approx(0.5)  # the trim gained
+    assert budget_left(0.3, Measured(30.0), Measured(29.0)) == 0.0
     with pytest.raises(ConfigError, match="max.loss"):
-        _budget_left(0.3, None, Measured(29.0))
+        budget_left(0.3, None, Measured(29.0))
+
+
+def test_export_max_loss_chooses_the_spz_bits_within_budget(baseline, tmp_path):
+    from gstrim.pipelines.export import ExportConfig, export_model
+    from gstrim.pipelines.run import Inputs
+
+    data, model = baseline
+    out = tmp_path / "scene.spz"
+    result = export_model(Inputs(scene=model, data=data), out, ExportConfig(finetune=4, max_loss=0.3))
+    budget = result.budget
+    assert out.exists() and result.bytes == out.stat().st_size
+    tried = {p["name"]: p for p in budget["points"]}
+    assert len(tried) >= 6 and all(p["bytes"] > 0 for p in tried.values())
+    assert 1 <= len(budget["verified"]) <= MAX_VERIFICATIONS
+    chosen = tried[budget["chosen"]]
+    assert out.read_bytes() == (tmp_path / "scene.spz.finetune" / "search" / chosen["name"] / "scene.spz").read_bytes()
+    if chosen["loss"] <= 0.3:
+        within = [p for p in tried.values() if p["loss"] is not None and p["loss"] <= 0.3]
+        assert chosen["bytes"] == min(p["bytes"] for p in within)

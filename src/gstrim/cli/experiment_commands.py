@@ -98,9 +98,10 @@ def add_sweep_options(p) -> None:
     add_run_control(p, skip=("resume", "no_eval"))  # a sweep resumes by itself and compares held-out views
     add_config_options(p.add_argument_group("executor (where the runs execute; docs/cluster.md)"), ExecutorConfig)
     add_config_options(p, TrimConfig, skip=PER_RUN_FIELDS)
-    add_config_options(p.add_argument_group("compression (--compress)"), CompressConfig, skip=("seed",))
+    # a sweep's table compares fixed settings: no quality-budget searches in it
+    add_config_options(p.add_argument_group("compression (--compress)"), CompressConfig, skip=("seed", "max_loss"))
     g = p.add_argument_group("viewer formats (--formats)")
-    add_config_options(g, ExportConfig, skip=("seed", "finetune"))
+    add_config_options(g, ExportConfig, skip=("seed", "finetune", "max_loss"))
     add_format_options(g)
 
 

@@ -144,7 +144,8 @@ def register(sub) -> None:
     g.add_argument("--format", choices=viewer_formats(),
                    help="then fine-tune the trimmed scene through this format's quantiser and write it as "
                         "OUTPUT/scene.<suffix>, ready for a viewer")
-    add_config_options(g, ExportConfig, skip=("seed", "finetune"))  # --finetune is the trim's; the default here
+    # --finetune is the trim's (the default here); --max-loss the compression's, read by both
+    add_config_options(g, ExportConfig, skip=("seed", "finetune", "max_loss"))
     add_format_options(g)
     p.set_defaults(func=cmd_trim)
 

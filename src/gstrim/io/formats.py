@@ -42,6 +42,8 @@ class SceneFormat:
     quantiser: Callable[[GaussianScene, Any, QuantiserContext], Quantiser] | None = None
     written_size: Callable[[Path], int] | None = None  # bytes of what `save` wrote where not one file's size
     viewer: bool = True  # `gstrim export` writes it (gstrim's own .gsz: `gstrim compress`)
+    # `export --max-loss`: the writer options to search for a scene of N Gaussians, each a dict of option fields
+    budget_options: Callable[[int], list[dict]] | None = None
 
     def default_options(self) -> Any:
         return self.options() if self.options is not None else None
@@ -146,7 +148,8 @@ register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, l
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0,
                      quantiser=_round_trip(splat.roundtrip, splat.write_splat)))
 register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz,
-                     options=spz.SpzOptions, write=spz.write_with, quantiser=spz.quantiser))
+                     options=spz.SpzOptions, write=spz.write_with, quantiser=spz.quantiser,
+                     budget_options=spz.budget_options))
 register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
                      compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
                      load_described=_load_described_compressed_ply,
@@ -154,7 +157,7 @@ register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read
 # a .sog bundle, or a folder named by its meta.json
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
                      options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
-                     written_size=sog.written_size))
+                     written_size=sog.written_size, budget_options=sog.budget_options))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz, viewer=False))
 
 

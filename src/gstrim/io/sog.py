@@ -93,6 +93,13 @@ def image_size(n: int) -> tuple[int, int]:
     return width, max(4, math.ceil(n / width / 4) * 4)
 
 
+def budget_options(gaussians: int) -> list[dict]:
+    """What `export --max-loss` tries: palettes from a sixty-fourth of the Gaussians up to half of them, in
+    whole rows of 64 entries."""
+    sizes = {min(MAX_PALETTE, max(64, 64 * round(gaussians / share / 64))) for share in (64, 32, 16, 8, 4, 2)}
+    return [{"palette": size} for size in sorted(sizes)]
+
+
 def default_palette_size(n: int) -> int:
     """A quarter of the Gaussians (c3dgs's codebook size at most, as `gstrim compress`), in whole palette
     rows (64), at most 65,536. splat-transform 3.7 uses min(64, 2^floor(log2(N / 1024))) x 1024 (16,384

@@ -64,6 +64,11 @@ _HEADER_V4 = struct.Struct("<IIIBBBBI12x")
 _ANTIALIASED = 0x1
 
 
+def budget_options(gaussians: int) -> list[dict]:
+    """What `export --max-loss` tries: the SH bits from Niantic's defaults (5 / 4) up to 8."""
+    return [{"sh1_bits": sh1, "sh_rest_bits": rest} for sh1 in (5, 6, 8) for rest in (4, 5, 6) if rest <= sh1]
+
+
 @dataclass
 class SpzOptions:
     """The writer's choices (`gstrim export` flags)."""

@@ -26,6 +26,7 @@ from gstrim.evaluate import render_views
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.gsz import read_gsz, write_gsz
 from gstrim.metrics.image import psnr
+from gstrim.records import Evaluation
 from gstrim.scene import GaussianScene
 
 SEARCH_DIR = "search"
@@ -40,7 +41,7 @@ def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
     return sum(values) / len(values)
 
 
-def _spread(cameras: list, count: int) -> list:
+def spread(cameras: list, count: int) -> list:
     return [cameras[round(i * (len(cameras) - 1) / max(count - 1, 1))] for i in range(min(count, len(cameras)))]
 
 
@@ -98,7 +99,7 @@ class BudgetSearch:
             distinct(candidates(), len(self.job.scene), config.keep_sh, config.keep_shape)
         search = Search(budget, points, order=saved.get("order", []))
         if not saved:
-            views = _spread(self.job.dataset.test, PROXY_VIEWS)
+            views = spread(self.job.dataset.test, PROXY_VIEWS)
             input_proxy = mean_psnr(self.job.scene, self.job.dataset, views)
             for point in progress.track(points, "budget proxies"):
                 self.proxy(point, views, input_proxy)
@@ -151,3 +152,14 @@ def within_budget(job: CompressionJob, input_psnr: float, fit_in: Callable[[Path
     budget = {"max_loss": search.budget, "chosen": best.name, "settings": best.settings, "loss": best.loss,
               "verified": search.order, "points": [p.to_json() for p in sorted(search.points, key=lambda p: p.bytes)]}
     return {**values, "file": target, "budget": budget}
+
+
+def budget_left(max_loss: float, before: Evaluation | None, trimmed: Evaluation | None) -> float:
+    """What `--max-loss` leaves to the compression after the trim: the budget is against the trim's input."""
+    if before is None or trimmed is None:
+        raise ConfigError("trim --max-loss measures the loss on test photos: it needs the evaluation "
+                          "(drop --no-eval) and a dataset with test views", "max_loss")
+    spent = before.mean("PSNR") - trimmed.mean("PSNR")
+    left = max(max_loss - spent, 0.0)
+    progress.log(f"budget: the trim lost {spent:+.3f} dB of {max_loss:g}; the compression gets {left:.3f} dB")
+    return left

@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from gstrim import progress
 from gstrim.compress.stages import CompressConfig, CompressionJob, run_stages
 from gstrim.data import Dataset
-from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
 from gstrim.io.gsz import read_gsz
 from gstrim.io.model import CONFIG_NAME
-from gstrim.pipelines.budget import mean_psnr, within_budget
+from gstrim.pipelines.budget import budget_left, mean_psnr, within_budget
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -87,18 +85,8 @@ def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, t
     again = control.resume and (target / CONFIG_NAME).exists()
     trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if control.evaluate else None
     if compress is not None and compress.max_loss is not None:
-        compress = replace(compress, max_loss=_budget_left(compress.max_loss, Evaluation.read(out_dir, "input"),
+        compress = replace(compress, max_loss=budget_left(compress.max_loss, Evaluation.read(out_dir, "input"),
                                                             trimmed))
     compressed = compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)
     return summary, compressed
 
-
-def _budget_left(max_loss: float, before: Evaluation | None, trimmed: Evaluation | None) -> float:
-    """What `--max-loss` leaves to the compression after the trim: the budget is against the trim's input."""
-    if before is None or trimmed is None:
-        raise ConfigError("trim --compress --max-loss measures the loss on test photos: it needs the evaluation "
-                          "(drop --no-eval) and a dataset with test views", "max_loss")
-    spent = before.mean("PSNR") - trimmed.mean("PSNR")
-    left = max(max_loss - spent, 0.0)
-    progress.log(f"budget: the trim lost {spent:+.3f} dB of {max_loss:g}; the compression gets {left:.3f} dB")
-    return left

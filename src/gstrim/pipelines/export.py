@@ -30,6 +30,7 @@ from gstrim.io.model import load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, model_dataset
+from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
@@ -43,6 +44,8 @@ class ExportConfig:
     finetune: int | None = option(None, "iterations of fine-tuning through the format's quantiser (default with "
                                   "--data: 5000 on a GPU, 1000 on the CPU; without --data: 0, a plain conversion)")
     seed: int = option(0, "seed of the codebooks and of the view order", flag="--seed")
+    max_loss: float | None = option(None, "choose the format's writer options (.spz SH bits, .sog palette size) "
+                                    "for the smallest file within this many dB of the input's test PSNR")
     # the writer options of each format that has some, by format name (default: the format's own defaults)
     formats: dict[str, Any] = field(default_factory=dict)
 
@@ -55,20 +58,22 @@ class ExportConfig:
     def validate(self) -> None:
         if self.finetune is not None and self.finetune < 0:
             raise ConfigError(f"{{finetune}} must not be negative, got {self.finetune}", "finetune")
+        if self.max_loss is not None and self.max_loss < 0:
+            raise ConfigError(f"{{max_loss}} must not be negative, got {self.max_loss}", "max_loss")
         for options in self.formats.values():
             options.validate()
 
     def record(self, fmt: SceneFormat) -> dict:
         """What config.json records: the fine-tuning and the options of the one format written."""
         options = self.options_for(fmt)
-        return {"finetune": self.finetune, "seed": self.seed, "format": fmt.name,
+        return {"finetune": self.finetune, "seed": self.seed, "max_loss": self.max_loss, "format": fmt.name,
                 "options": {f.name: getattr(options, f.name) for f in fields(options)} if options else {}}
 
     @classmethod
     def from_record(cls, d: dict) -> ExportConfig:
         fmt = FORMATS[d["format"]]
         formats = {fmt.name: fmt.options(**d["options"])} if fmt.options is not None else {}
-        return cls(finetune=d["finetune"], seed=d["seed"], formats=formats)
+        return cls(finetune=d["finetune"], seed=d["seed"], max_loss=d.get("max_loss"), formats=formats)
 
 
 def run_dir_of(out: Path) -> Path:
@@ -102,6 +107,7 @@ class ExportResult:
     after: object = None  # Evaluation of the file as written
     summary: object = None  # RunSummary, fine-tuning runs only
     run_dir: Path | None = None
+    budget: dict | None = None  # `--max-loss`: the search's record
 
     @property
     def ratio(self) -> float:
@@ -176,6 +182,10 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
     if finetune is None:
         asked = inputs.data is not None or control.resume or inputs.photo_free
         finetune = FINETUNE[resolve_device(control.device).type] if asked else 0
+    if config.max_loss is not None:
+        from gstrim.pipelines.export_budget import export_within_budget  # it runs exports itself
+
+        return export_within_budget(inputs, out, fmt, replace(config, finetune=finetune), control)
     if finetune == 0:
         return _convert(inputs, out, fmt, config, control)
     if fmt.quantiser is None:
@@ -211,5 +221,11 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     if config.finetune is None:
         config = replace(config, finetune=FINETUNE[resolve_device(control.device).type])
     again = control.resume and (run_dir_of(target) / "config.json").exists()
+    if config.max_loss is not None:  # against the trim's input: the compression of the file gets what is left
+        from gstrim.pipelines.budget import budget_left
+
+        summary = RunSummary.read(out_dir, "trim")
+        trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if summary else None
+        config = replace(config, max_loss=budget_left(config.max_loss, Evaluation.read(out_dir, "input"), trimmed))
     return export_model(None if again else out_dir, target, config, replace(control, resume=again))
 

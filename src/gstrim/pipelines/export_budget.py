@@ -1,0 +1,108 @@
+"""`gstrim export OUT --max-loss DB`: the writer options of a viewer format (SPZ's SH bits, SOG's palette
+size) chosen per scene by `compress.budget`'s search, as `compress --max-loss` chooses codebook sizes.
+
+Each candidate's proxy is a plain conversion (its size, and its loss on a few test views before
+fine-tuning); a verified candidate is a whole fine-tuned export in `OUT.finetune/search/<name>/`. The
+chosen file is copied to OUT and the search recorded beside it (`OUT.finetune/search/search.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from gstrim import progress
+from gstrim.compress.budget import Point, Search
+from gstrim.data import load_dataset
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.io.atomic import write_text_atomic
+from gstrim.io.formats import FORMATS, SceneFormat, load_scene, written_size
+from gstrim.io.model import load_model
+from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, spread
+from gstrim.pipelines.export import ExportResult, export_model, run_dir_of
+from gstrim.pipelines.run import Inputs, RunControl, model_dataset
+from gstrim.records import Evaluation, RunSummary
+
+SEARCH_DIR = "search"
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():  # an unbundled SOG: its folder
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, target)
+
+
+def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl) -> ExportResult:
+    """The smallest fine-tuned `fmt` file of `inputs` within `config.max_loss` dB of the input's test PSNR."""
+    if fmt.budget_options is None:
+        raise GstrimError(f"{fmt.name} has no writer options to search; export it without --max-loss", out)
+    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    data, options = model_dataset(model, inputs.data, inputs.data_options)
+    dataset = load_dataset(data, **options)
+    if not dataset.test or dataset.kind == "virtual":
+        raise ConfigError("{max_loss} needs test photos to measure the loss on (--data with a test split)",
+                          "max_loss")
+    scene = model.scene.with_sh_degree(min(model.scene.sh_degree, fmt.max_sh_degree))
+    root = run_dir_of(out) / SEARCH_DIR
+    record = root / "search.json"
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset)
+    points = [Point(**p) for p in saved.get("points", [])]
+    if not points:
+        views = spread(dataset.test, PROXY_VIEWS)
+        input_proxy = mean_psnr(scene, dataset, views)
+        base = config.options_for(fmt)
+        with tempfile.TemporaryDirectory() as tmp:
+            for settings in progress.track(fmt.budget_options(len(scene)), "budget proxies"):
+                name = "-".join(f"{k}{v}" for k, v in settings.items())
+                path = Path(tmp) / f"{name}{fmt.suffixes[0]}"
+                fmt.write_scene(path, scene, replace(base, **settings))
+                points.append(Point(name, settings, written_size(path),
+                                    input_proxy - mean_psnr(load_scene(path), dataset, views)))
+    search = Search(config.max_loss, points, order=saved.get("order", []))
+
+    def save() -> None:
+        write_text_atomic(record, json.dumps({"budget": search.budget, "input_psnr": input_psnr,
+                                              "order": search.order, "points": [p.to_json() for p in points]}))
+
+    save()
+    for p in sorted(points, key=lambda p: p.bytes):
+        progress.log(f"budget: {p.name:>20} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
+
+    def target_of(point: Point) -> Path:
+        return root / point.name / f"scene{fmt.suffixes[0]}"
+
+    def verify(point: Point) -> float:
+        options = replace(config.options_for(fmt), **point.settings)
+        candidate = replace(config, max_loss=None, formats={**config.formats, fmt.name: options})
+        target = target_of(point)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        again = (run_dir_of(target) / "config.json").exists()  # interrupted while fine-tuning it
+        result = export_model(None if again else inputs, target, candidate, replace(control, resume=again))
+        point.bytes = result.bytes
+        point.loss = input_psnr - mean_psnr(result.scene, dataset)
+        search.order.append(point.name)
+        save()
+        search.order.pop()  # Search.run appends it
+        progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {point.loss:+.3f} dB below the input")
+        return point.loss
+
+    best = search.run(verify)
+    if best is None:
+        best = min(search.verified, key=lambda p: p.loss)
+        progress.log(f"budget: no option within {search.budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
+    _copy(target_of(best), out)
+    run_dir = run_dir_of(target_of(best))
+    summary = RunSummary.read(run_dir, "export")
+    label = f"{fmt.name}_{summary.iterations}" if summary else None
+    budget = {"max_loss": search.budget, "input_psnr": input_psnr, "chosen": best.name, "settings": best.settings,
+              "loss": best.loss, "verified": search.order,
+              "points": [p.to_json() for p in sorted(points, key=lambda p: p.bytes)]}
+    progress.log(f"budget: chose {best.name} ({best.bytes / 1e3:.1f} kB, {best.loss:+.3f} dB)")
+    input_ply = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree)
+    return ExportResult(out, load_scene(out), written_size(out), input_ply, Evaluation.read(run_dir, "input"),
+                        Evaluation.read(run_dir, label) if label else None, summary, run_dir, budget)

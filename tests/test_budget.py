@@ -13,19 +13,19 @@ from gstrim.pipelines.compress import compress_model
 from gstrim.pipelines.run import RunControl
 
 
-def _points(true_loss: dict[int, float], gain: float) -> list[Point]:
-    """Points of sizes `true_loss`'s keys whose proxy overstates the loss by `gain`."""
-    return [Point(f"p{size}", {}, size, loss + gain) for size, loss in true_loss.items()]
+def _points(true_loss: dict[int, float], share: float) -> list[Point]:
+    """Points of sizes `true_loss`'s keys whose fine-tuning leaves `share` of their proxy loss."""
+    return [Point(f"p{size}", {}, size, loss / share) for size, loss in true_loss.items()]
 
 
 def test_the_search_finds_the_smallest_within_budget_in_few_verifications():
-    truth = {100: 0.9, 150: 0.5, 200: 0.28, 260: 0.2, 400: 0.1, 800: 0.0}
-    search = Search(0.3, _points(truth, gain=0.4))
+    truth = {100: 0.9, 150: 0.5, 200: 0.26, 260: 0.2, 400: 0.1, 800: 0.05}
+    search = Search(0.3, _points(truth, share=0.35))
     best = search.run(lambda p: truth[p.bytes])
     assert best.bytes == 200 and len(search.order) <= MAX_VERIFICATIONS
     # the smallest verified point within budget, and every verified point measured, not guessed
     assert all(p.loss == truth[p.bytes] for p in search.verified)
-    # first the proxy's own pick at gain 0 (none: the best-quality point), then the calibrated one
+    # first the proxy's own pick (the only one whose proxy is within budget), then the calibrated ones
     assert search.order[0] == "p800" and search.order[-1] == "p200"
 
 
@@ -34,7 +34,7 @@ def test_the_search_moves_up_when_a_point_misses_and_reports_none_when_nothing_f
     search = Search(0.3, [Point("p100", {}, 100, 0.3), Point("p200", {}, 200, 0.2), Point("p300", {}, 300, 0.1)])
     best = search.run(lambda p: truth[p.bytes])  # the proxy is optimistic here
     assert best is not None and best.bytes == 300 and search.order == ["p200", "p300"]
-    hopeless = Search(0.1, _points({100: 1.0, 200: 0.8}, gain=0.0))
+    hopeless = Search(0.1, _points({100: 1.0, 200: 0.8}, share=1.0))
     assert hopeless.run(lambda p: {100: 1.0, 200: 0.8}[p.bytes]) is None
     assert len(hopeless.verified) >= 1
 

@@ -130,6 +130,8 @@ def _load_described_gsz(path: Path, nonfinite: str) -> tuple[GaussianScene, dict
     kind = "codebooks" if cs.sh_index is not None else "8-bit"
     kind += f", {cs.sh_entries:,} colour / {len(cs.rotations):,} shape entries"
     kind += "" if cs.shared_dc else ", DC per Gaussian"
+    kind += f", {len(cs) - cs.sh_count:,} DC only" if cs.sh_count < len(cs) else ""
+    kind += f", positions on a {cs.grid.bits}-bit grid" if cs.grid is not None else ", float16 positions"
     return cs.decode().check_finite(str(path), nonfinite), {"format": f"gsz ({kind})", "extra_properties": []}
 
 

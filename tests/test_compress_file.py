@@ -52,16 +52,20 @@ def test_corrupted_truncated_and_foreign_files_are_one_line_errors(tmp_path, rng
         assert str(bad) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_fake_quantisation_equals_the_stored_values(rng):
+@pytest.mark.parametrize("bits", [8, 6, 3])
+def test_fake_quantisation_equals_the_stored_values(rng, bits):
     x = torch.from_numpy(rng.normal(0.3, 2.0, size=1000).astype(np.float32))
-    fq = FakeQuant8()
+    fq = FakeQuant8(bits)
     with torch.enable_grad():
         y = fq(x.requires_grad_(True))
         y.sum().backward()
     q = fq.params()
-    stored = q.dequantize(q.quantize(x.detach().numpy()))
+    assert q.bits == bits and QuantParams.from_json(q.to_json()) == q
+    codes = q.quantize(x.detach().numpy())
+    assert codes.min() >= -(2 ** (bits - 1)) and codes.max() <= 2 ** (bits - 1) - 1
+    stored = q.dequantize(codes)
     np.testing.assert_array_equal(y.detach().numpy(), stored)
-    assert len(np.unique(stored)) <= 256
+    assert len(np.unique(stored)) <= 2**bits
     assert np.abs(stored - x.detach().numpy()).max() <= q.scale / 2 + 1e-6  # the range holds all of x
     assert torch.all(x.grad == 1)  # straight through inside the range
     h = fake_half(x)
@@ -182,7 +186,7 @@ def test_quantized_parameters_decode_what_the_file_stores(tmp_path, rng):
             cs.sh_index, cs.sh_rest = cs.sh_index % (12 + int(version == 2)) - int(version == 2), cs.sh_rest[:12]
         if version == 2:
             cs.grid = PositionGrid.fit(cs.means, 9)
-        qp = QuantizedParameters(cs)
+        qp = QuantizedParameters(cs, bits={"sh_rest": 5} if version == 2 else None)  # version 2: 5-bit SH too
         params = {k: torch.nn.Parameter(v.clone()) for k, v in qp.init_params(cs.decode()).items()}
         rendered = qp.decode(params)  # a training step's decode: the observers see the tensors
         written = qp.codebook_scene(params)

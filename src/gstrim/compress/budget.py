@@ -1,8 +1,8 @@
 """The smallest file within a quality budget (`compress --max-loss DB`): a search over compression settings
 that fine-tunes as few of them as it can.
 
-Every candidate (colour and shape codebook sizes x share of Gaussians with view-dependent colour) is first
-sized and
+Every candidate (colour and shape codebook sizes x share of Gaussians with view-dependent colour x bits of
+the higher SH bands) is first sized and
 scored cheaply: its codebooks are built, the file written to memory (its size), and its decoding rendered
 without fine-tuning on a few test views (its *proxy* loss). Quantisation-aware fine-tuning then wins back
 part of that loss, about the same share for neighbouring settings (on chair's 80 % trim 31-41 % of it
@@ -26,6 +26,7 @@ RATIO_RANGE = (0.1, 1.0)  # of the proxy loss that fine-tuning leaves (chair: 0.
 SH_SHARES = (1.0, 0.5, 0.25)
 SH_ENTRIES = (4096, 1024, 256)
 SHAPE_ENTRIES = (4096, 1024)
+SH_BITS = (8, 6)
 
 
 @dataclass
@@ -40,10 +41,11 @@ class Point:
         return asdict(self)
 
 
-def candidates(sh_shares=SH_SHARES, sh_entries=SH_ENTRIES, shape_entries=SHAPE_ENTRIES) -> list[Point]:
-    return [Point(f"sh{share:g}-k{entries}-s{shapes}",
-                  {"sh_share": share, "codebook_sh": entries, "codebook_shape": shapes})
-            for share in sh_shares for entries in sh_entries for shapes in shape_entries]
+def candidates(sh_shares=SH_SHARES, sh_entries=SH_ENTRIES, shape_entries=SHAPE_ENTRIES,
+               sh_bits=SH_BITS) -> list[Point]:
+    return [Point(f"sh{share:g}-k{entries}-s{shapes}-b{bits}",
+                  {"sh_share": share, "codebook_sh": entries, "codebook_shape": shapes, "sh_bits": bits})
+            for share in sh_shares for entries in sh_entries for shapes in shape_entries for bits in sh_bits]
 
 
 def distinct(points: list[Point], gaussians: int, keep_sh: float, keep_shape: float) -> list[Point]:
@@ -56,7 +58,7 @@ def distinct(points: list[Point], gaussians: int, keep_sh: float, keep_shape: fl
     for p in points:
         with_sh = round(p.settings.get("sh_share", 1.0) * gaussians)
         key = (with_sh, entries(p.settings.get("codebook_sh", 4096), with_sh, keep_sh),
-               entries(p.settings.get("codebook_shape", 4096), gaussians, keep_shape))
+               entries(p.settings.get("codebook_shape", 4096), gaussians, keep_shape), p.settings.get("sh_bits", 8))
         if key not in seen:
             seen.add(key)
             out.append(p)

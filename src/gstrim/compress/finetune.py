@@ -27,11 +27,12 @@ def rates(lrs: LearningRates, extent: float) -> dict[str, float]:
 
 
 class QuantizedParameters(Parameterization):
-    def __init__(self, codebooks: CodebookScene, lrs: LearningRates | None = None):
+    def __init__(self, codebooks: CodebookScene, lrs: LearningRates | None = None, bits: dict[str, int] | None = None):
         self.codebooks = codebooks
         self.lrs = lrs or LearningRates()
         self.indices = {k: getattr(codebooks, k) for k in _INDICES}
-        self.quantizers = {name: FakeQuant8() for name in QUANTIZED}
+        # 8 bits each (c3dgs) unless `bits` names fewer (`compress --sh-bits`)
+        self.quantizers = {name: FakeQuant8((bits or {}).get(name, 8)) for name in QUANTIZED}
 
     def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
         """The codebook scene given at construction (`scene` is its decoding, for the trainer's count)."""

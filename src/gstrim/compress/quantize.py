@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import torch
 
-from gstrim.io.packing import Q_MAX, Q_MIN, QuantParams
+from gstrim.io.packing import QuantParams
 
 AVERAGING_CONSTANT = 0.01  # torch.ao MovingAverageMinMaxObserver's default
 
 
 class FakeQuant8(torch.nn.Module):
-    """Straight-through 8-bit fake quantisation with a moving-average min/max observer. The observer moves
-    only while gradients are recorded (training steps), not when a snapshot of the scene is decoded."""
+    """Straight-through fake quantisation (8 bits unless told) with a moving-average min/max observer. The
+    observer moves only while gradients are recorded (training steps), not when a snapshot of the scene is
+    decoded."""
 
-    def __init__(self):
+    def __init__(self, bits: int = 8):
         super().__init__()
+        self.bits = bits
         self.register_buffer("lo", torch.tensor(float("inf")))
         self.register_buffer("hi", torch.tensor(float("-inf")))
 
@@ -39,13 +41,13 @@ class FakeQuant8(torch.nn.Module):
             self.hi.add_(AVERAGING_CONSTANT * (hi - self.hi))
 
     def params(self) -> QuantParams:
-        return QuantParams.of_range(float(self.lo), float(self.hi))
+        return QuantParams.of_range(float(self.lo), float(self.hi), self.bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or not torch.isfinite(self.lo):
             self.observe(x)
         q = self.params()
-        return torch.fake_quantize_per_tensor_affine(x, q.scale, q.zero_point, Q_MIN, Q_MAX)
+        return torch.fake_quantize_per_tensor_affine(x, q.scale, q.zero_point, q.q_min, q.q_max)
 
 
 class _RoundHalf(torch.autograd.Function):

@@ -49,6 +49,8 @@ class CompressConfig:
                      "codebook with the higher bands (codebook, as c3dgs)", choices=DC_CHOICES)
     sh_share: float = option(1.0, "fraction of the Gaussians, those whose higher SH bands matter most, that keep "
                              "view-dependent colour; the others keep their DC only (needs --dc own)")
+    # 6 bits: 22 bits per Gaussian fewer than 8 on chair's 80 % trim (docs/compression.md)
+    sh_bits: int = option(8, "bits of each higher-band SH value in the colour codebook (c3dgs: 8)")
     position_bits: int | None = option(None, "bits per axis of the positions' grid (default: the fewest whose "
                                        f"renders stay within {POSITION_PSNR:g} dB of the unquantised ones)")
     keep_shape: float = option(0.01, "fraction of the Gaussians, the most shape-sensitive, that keep their own "
@@ -69,6 +71,10 @@ class CompressConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def quant_bits(self) -> dict[str, int]:
+        """Bits of the quantised tensors that do not take 8."""
+        return {"sh_rest": self.sh_bits} if self.sh_bits != 8 else {}
+
     def resolved(self, device) -> CompressConfig:
         if self.qat_iterations is not None:
             return self
@@ -84,6 +90,8 @@ class CompressConfig:
             raise ConfigError(f"unknown {{codec}} {self.codec!r}; use one of {', '.join(codec_choices())}", "codec")
         if self.position_bits is not None and not 1 <= self.position_bits <= MAX_BITS:
             raise ConfigError(f"{{position_bits}} must be in 1..{MAX_BITS}, got {self.position_bits}", "position_bits")
+        if not 2 <= self.sh_bits <= 8:
+            raise ConfigError(f"{{sh_bits}} must be in 2..8, got {self.sh_bits}", "sh_bits")
         if self.sh_share < 1 and self.dc == "codebook":
             raise ConfigError("{sh_share} below 1 needs a DC of its own per Gaussian (--dc own)", "sh_share")
         if self.max_loss is not None and self.max_loss < 0:
@@ -195,7 +203,7 @@ def _finetune(job: CompressionJob) -> dict:
     codebooks, scene = job.values["codebooks"], job.scene
     train_config = TrainConfig(iterations=job.config.qat_iterations, sh_degree=scene.sh_degree, sh_interval=0,
                                seed=job.config.seed, device=job.device)
-    parameterization = QuantizedParameters(codebooks)
+    parameterization = QuantizedParameters(codebooks, bits=job.config.quant_bits())
     trainer = Trainer(codebooks.decode(), job.dataset.train, extent=job.dataset.extent, config=train_config,
                       background=job.dataset.background, parameterization=parameterization)
     job.times["finetune_s"] = job.fit(trainer, "compress")

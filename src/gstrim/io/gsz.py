@@ -120,12 +120,13 @@ def _index_dtype(size: int) -> np.dtype:
     return np.dtype(np.uint16 if size <= 2**16 else np.uint32)
 
 
-def quant_params_of(cs: CodebookScene) -> dict[str, QuantParams]:
-    """Quantisation parameters spanning each attribute's range (a conversion without fine-tuning)."""
+def quant_params_of(cs: CodebookScene, bits: dict[str, int] | None = None) -> dict[str, QuantParams]:
+    """Quantisation parameters spanning each attribute's range (a conversion without fine-tuning), 8 bits
+    unless `bits` names fewer."""
     out = {}
     for name in QUANTIZED:
-        t = getattr(cs, name)
-        out[name] = QuantParams.of_range(float(t.min()), float(t.max())) if t.numel() else QuantParams(1.0, 0)
+        t, b = getattr(cs, name), (bits or {}).get(name, 8)
+        out[name] = QuantParams.of_range(float(t.min()), float(t.max()), b) if t.numel() else QuantParams(1.0, 0, b)
     return out
 
 

@@ -89,27 +89,44 @@ def morton_order(means: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class QuantParams:
+    """Per-tensor affine quantisation to signed `bits`-bit integers (8: torch's qint8, as c3dgs), stored as
+    int8; fewer bits leave the stored values a smaller alphabet, which the entropy coder turns into fewer
+    bytes."""
     scale: float
     zero_point: int
+    bits: int = 8
+
+    @property
+    def q_min(self) -> int:
+        return -(2 ** (self.bits - 1))
+
+    @property
+    def q_max(self) -> int:
+        return 2 ** (self.bits - 1) - 1
 
     @classmethod
-    def of_range(cls, lo: float, hi: float) -> QuantParams:
+    def of_range(cls, lo: float, hi: float, bits: int = 8) -> QuantParams:
+        q_min, q_max = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         lo, hi = min(lo, 0.0), max(hi, 0.0)
-        scale = max((hi - lo) / (Q_MAX - Q_MIN), _EPS)
-        zero_point = int(np.clip(Q_MIN - round(lo / scale), Q_MIN, Q_MAX))
-        return cls(float(np.float32(scale)), zero_point)
+        scale = max((hi - lo) / (q_max - q_min), _EPS)
+        zero_point = int(np.clip(q_min - round(lo / scale), q_min, q_max))
+        return cls(float(np.float32(scale)), zero_point, bits)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         # the same float32 arithmetic as torch.fake_quantize_per_tensor_affine
         q = np.round(x.astype(np.float32) * np.float32(1.0 / self.scale)) + self.zero_point
-        return np.clip(q, Q_MIN, Q_MAX).astype(np.int8)
+        return np.clip(q, self.q_min, self.q_max).astype(np.int8)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return ((q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(np.float32)
 
     def to_json(self) -> dict:
-        return {"scale": self.scale, "zero_point": self.zero_point}
+        out = {"scale": self.scale, "zero_point": self.zero_point}
+        return out if self.bits == 8 else {**out, "bits": self.bits}  # 8 bits: as version 1 wrote it
 
     @classmethod
     def from_json(cls, d: dict) -> QuantParams:
-        return cls(float(d["scale"]), int(d["zero_point"]))
+        bits = int(d.get("bits", 8))
+        if not 1 <= bits <= 8:
+            raise ValueError(f"quantisation to {bits} bits")
+        return cls(float(d["scale"]), int(d["zero_point"]), bits)

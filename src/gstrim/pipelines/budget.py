@@ -24,7 +24,7 @@ from gstrim.data import Dataset
 from gstrim.errors import ConfigError
 from gstrim.evaluate import render_views
 from gstrim.io.atomic import write_text_atomic
-from gstrim.io.gsz import read_gsz, write_gsz
+from gstrim.io.gsz import quant_params_of, read_gsz, write_gsz
 from gstrim.metrics.image import psnr
 from gstrim.records import Evaluation
 from gstrim.scene import GaussianScene
@@ -56,6 +56,7 @@ class BudgetSearch:
         self.root = job.root / SEARCH_DIR
         self.record = self.root / "search.json"
         self.products: dict[str, tuple[dict, dict]] = {}  # verified in this process: (stage products, times)
+        self._built: dict[str, object] = {}  # the newest proxy's codebooks, by clustering settings
 
     def _job(self, point: Point, root: Path) -> CompressionJob:
         config = replace(self.job.config, **point.settings, max_loss=None)
@@ -70,12 +71,17 @@ class BudgetSearch:
     def proxy(self, point: Point, views: list, input_proxy: float) -> None:
         """Size and loss of `point` before fine-tuning."""
         job = self._job(point, self.root / "proxy")
-        job.values["sensitivity"] = self.job.values["sensitivity"]
-        for stage in STAGES:
-            if stage.name in _BEFORE_FINETUNE[1:]:
-                job.values.update(stage.run(job))
+        clustering = {k: v for k, v in point.settings.items() if k != "sh_bits"}
+        key = json.dumps(clustering, sort_keys=True)
+        if key not in self._built:  # points that differ in bits only share their codebooks
+            job.values["sensitivity"] = self.job.values["sensitivity"]
+            for stage in STAGES:
+                if stage.name in _BEFORE_FINETUNE[1:]:
+                    job.values.update(stage.run(job))
+            self._built = {key: job.values["codebooks"]}
         path = self.root / "proxy" / "candidate.gsz"
-        point.bytes = write_gsz(path, job.values["codebooks"], codec=job.config.codec)
+        point.bytes = write_gsz(path, self._built[key], quant_params_of(self._built[key], job.config.quant_bits()),
+                                codec=job.config.codec)
         point.proxy_loss = input_proxy - mean_psnr(read_gsz(path).decode(), self.job.dataset, views)
 
     def verify(self, point: Point) -> float:

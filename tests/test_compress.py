@@ -125,7 +125,14 @@ def test_bad_options_and_bad_files_are_one_line_errors(baseline, tmp_path, capsy
     _, model = baseline
     code, _, err = run(capsys, "compress", model, "-o", tmp_path / "c", "--keep-sh", "2")
     assert_one_line_error(code, err, "--keep-sh")
+    for flags, named in ((["--max-loss", "-1"], "--max-loss"), (["--sh-bits", "9"], "--sh-bits"),
+                         (["--sh-share", "0.5", "--dc", "codebook"], "--sh-share"),
+                         (["--position-bits", "30"], "--position-bits")):
+        code, _, err = run(capsys, "compress", model, "-o", tmp_path / "c", *flags)
+        assert_one_line_error(code, err, named)
     assert not (tmp_path / "c").exists()
+    code, _, err = run(capsys, "info", "--bits", model / "point_cloud" / "iteration_40" / "point_cloud.ply")
+    assert_one_line_error(code, err, "--bits reads a .gsz")
     bad = tmp_path / "bad.gsz"
     bad.write_bytes(b"GSTRIMZ\0" + b"\1\0\0\0" + b"\0" * 40)
     code, _, err = run(capsys, "info", bad)

@@ -9,6 +9,7 @@ from conftest import random_scene
 
 from gstrim.compress.quantize import FakeQuant8, QuantParams, fake_half
 from gstrim.errors import GstrimError
+from gstrim.info import gsz_bits
 from gstrim.io.container import CODECS, Entry, read_container, write_container
 from gstrim.io.formats import load_scene, save_scene
 from gstrim.io.gsz import CodebookScene, read_gsz, stored_order, write_gsz
@@ -125,6 +126,13 @@ def test_gsz_version_2_round_trip_grid_positions_and_dc_only_gaussians(tmp_path,
     assert torch.all(decoded.shN[dc_only] == 0)
     torch.testing.assert_close(decoded.shN[~dc_only], back.sh_rest[back.sh_index[~dc_only]])
     assert back.sh_count == int((index >= 0).sum())
+    # where the bits go (`gstrim info --bits`): every stream, adding up to the file
+    bits = gsz_bits(tmp_path / "v2.gsz")
+    streams = {row["stream"]: row for row in bits["streams"]}
+    assert {"position_lengths", "position_bits", "sh_index", "sh_rest"} <= set(streams)
+    assert streams["position_bits"]["codec"] == "raw" and streams["sh_index"]["raw_bits"] == 8  # 41 symbols: a byte
+    total = sum(row["coded_bits"] for row in bits["streams"]) + bits["overhead_bits"]
+    assert total == pytest.approx(bits["total_bits"]) == pytest.approx(8 * (tmp_path / "v2.gsz").stat().st_size / 500)
     # a plain conversion through the registry: 16-bit grid, much smaller than a .ply
     save_scene(tmp_path / "plain.gsz", scene)
     assert (tmp_path / "plain.gsz").stat().st_size < 0.4 * 500 * 248

@@ -60,7 +60,21 @@ def compress(result, original_mb: float | None = None) -> None:
     if s.input is not None and s.output is not None:
         change(s.input, s.output, "   (of the file as written)")
     virtual(s.output if s.input is None else None)
+    budget(r.get("budget"))
     print(f"  file         {result.file}")
+
+
+def budget(record: dict | None) -> None:
+    """The rate-distortion points a `--max-loss` search tried, smallest first."""
+    if not record:
+        return
+    print(f"  budget       {record['max_loss']:g} dB: chose {record['chosen']} ({record['loss']:+.3f} dB below the "
+          f"input) after {len(record['verified'])} fine-tuning(s)")
+    print("    | candidate | kB | loss before fine-tuning | loss of the file |")
+    print("    |---|---|---|---|")
+    for p in record["points"]:
+        verified = f"{p['loss']:+.3f}" if p["loss"] is not None else ""
+        print(f"    | {p['name']} | {p['bytes'] / 1e3:.1f} | {p['proxy_loss']:+.3f} | {verified} |")
 
 
 def export(result, original_mb: float | None = None) -> None:
@@ -78,4 +92,5 @@ def export(result, original_mb: float | None = None) -> None:
     elif result.after is not None:
         o = result.after.metrics()
         print(f"  test PSNR    {o.psnr:.3f}   SSIM {o.ssim:.4f}   LPIPS {o.lpips:.4f}   (of the file as written)")
+    budget(result.budget)
     print(f"  file         {result.file}")

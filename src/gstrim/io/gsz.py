@@ -117,7 +117,7 @@ def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, u
 
 # ---- the .gsz file -----------------------------------------------------------------------------
 def _index_dtype(size: int) -> np.dtype:
-    return np.dtype(np.uint16 if size <= 2**16 else np.uint32)
+    return np.dtype(np.uint8 if size <= 2**8 else np.uint16 if size <= 2**16 else np.uint32)
 
 
 def quant_params_of(cs: CodebookScene, bits: dict[str, int] | None = None) -> dict[str, QuantParams]:

@@ -95,6 +95,11 @@ class Search:
         ratio = newest.loss / newest.proxy_loss if newest.proxy_loss > 0 else 1.0
         return min(max(ratio, RATIO_RANGE[0]), RATIO_RANGE[1]) * point.proxy_loss
 
+    def choice(self) -> tuple[Point, bool]:
+        """(the smallest verified point within budget, True), or (the verified point closest to it, False)."""
+        best = self.best()
+        return (best, True) if best is not None else (min(self.verified, key=lambda p: p.loss), False)
+
     def best(self) -> Point | None:
         within = [p for p in self.verified if p.loss <= self.budget]
         return min(within, key=lambda p: p.bytes) if within else None
@@ -115,9 +120,11 @@ class Search:
             return min(options, key=lambda p: p.proxy_loss) if options else None
         return min(options, key=lambda p: p.bytes) if options else None
 
-    def run(self, verify: Callable[[Point], float]) -> Point | None:
-        """Verify points until the model has nothing smaller to try; the smallest verified within budget."""
+    def run(self, verify: Callable[[Point], float], verified: Callable[[], None] = lambda: None) -> Point | None:
+        """Verify points until the model has nothing smaller to try (`verified()` after each, to save the
+        search); the smallest verified within budget."""
         while (point := self.next_point()) is not None:
             point.loss = verify(point)
             self.order.append(point.name)
+            verified()
         return self.best()

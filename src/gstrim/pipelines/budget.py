@@ -41,6 +41,14 @@ def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
     return sum(values) / len(values)
 
 
+def report_choice(search: Search) -> Point:
+    """The search's choice, said in the log."""
+    best, within = search.choice()
+    progress.log(f"budget: chose {best.name} ({best.bytes / 1e3:.1f} kB, {best.loss:+.3f} dB)" if within else
+                 f"budget: nothing within {search.budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
+    return best
+
+
 def spread(cameras: list, count: int) -> list:
     return [cameras[round(i * (len(cameras) - 1) / max(count - 1, 1))] for i in range(min(count, len(cameras)))]
 
@@ -113,18 +121,8 @@ class BudgetSearch:
         for p in sorted(points, key=lambda p: p.bytes):
             progress.log(f"budget: {p.name:>14} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
 
-        def verify(point: Point) -> float:
-            loss = self.verify(point)
-            point.loss = loss
-            search.order.append(point.name)
-            self._save(search)
-            search.order.pop()  # Search.run appends it
-            return loss
-
-        best = search.run(verify)
-        if best is None:
-            best = min(search.verified, key=lambda p: p.loss)
-            progress.log(f"budget: no candidate within {budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
+        search.run(self.verify, lambda: self._save(search))
+        best = report_choice(search)
         return best, search, self.root / best.name
 
     def _save(self, search: Search) -> None:

@@ -21,7 +21,7 @@ from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS, SceneFormat, load_scene, written_size
 from gstrim.io.model import load_model
-from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, spread
+from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, report_choice, spread
 from gstrim.pipelines.export import ExportResult, export_model, run_dir_of
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
 from gstrim.records import Evaluation, RunSummary
@@ -30,8 +30,8 @@ SEARCH_DIR = "search"
 
 
 def _copy(source: Path, target: Path) -> None:
-    if source.is_dir():  # an unbundled SOG: its folder
-        shutil.copytree(source, target, dirs_exist_ok=True)
+    if source.name == "meta.json":  # an unbundled SOG: its folder, without the fine-tuning run beside it
+        shutil.copytree(source.parent, target.parent, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.finetune"))
     else:
         shutil.copyfile(source, target)
 
@@ -74,7 +74,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
         progress.log(f"budget: {p.name:>20} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
 
     def target_of(point: Point) -> Path:
-        return root / point.name / f"scene{fmt.suffixes[0]}"
+        return root / point.name / out.name
 
     def verify(point: Point) -> float:
         options = replace(config.options_for(fmt), **point.settings)
@@ -84,17 +84,12 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
         again = (run_dir_of(target) / "config.json").exists()  # interrupted while fine-tuning it
         result = export_model(None if again else inputs, target, candidate, replace(control, resume=again))
         point.bytes = result.bytes
-        point.loss = input_psnr - mean_psnr(result.scene, dataset)
-        search.order.append(point.name)
-        save()
-        search.order.pop()  # Search.run appends it
-        progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {point.loss:+.3f} dB below the input")
-        return point.loss
+        loss = input_psnr - mean_psnr(result.scene, dataset)
+        progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")
+        return loss
 
-    best = search.run(verify)
-    if best is None:
-        best = min(search.verified, key=lambda p: p.loss)
-        progress.log(f"budget: no option within {search.budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
+    search.run(verify, save)
+    best = report_choice(search)
     _copy(target_of(best), out)
     run_dir = run_dir_of(target_of(best))
     summary = RunSummary.read(run_dir, "export")
@@ -102,7 +97,6 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     budget = {"max_loss": search.budget, "input_psnr": input_psnr, "chosen": best.name, "settings": best.settings,
               "loss": best.loss, "verified": search.order,
               "points": [p.to_json() for p in sorted(points, key=lambda p: p.bytes)]}
-    progress.log(f"budget: chose {best.name} ({best.bytes / 1e3:.1f} kB, {best.loss:+.3f} dB)")
     input_ply = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree)
     return ExportResult(out, load_scene(out), written_size(out), input_ply, Evaluation.read(run_dir, "input"),
                         Evaluation.read(run_dir, label) if label else None, summary, run_dir, budget)

@@ -29,12 +29,13 @@ def codebook_scene(n: int, sh_share: float, seed: int = 0) -> CodebookScene:
     scene = bench_scene(n)
     plain = CodebookScene.from_scene(type(scene)(**{k: v.detach() for k, v in scene.params().items()}))
     g = torch.Generator().manual_seed(seed)
-    sh_index = torch.randint(0, ENTRIES, (n,), generator=g)
+    entries = min(ENTRIES, n)
+    sh_index = torch.randint(0, entries, (n,), generator=g)
     sh_index[torch.rand(n, generator=g) >= sh_share] = -1
     return CodebookScene(means=plain.means, opacities=plain.opacities, scale_norms=plain.scale_norms,
-                         sh_dc=plain.sh_dc, sh_rest=plain.sh_rest[:ENTRIES].clone(),
-                         rotations=plain.rotations[:ENTRIES].clone(), unit_scales=plain.unit_scales[:ENTRIES].clone(),
-                         sh_index=sh_index, shape_index=torch.randint(0, ENTRIES, (n,), generator=g),
+                         sh_dc=plain.sh_dc, sh_rest=plain.sh_rest[:entries].clone(),
+                         rotations=plain.rotations[:entries].clone(), unit_scales=plain.unit_scales[:entries].clone(),
+                         sh_index=sh_index, shape_index=torch.randint(0, entries, (n,), generator=g),
                          shared_dc=False, grid=PositionGrid.fit(plain.means, 16))
 
 

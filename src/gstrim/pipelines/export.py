@@ -29,6 +29,7 @@ from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, writt
 from gstrim.io.model import load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
+from gstrim.pipelines.export_budget import export_within_budget
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, model_dataset
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
@@ -183,9 +184,7 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
         asked = inputs.data is not None or control.resume or inputs.photo_free
         finetune = FINETUNE[resolve_device(control.device).type] if asked else 0
     if config.max_loss is not None:
-        from gstrim.pipelines.export_budget import export_within_budget  # it runs exports itself
-
-        return export_within_budget(inputs, out, fmt, replace(config, finetune=finetune), control)
+        return _within_budget(inputs, out, fmt, replace(config, finetune=finetune), control)
     if finetune == 0:
         return _convert(inputs, out, fmt, config, control)
     if fmt.quantiser is None:
@@ -194,6 +193,17 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
     result = run.execute()
     return ExportResult(out, result.scene, written_size(out), run.input_ply, result.before, result.after,
                         result.summary, result.model_dir)
+
+
+def _within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig,
+                   control: RunControl) -> ExportResult:
+    """`export --max-loss`: the search of `export_budget`, each candidate an export of its own."""
+    run_dir, budget = export_within_budget(inputs, out, fmt, config, control, export_model, run_dir_of)
+    summary = RunSummary.read(run_dir, "export")
+    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    after = Evaluation.read(run_dir, f"{fmt.name}_{summary.iterations}") if summary else None
+    return ExportResult(out, load_scene(out), written_size(out), FORMATS["ply"].size(len(model.scene),
+                        model.scene.sh_degree), Evaluation.read(run_dir, "input"), after, summary, run_dir, budget)
 
 
 def _convert(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig, control: RunControl) -> ExportResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,12 +20,10 @@ from gstrim.compress.budget import Point, Search
 from gstrim.data import load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import write_text_atomic
-from gstrim.io.formats import FORMATS, SceneFormat, load_scene, written_size
+from gstrim.io.formats import SceneFormat, load_scene, written_size
 from gstrim.io.model import load_model
 from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, report_choice, spread
-from gstrim.pipelines.export import ExportResult, export_model, run_dir_of
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
-from gstrim.records import Evaluation, RunSummary
 
 SEARCH_DIR = "search"
 
@@ -36,8 +35,12 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl) -> ExportResult:
-    """The smallest fine-tuned `fmt` file of `inputs` within `config.max_loss` dB of the input's test PSNR."""
+def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl,
+                         export: Callable, run_dir_of: Callable[[Path], Path]) -> tuple[Path, dict]:
+    """Write as `out` the smallest fine-tuned `fmt` file of `inputs` within `config.max_loss` dB of the input's
+    test PSNR, each candidate written by `export(inputs, target, config, control)` (`export_model` without a
+    budget) with its run in `run_dir_of(target)`. Returns the chosen candidate's run folder and the search's
+    record."""
     if fmt.budget_options is None:
         raise GstrimError(f"{fmt.name} has no writer options to search; export it without --max-loss", out)
     model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
@@ -82,7 +85,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
         target = target_of(point)
         target.parent.mkdir(parents=True, exist_ok=True)
         again = (run_dir_of(target) / "config.json").exists()  # interrupted while fine-tuning it
-        result = export_model(None if again else inputs, target, candidate, replace(control, resume=again))
+        result = export(None if again else inputs, target, candidate, replace(control, resume=again))
         point.bytes = result.bytes
         loss = input_psnr - mean_psnr(result.scene, dataset)
         progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")
@@ -91,12 +94,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     search.run(verify, save)
     best = report_choice(search)
     _copy(target_of(best), out)
-    run_dir = run_dir_of(target_of(best))
-    summary = RunSummary.read(run_dir, "export")
-    label = f"{fmt.name}_{summary.iterations}" if summary else None
     budget = {"max_loss": search.budget, "input_psnr": input_psnr, "chosen": best.name, "settings": best.settings,
               "loss": best.loss, "verified": search.order,
               "points": [p.to_json() for p in sorted(points, key=lambda p: p.bytes)]}
-    input_ply = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree)
-    return ExportResult(out, load_scene(out), written_size(out), input_ply, Evaluation.read(run_dir, "input"),
-                        Evaluation.read(run_dir, label) if label else None, summary, run_dir, budget)
+    return run_dir_of(target_of(best)), budget

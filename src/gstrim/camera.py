@@ -169,3 +169,8 @@ def decode_pixels(pixels: torch.Tensor, background=(0.0, 0.0, 0.0)) -> torch.Ten
         bg = torch.tensor(background, dtype=torch.float32, device=arr.device)
         arr = (arr[:, :, :3] * alpha + bg * (1.0 - alpha)).clamp_(0.0, 1.0)
     return arr
+
+
+def spread_views(cameras: list[Camera], count: int) -> list[Camera]:
+    """At most `count` of the cameras, evenly spread over the list (first and last included)."""
+    return [cameras[round(i * (len(cameras) - 1) / max(count - 1, 1))] for i in range(min(count, len(cameras)))]

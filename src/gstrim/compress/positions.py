@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from gstrim.camera import Camera
+from gstrim.camera import Camera, spread_views
 from gstrim.io.gsz import CodebookScene
 from gstrim.io.positions import MAX_BITS, PositionGrid
 from gstrim.metrics.image import psnr
@@ -44,8 +44,7 @@ def choose_position_bits(cs: CodebookScene, cameras: list[Camera], background=No
     by bisection (the error falls as bits grow)."""
     if len(cs) == 0 or not cameras:
         return MAX_BITS, float("inf")
-    probes = [cameras[round(i * (len(cameras) - 1) / max(PROBE_VIEWS - 1, 1))]
-              for i in range(min(PROBE_VIEWS, len(cameras)))]
+    probes = spread_views(cameras, PROBE_VIEWS)
     reference = _renders(cs, probes, background)
     lo, hi, measured = MIN_BITS, MAX_BITS, {}
     while lo < hi:

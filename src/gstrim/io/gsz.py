@@ -36,7 +36,7 @@ import torch
 from gstrim.errors import GstrimError
 from gstrim.io.container import AUTO, Entry, read_container, write_container
 from gstrim.io.packing import QuantParams, morton_order
-from gstrim.io.positions import PositionGrid, decode_cells, encode_cells, morton_codes
+from gstrim.io.positions import PositionGrid, cell_order, decode_cells, encode_cells
 from gstrim.scene import GaussianScene, sh_degree_from_rest
 
 QUANTIZED = ("opacities", "scale_norms", "sh_dc", "sh_rest", "rotations", "unit_scales")
@@ -130,13 +130,15 @@ def quant_params_of(cs: CodebookScene, bits: dict[str, int] | None = None) -> di
     return out
 
 
+def _grid_of(cs: CodebookScene, means: np.ndarray) -> PositionGrid:
+    """The grid a version-2 file puts `cs`'s positions on."""
+    return cs.grid or PositionGrid.fit(means, DEFAULT_POSITION_BITS)
+
+
 def stored_order(cs: CodebookScene, version: int = 2) -> np.ndarray:
     """The permutation of the Gaussians a file of `version` stores them in."""
     means = cs.means.detach().cpu().numpy()
-    if version == 1:
-        return morton_order(means)
-    cells = (cs.grid or PositionGrid.fit(means, DEFAULT_POSITION_BITS)).cells(means)
-    return np.argsort(morton_codes(cells), kind="stable")  # as encode_cells sorts
+    return morton_order(means) if version == 1 else cell_order(_grid_of(cs, means).cells(means))
 
 
 def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams] | None = None,
@@ -146,7 +148,7 @@ def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams]
     quant = quant or quant_params_of(cs)
     t = {k: (v.detach().cpu().numpy() if v is not None else None) for k, v in cs.tensors().items()}
     if version == 2:
-        grid = cs.grid or PositionGrid.fit(t["means"], DEFAULT_POSITION_BITS)
+        grid = _grid_of(cs, t["means"])
         order, lengths, packed = encode_cells(grid.cells(t["means"]))
         entries = {"position_lengths": Entry(lengths, grid.to_json()), "position_bits": Entry(packed, codec="raw")}
         kind = {"kind": GSZ_KIND, "shared_dc": cs.shared_dc}

@@ -75,6 +75,21 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
     return v
 
 
+def compact_bits(code: np.ndarray) -> np.ndarray:
+    """Every third bit of a code, gathered into the low 21 bits (the inverse of `_spread_bits`)."""
+    v = code & np.uint64(0x1249249249249249)
+    for shift, mask in ((2, 0x10C30C30C30C30C3), (4, 0x100F00F00F00F00F), (8, 0x1F0000FF0000FF),
+                        (16, 0x1F00000000FFFF), (32, 0x1FFFFF)):
+        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def morton_codes(cells: np.ndarray) -> np.ndarray:
+    """The 63-bit Morton (Z-order) code of integer cells [N, 3] of up to 21 bits per axis."""
+    c = cells.astype(np.uint64)
+    return _spread_bits(c[:, 0]) | (_spread_bits(c[:, 1]) << np.uint64(1)) | (_spread_bits(c[:, 2]) << np.uint64(2))
+
+
 def morton_order(means: np.ndarray) -> np.ndarray:
     """Permutation sorting positions along a 63-bit Morton (Z-order) curve over their bounding box, with
     21 bits per axis (c3dgs §3.4)."""
@@ -82,9 +97,7 @@ def morton_order(means: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     lo, hi = means.min(0), means.max(0)
     grid = (means - lo) / np.maximum(hi - lo, 1e-12) * (2**21 - 1)
-    g = np.clip(np.round(grid), 0, 2**21 - 1).astype(np.uint64)
-    code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | (_spread_bits(g[:, 2]) << np.uint64(2))
-    return np.argsort(code, kind="stable")
+    return np.argsort(morton_codes(np.clip(np.round(grid), 0, 2**21 - 1)), kind="stable")
 
 
 @dataclass(frozen=True)

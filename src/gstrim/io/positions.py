@@ -16,18 +16,9 @@ import numpy as np
 import torch
 
 from gstrim.io.entropy import pack_bits, unpack_bits
-from gstrim.io.packing import _spread_bits
+from gstrim.io.packing import compact_bits, morton_codes
 
 MAX_BITS = 21  # three axes in a 63-bit code
-
-
-def _compact_bits(code: np.ndarray) -> np.ndarray:
-    """Every third bit of a code, gathered into the low 21 bits (the inverse of `_spread_bits`)."""
-    v = code & np.uint64(0x1249249249249249)
-    for shift, mask in ((2, 0x10C30C30C30C30C3), (4, 0x100F00F00F00F00F), (8, 0x1F0000FF0000FF),
-                        (16, 0x1F00000000FFFF), (32, 0x1FFFFF)):
-        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
-    return v
 
 
 def bit_lengths(values: np.ndarray) -> np.ndarray:
@@ -85,16 +76,15 @@ class PositionGrid:
         return grid
 
 
-def morton_codes(cells: np.ndarray) -> np.ndarray:
-    c = cells.astype(np.uint64)
-    return _spread_bits(c[:, 0]) | (_spread_bits(c[:, 1]) << np.uint64(1)) | (_spread_bits(c[:, 2]) << np.uint64(2))
+def cell_order(cells: np.ndarray) -> np.ndarray:
+    """The order a file stores cells in: by Morton code, ties in their given order."""
+    return np.argsort(morton_codes(cells), kind="stable")
 
 
 def encode_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, gap lengths uint8, packed bits): the cells sorted by Morton code (`order`, stable) as gaps."""
-    codes = morton_codes(cells)
-    order = np.argsort(codes, kind="stable")
-    gaps = np.diff(codes[order], prepend=np.uint64(0))
+    order = cell_order(cells)
+    gaps = np.diff(morton_codes(cells[order]), prepend=np.uint64(0))
     lengths = bit_lengths(gaps)
     below = np.maximum(lengths.astype(np.int64) - 1, 0)
     mantissa = gaps & ((np.uint64(1) << below.astype(np.uint64)) - np.uint64(1))
@@ -110,4 +100,4 @@ def decode_cells(lengths: np.ndarray, packed: np.ndarray, bits: int) -> np.ndarr
     mantissa = unpack_bits(packed, below)
     lead = np.where(lengths > 0, np.uint64(1) << below.astype(np.uint64), np.uint64(0))
     codes = np.cumsum(lead | mantissa, dtype=np.uint64)
-    return np.stack([_compact_bits(codes >> np.uint64(axis)) for axis in range(3)], 1).astype(np.int64)
+    return np.stack([compact_bits(codes >> np.uint64(axis)) for axis in range(3)], 1).astype(np.int64)

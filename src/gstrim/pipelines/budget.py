@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from gstrim import progress
+from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search, candidates, distinct
 from gstrim.compress.stages import CACHE_DIR, STAGES, CompressionJob, gsz_path, run_stages
 from gstrim.data import Dataset
@@ -47,10 +48,6 @@ def report_choice(search: Search) -> Point:
     progress.log(f"budget: chose {best.name} ({best.bytes / 1e3:.1f} kB, {best.loss:+.3f} dB)" if within else
                  f"budget: nothing within {search.budget} dB; the closest is {best.name} ({best.loss:+.3f} dB)")
     return best
-
-
-def spread(cameras: list, count: int) -> list:
-    return [cameras[round(i * (len(cameras) - 1) / max(count - 1, 1))] for i in range(min(count, len(cameras)))]
 
 
 class BudgetSearch:
@@ -113,7 +110,7 @@ class BudgetSearch:
             distinct(candidates(), len(self.job.scene), config.keep_sh, config.keep_shape)
         search = Search(budget, points, order=saved.get("order", []))
         if not saved:
-            views = spread(self.job.dataset.test, PROXY_VIEWS)
+            views = spread_views(self.job.dataset.test, PROXY_VIEWS)
             input_proxy = mean_psnr(self.job.scene, self.job.dataset, views)
             for point in progress.track(points, "budget proxies"):
                 self.proxy(point, views, input_proxy)

@@ -16,13 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from gstrim import progress
+from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search
 from gstrim.data import load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import SceneFormat, load_scene, written_size
 from gstrim.io.model import load_model
-from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, report_choice, spread
+from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, report_choice
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
 
 SEARCH_DIR = "search"
@@ -56,7 +57,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset)
     points = [Point(**p) for p in saved.get("points", [])]
     if not points:
-        views = spread(dataset.test, PROXY_VIEWS)
+        views = spread_views(dataset.test, PROXY_VIEWS)
         input_proxy = mean_psnr(scene, dataset, views)
         base = config.options_for(fmt)
         with tempfile.TemporaryDirectory() as tmp:

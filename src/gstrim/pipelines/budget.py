@@ -25,9 +25,9 @@ from gstrim.data import Dataset
 from gstrim.errors import ConfigError
 from gstrim.evaluate import render_views
 from gstrim.io.atomic import write_text_atomic
-from gstrim.io.gsz import quant_params_of, read_gsz, write_gsz
+from gstrim.io.gsz import CodebookScene, quant_params_of, read_gsz, write_gsz
 from gstrim.metrics.image import psnr
-from gstrim.records import Evaluation
+from gstrim.records import Evaluation, RunSummary
 from gstrim.scene import GaussianScene
 
 SEARCH_DIR = "search"
@@ -40,6 +40,27 @@ def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
     values = [float(psnr(image, cam.image)) for _, cam, image, _ in
               render_views(scene, cameras, background=dataset.background, description="budget")]
     return sum(values) / len(values)
+
+
+def load_search(path: Path) -> dict:
+    """What an interrupted search saved (empty before the first save)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_search(path: Path, search: Search, **extra) -> None:
+    write_text_atomic(path, json.dumps({"budget": search.budget, **extra, "order": search.order,
+                                        "points": [p.to_json() for p in search.points]}, indent=1))
+
+
+def log_points(points: list[Point]) -> None:
+    for p in sorted(points, key=lambda p: p.bytes):
+        progress.log(f"budget: {p.name:>20} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
+
+
+def search_record(search: Search, best: Point, **extra) -> dict:
+    """The record of a finished search: the budget, its choice and every point tried, smallest first."""
+    return {"max_loss": search.budget, **extra, "chosen": best.name, "settings": best.settings, "loss": best.loss,
+            "verified": search.order, "points": [p.to_json() for p in sorted(search.points, key=lambda p: p.bytes)]}
 
 
 def report_choice(search: Search) -> Point:
@@ -61,7 +82,7 @@ class BudgetSearch:
         self.root = job.root / SEARCH_DIR
         self.record = self.root / "search.json"
         self.products: dict[str, tuple[dict, dict]] = {}  # verified in this process: (stage products, times)
-        self._built: dict[str, object] = {}  # the newest proxy's codebooks, by clustering settings
+        self._built: tuple[str, CodebookScene] | None = None  # the newest proxy's clustering settings, codebooks
 
     def _job(self, point: Point, root: Path) -> CompressionJob:
         config = replace(self.job.config, **point.settings, max_loss=None)
@@ -76,16 +97,16 @@ class BudgetSearch:
     def proxy(self, point: Point, views: list, input_proxy: float) -> None:
         """Size and loss of `point` before fine-tuning."""
         job = self._job(point, self.root / "proxy")
-        clustering = {k: v for k, v in point.settings.items() if k != "sh_bits"}
-        key = json.dumps(clustering, sort_keys=True)
-        if key not in self._built:  # points that differ in bits only share their codebooks
+        key = json.dumps({k: v for k, v in point.settings.items() if k != "sh_bits"}, sort_keys=True)
+        if self._built is None or self._built[0] != key:  # points that differ in bits only share their codebooks
             job.values["sensitivity"] = self.job.values["sensitivity"]
             for stage in STAGES:
                 if stage.name in _BEFORE_FINETUNE[1:]:
                     job.values.update(stage.run(job))
-            self._built = {key: job.values["codebooks"]}
+            self._built = (key, job.values["codebooks"])
+        codebooks = self._built[1]
         path = self.root / "proxy" / "candidate.gsz"
-        point.bytes = write_gsz(path, self._built[key], quant_params_of(self._built[key], job.config.quant_bits()),
+        point.bytes = write_gsz(path, codebooks, quant_params_of(codebooks, job.config.quant_bits()),
                                 codec=job.config.codec)
         point.proxy_loss = input_proxy - mean_psnr(read_gsz(path).decode(), self.job.dataset, views)
 
@@ -103,28 +124,20 @@ class BudgetSearch:
         return loss
 
     def run(self) -> tuple[Point, Search, Path]:
-        budget = self.job.config.max_loss
-        saved = json.loads(self.record.read_text()) if self.record.exists() else {}
-        config = self.job.config
+        config, saved = self.job.config, load_search(self.record)
         points = [Point(**p) for p in saved.get("points", [])] or \
             distinct(candidates(), len(self.job.scene), config.keep_sh, config.keep_shape)
-        search = Search(budget, points, order=saved.get("order", []))
+        search = Search(config.max_loss, points, order=saved.get("order", []))
         if not saved:
             views = spread_views(self.job.dataset.test, PROXY_VIEWS)
             input_proxy = mean_psnr(self.job.scene, self.job.dataset, views)
             for point in progress.track(points, "budget proxies"):
                 self.proxy(point, views, input_proxy)
-            self._save(search)
-        for p in sorted(points, key=lambda p: p.bytes):
-            progress.log(f"budget: {p.name:>14} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
-
-        search.run(self.verify, lambda: self._save(search))
+            save_search(self.record, search)
+        log_points(points)
+        search.run(self.verify, lambda: save_search(self.record, search))
         best = report_choice(search)
         return best, search, self.root / best.name
-
-    def _save(self, search: Search) -> None:
-        write_text_atomic(self.record, json.dumps({"budget": search.budget, "order": search.order,
-                                                   "points": [p.to_json() for p in search.points]}, indent=1))
 
 
 def _products_of(root: Path) -> tuple[dict, dict]:
@@ -150,9 +163,14 @@ def within_budget(job: CompressionJob, input_psnr: float, fit_in: Callable[[Path
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(values["file"], target)
     job.times.update(times)
-    budget = {"max_loss": search.budget, "chosen": best.name, "settings": best.settings, "loss": best.loss,
-              "verified": search.order, "points": [p.to_json() for p in sorted(search.points, key=lambda p: p.bytes)]}
-    return {**values, "file": target, "budget": budget}
+    return {**values, "file": target, "budget": search_record(search, best)}
+
+
+def trim_budget_left(max_loss: float, trim_dir: Path) -> float:
+    """`budget_left` of the trim in `trim_dir`, from its recorded evaluations."""
+    summary = RunSummary.read(trim_dir, "trim")
+    trimmed = Evaluation.read(trim_dir, f"ours_{summary.iterations}") if summary else None
+    return budget_left(max_loss, Evaluation.read(trim_dir, "input"), trimmed)
 
 
 def budget_left(max_loss: float, before: Evaluation | None, trimmed: Evaluation | None) -> float:

@@ -17,7 +17,7 @@ from gstrim.data import Dataset
 from gstrim.io.formats import FORMATS
 from gstrim.io.gsz import read_gsz
 from gstrim.io.model import CONFIG_NAME
-from gstrim.pipelines.budget import budget_left, mean_psnr, within_budget
+from gstrim.pipelines.budget import mean_psnr, trim_budget_left, within_budget
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -85,8 +85,7 @@ def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, t
     again = control.resume and (target / CONFIG_NAME).exists()
     trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if control.evaluate else None
     if compress is not None and compress.max_loss is not None:
-        compress = replace(compress, max_loss=budget_left(compress.max_loss, Evaluation.read(out_dir, "input"),
-                                                            trimmed))
+        compress = replace(compress, max_loss=trim_budget_left(compress.max_loss, out_dir))
     compressed = compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)
     return summary, compressed
 

@@ -29,6 +29,7 @@ from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, writt
 from gstrim.io.model import load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
+from gstrim.pipelines.budget import trim_budget_left
 from gstrim.pipelines.export_budget import export_within_budget
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, model_dataset
 from gstrim.records import Evaluation, RunSummary
@@ -231,11 +232,7 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     if config.finetune is None:
         config = replace(config, finetune=FINETUNE[resolve_device(control.device).type])
     again = control.resume and (run_dir_of(target) / "config.json").exists()
-    if config.max_loss is not None:  # against the trim's input: the compression of the file gets what is left
-        from gstrim.pipelines.budget import budget_left
-
-        summary = RunSummary.read(out_dir, "trim")
-        trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if summary else None
-        config = replace(config, max_loss=budget_left(config.max_loss, Evaluation.read(out_dir, "input"), trimmed))
+    if config.max_loss is not None:  # against the trim's input: the file gets what the trim left
+        config = replace(config, max_loss=trim_budget_left(config.max_loss, out_dir))
     return export_model(None if again else out_dir, target, config, replace(control, resume=again))
 

@@ -8,7 +8,6 @@ chosen file is copied to OUT and the search recorded beside it (`OUT.finetune/se
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,10 +19,17 @@ from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search
 from gstrim.data import load_dataset
 from gstrim.errors import ConfigError, GstrimError
-from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import SceneFormat, load_scene, written_size
 from gstrim.io.model import load_model
-from gstrim.pipelines.budget import PROXY_VIEWS, mean_psnr, report_choice
+from gstrim.pipelines.budget import (
+    PROXY_VIEWS,
+    load_search,
+    log_points,
+    mean_psnr,
+    report_choice,
+    save_search,
+    search_record,
+)
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
 
 SEARCH_DIR = "search"
@@ -53,7 +59,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     scene = model.scene.with_sh_degree(min(model.scene.sh_degree, fmt.max_sh_degree))
     root = run_dir_of(out) / SEARCH_DIR
     record = root / "search.json"
-    saved = json.loads(record.read_text()) if record.exists() else {}
+    saved = load_search(record)
     input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset)
     points = [Point(**p) for p in saved.get("points", [])]
     if not points:
@@ -70,12 +76,10 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     search = Search(config.max_loss, points, order=saved.get("order", []))
 
     def save() -> None:
-        write_text_atomic(record, json.dumps({"budget": search.budget, "input_psnr": input_psnr,
-                                              "order": search.order, "points": [p.to_json() for p in points]}))
+        save_search(record, search, input_psnr=input_psnr)
 
     save()
-    for p in sorted(points, key=lambda p: p.bytes):
-        progress.log(f"budget: {p.name:>20} {p.bytes / 1e3:8.1f} kB  proxy {p.proxy_loss:+.3f} dB")
+    log_points(points)
 
     def target_of(point: Point) -> Path:
         return root / point.name / out.name
@@ -95,7 +99,4 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     search.run(verify, save)
     best = report_choice(search)
     _copy(target_of(best), out)
-    budget = {"max_loss": search.budget, "input_psnr": input_psnr, "chosen": best.name, "settings": best.settings,
-              "loss": best.loss, "verified": search.order,
-              "points": [p.to_json() for p in sorted(points, key=lambda p: p.bytes)]}
-    return run_dir_of(target_of(best)), budget
+    return run_dir_of(target_of(best)), search_record(search, best, input_psnr=input_psnr)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstrim.io.container import read_container
 from gstrim.io.formats import format_of
 
 
@@ -43,8 +44,6 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
 def gsz_bits(path: str | Path) -> dict:
     """Where the bits of a .gsz file go: per stored array, its bits per Gaussian before coding (the
     quantised array as stored) and in the file (after its codec), and the container's own overhead."""
-    from gstrim.io.container import read_container
-
     entries, meta = read_container(path)
     n = max(int(meta.get("gaussians", 0)), 1)
     size = Path(path).stat().st_size

@@ -15,19 +15,19 @@ from __future__ import annotations
 import lzma
 import struct
 
+import constriction
 import numba
 import numpy as np
-
-
-def _coder():
-    import constriction
-
-    return constriction.stream
 
 
 def _as_integers(dtype: np.dtype) -> np.dtype:
     """Floats are coded as their bit patterns."""
     return np.dtype(f"<u{dtype.itemsize}") if dtype.kind == "f" else dtype
+
+
+def _model(counts: np.ndarray):
+    """The order-0 model of a stream: its histogram (the same floats, so the same model, on both sides)."""
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
 
 
 def ans_encode(values: np.ndarray) -> bytes:
@@ -39,10 +39,8 @@ def ans_encode(values: np.ndarray) -> bytes:
     model = lzma.compress(model, preset=9)
     words = np.zeros(0, np.uint32)
     if len(alphabet) > 1:  # one symbol: its count says everything
-        stream = _coder()
-        coder = stream.stack.AnsCoder()
-        coder.encode_reverse(symbols.astype(np.int32), stream.model.Categorical(counts.astype(np.float64),
-                                                                                  perfect=False))
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(symbols.astype(np.int32), _model(counts))
         words = coder.get_compressed()
     return struct.pack("<I", len(model)) + model + words.astype("<u4").tobytes()
 
@@ -58,10 +56,8 @@ def ans_decode(blob: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     integers = _as_integers(np.dtype(dtype))
     if size <= 1:
         return np.full(count, alphabet[0] if size else 0, dtype=integers).view(dtype)
-    stream = _coder()
     words = np.frombuffer(blob, "<u4", offset=4 + model_len).astype(np.uint32)
-    coder = stream.stack.AnsCoder(words)
-    symbols = coder.decode(stream.model.Categorical(counts.astype(np.float64), perfect=False), count)
+    symbols = constriction.stream.stack.AnsCoder(words).decode(_model(counts), count)
     return alphabet[symbols].astype(integers).view(dtype)
 
 

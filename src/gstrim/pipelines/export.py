@@ -121,8 +121,9 @@ class ExportRun(Run):
 
     verb, config_cls, checkpoint_every = "export", ExportConfig, 500
 
-    def __init__(self, inputs, target: Path, config: ExportConfig, control: RunControl):
-        super().__init__(inputs, run_dir_of(target), config, control)
+    def __init__(self, inputs, target: Path, config: ExportConfig, control: RunControl,
+                 known_input: Evaluation | None = None):
+        super().__init__(inputs, run_dir_of(target), config, control, known_input)
         self.target, self.fmt = target, _target(target)
 
     def configure(self, recorded: dict | None) -> ExportConfig:
@@ -172,7 +173,7 @@ class ExportRun(Run):
 
 
 def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: ExportConfig | None = None,
-                 control: RunControl | None = None) -> ExportResult:
+                 control: RunControl | None = None, known_input: Evaluation | None = None) -> ExportResult:
     """Write `inputs` (a scene path or `Inputs`) as `out`; with a dataset (`inputs.data`, or `config.finetune` > 0
     and the model's recorded one, or without photos the scene's own renders from virtual views) fine-tune through
     the format's quantiser first."""
@@ -190,7 +191,7 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
         return _convert(inputs, out, fmt, config, control)
     if fmt.quantiser is None:
         raise GstrimError(f"{fmt.name} has no quantiser to fine-tune through; export it with --finetune 0", out)
-    run = ExportRun(inputs, out, replace(config, finetune=finetune), control)
+    run = ExportRun(inputs, out, replace(config, finetune=finetune), control, known_input)
     result = run.execute()
     return ExportResult(out, result.scene, written_size(out), run.input_ply, result.before, result.after,
                         result.summary, result.model_dir)

@@ -45,8 +45,8 @@ def _copy(source: Path, target: Path) -> None:
 def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl,
                          export: Callable, run_dir_of: Callable[[Path], Path]) -> tuple[Path, dict]:
     """Write as `out` the smallest fine-tuned `fmt` file of `inputs` within `config.max_loss` dB of the input's
-    test PSNR, each candidate written by `export(inputs, target, config, control)` (`export_model` without a
-    budget) with its run in `run_dir_of(target)`. Returns the chosen candidate's run folder and the search's
+    test PSNR, each candidate written by `export(inputs, target, config, control, known_input)` (`export_model`
+    without a budget) with its run in `run_dir_of(target)`. Returns the chosen candidate's run folder and the search's
     record."""
     if fmt.budget_options is None:
         raise GstrimError(f"{fmt.name} has no writer options to search; export it without --max-loss", out)
@@ -81,16 +81,20 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     save()
     log_points(points)
 
+    known_input = None  # the input's evaluation, once a candidate's run has made it
+
     def target_of(point: Point) -> Path:
         return root / point.name / out.name
 
     def verify(point: Point) -> float:
+        nonlocal known_input
         options = replace(config.options_for(fmt), **point.settings)
         candidate = replace(config, max_loss=None, formats={**config.formats, fmt.name: options})
         target = target_of(point)
         target.parent.mkdir(parents=True, exist_ok=True)
         again = (run_dir_of(target) / "config.json").exists()  # interrupted while fine-tuning it
-        result = export(None if again else inputs, target, candidate, replace(control, resume=again))
+        result = export(None if again else inputs, target, candidate, replace(control, resume=again), known_input)
+        known_input = known_input or result.before  # the input is evaluated by the first candidate's run only
         point.bytes = result.bytes
         loss = input_psnr - mean_psnr(result.scene, dataset)
         progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")

@@ -20,6 +20,7 @@ LAYERS = [
     ("train", ["gstrim.train"]),
     ("methods", ["gstrim.prune", "gstrim.compress"]),
     ("report", ["gstrim.report"]),
+    ("view", ["gstrim.view"]),
     ("pipelines", ["gstrim.pipelines"]),
     ("cli", ["gstrim.cli"]),
     ("api", ["gstrim"]),  # the package root: `gstrim.trim()` calls a verb

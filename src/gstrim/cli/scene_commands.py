@@ -1,7 +1,9 @@
-"""Verbs on a scene file or model that write no run folder: info, convert, decompress, render, eval, fps."""
+"""Verbs on a scene file or model that write no run folder: info, convert, decompress, render, eval, fps,
+view."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,11 +15,13 @@ from gstrim.cli.flags import (
     add_inputs,
     add_nonfinite,
     add_output,
+    config_from_args,
     control_from_args,
     data_options,
 )
 from gstrim.data import DataOptions
 from gstrim.errors import GstrimError
+from gstrim.pipelines.view import ViewerConfig
 
 
 def cmd_info(args) -> int:
@@ -191,3 +195,38 @@ def register(sub, formats: str) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed renders of every view (default: 5)")
     add_device(p)
     p.set_defaults(func=cmd_fps)
+
+    p = sub.add_parser("view", help="look at scenes side by side in the browser, one shared camera (or --screenshot)")
+    p.add_argument("scenes", nargs="+", metavar="SCENE",
+                   help="scene files (any format), model or run folders, sweep folders")
+    add_config_options(p, ViewerConfig)
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+    p.add_argument("--screenshot", metavar="OUT.png",
+                   help="draw the page in headless Chromium, save it and exit (at --camera's resolution)")
+    p.add_argument("--size", metavar="WxH", type=_size, help="screenshot size in pixels (default: the camera's, "
+                   "times the scenes side by side; 800x600 each without --camera)")
+    p.set_defaults(func=cmd_view)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return width, height
+
+
+def cmd_view(args) -> int:
+    from gstrim.pipelines.view import screenshot, serve
+
+    config = config_from_args(args, ViewerConfig)
+    if args.screenshot:
+        out = screenshot(args.scenes, args.screenshot, config, size=args.size)
+        print(f"wrote {out}")
+        return 0
+    serve(args.scenes, config, host=args.host, port=args.port, open_browser=not args.no_browser)
+    return 0

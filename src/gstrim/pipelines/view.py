@@ -1,0 +1,292 @@
+"""`gstrim view A [B ...]`: the scenes side by side in the browser under one shared camera.
+
+What is shown for each argument:
+  a scene file (any registered format)   the file;
+  a model or run folder                  its latest saved scene, or the `.gsz` beside it (what `compress` ships);
+  a sweep folder                         the runs named by `--runs` (default: the input and the smallest file).
+The panel of each scene gives its file, format, Gaussians, size and, where the folder recorded them, PSNR /
+SSIM / LPIPS on the held-out views. Formats the engine cannot read (`view.engine.ENGINE_READS`) are written
+as `.ply` into a temporary folder first. The cameras to jump between are the first scene's `cameras.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gstrim import progress
+from gstrim.errors import GstrimError
+from gstrim.io.formats import format_of, save_scene
+from gstrim.io.model import load_model, read_json, resolve_recorded, saved_iterations
+from gstrim.options import option
+from gstrim.pipelines.export import RUN_SUFFIX
+from gstrim.report.table import read_table
+from gstrim.scene import GaussianScene
+from gstrim.view import frame
+from gstrim.view.browser import open_page
+from gstrim.view.engine import ENGINE_READS
+from gstrim.view.page import page_routes
+from gstrim.view.server import ViewServer
+
+BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
+
+
+@dataclass
+class ViewerConfig:
+    runs: list[str] = option([], "sweep folders: the runs to show, by the names in its table (default: the input "
+                                 "and the smallest file)", metavar="NAME", nargs="*")
+    mode: str = option("side", "side by side, or one over the other with a swipe slider (two scenes)",
+                       choices=("side", "swipe"))
+    up: str = option("auto", "which axis of the files points up: y-down (COLMAP captures, as PlayCanvas viewers "
+                             "assume), z (Blender scenes), y; auto: z for a Blender dataset, else y-down",
+                     choices=frame.UP_CHOICES)
+    background: str = option("auto", "colour behind the scenes (auto: the recorded dataset's)",
+                             choices=("auto", *BACKGROUNDS))
+    camera: int | None = option(None, "start at this camera of cameras.json (0-based)", metavar="N")
+
+
+@dataclass
+class Shown:
+    """One scene on the page."""
+
+    name: str
+    source: Path  # the file or folder the user named, or the sweep's run
+    file: Path  # the scene file shown (read by gstrim)
+    scene: GaussianScene
+    metrics: dict  # PSNR / SSIM / LPIPS where recorded
+    model_root: Path | None  # the folder with cameras.json and config.json, when there is one
+
+    def facts(self) -> list[str]:
+        size = _size(self.file)
+        lines = [f"{format_of(self.file).name} \u00b7 {len(self.scene):,} Gaussians \u00b7 {size / 1e6:.3f} MB"]
+        if self.metrics:
+            lines.append(" \u00b7 ".join(f"{k} {self.metrics[k]:.{p}f}" for k, p in
+                                         (("PSNR", 2), ("SSIM", 4), ("LPIPS", 4)) if k in self.metrics))
+        return lines
+
+
+def _size(path: Path) -> int:
+    if path.name == "meta.json":  # an unbundled SOG: the folder's files
+        return sum(p.stat().st_size for p in path.parent.iterdir() if p.is_file())
+    return path.stat().st_size
+
+
+def _metrics(record: dict | None) -> dict:
+    record = record or {}
+    return {k: float(record[k]) for k in ("PSNR", "SSIM", "LPIPS") if isinstance(record.get(k), (int, float))}
+
+
+def _recorded_metrics(results: dict, label: str) -> dict:
+    """A run's scores: its verb record's output, or (a trained model) the evaluation under its label."""
+    for record in results.values():
+        if isinstance(record, dict) and "verb" in record and isinstance(record.get("output"), dict):
+            return _metrics(record["output"])
+    return _metrics(results.get(label))
+
+
+def _from_path(path: Path, name: str | None = None) -> Shown:
+    if path.is_dir() and not saved_iterations(path):
+        raise GstrimError("not a scene file, model folder or sweep folder", path)
+    model = load_model(path)
+    file = model.source
+    shipped = file.with_suffix(".gsz")
+    if path.is_dir() and shipped.is_file():  # a compressed run: show what it ships
+        file = shipped
+        scene = format_of(shipped).load(shipped, "error")
+    else:
+        scene = model.scene
+    root = model.root if model.config is not None or (model.root / "cameras.json").is_file() else None
+    if path.is_dir():
+        metrics = _recorded_metrics(read_json(path / "results.json"), model.label)
+    else:  # an exported file: its fine-tuning run beside it
+        run = path.with_name(path.name + RUN_SUFFIX)
+        metrics = _recorded_metrics(read_json(run / "results.json"), "") if run.is_dir() else {}
+        root = root or (run if (run / "cameras.json").is_file() else None)
+    return Shown(name or (path.name if path.is_dir() else path.stem), path, file, scene, metrics, root)
+
+
+def _from_sweep(root: Path, runs: list[str]) -> list[Shown]:
+    rows, meta = read_table(root)
+    by_name = {row.name: row for row in rows}
+    if not runs:
+        smallest = min(rows, key=lambda r: r.mb)
+        runs = list(dict.fromkeys(["input", smallest.name]))
+    missing = [name for name in runs if name not in by_name]
+    if missing:
+        raise GstrimError(f"no run {missing[0]!r} in this sweep; its runs: {', '.join(by_name)}", root)
+    shown = []
+    for name in runs:
+        row = by_name[name]
+        path = resolve_recorded(meta["model"], root) if row.kind == "input" else root / row.path
+        item = _from_path(path, name)
+        item.metrics = {"PSNR": row.psnr, "SSIM": row.ssim, "LPIPS": row.lpips}
+        shown.append(item)
+    return shown
+
+
+def collect(paths: list[str | Path], runs: list[str]) -> list[Shown]:
+    """Every scene to show, in the order given."""
+    shown: list[Shown] = []
+    for given in map(Path, paths):
+        if not given.exists():
+            raise GstrimError("no such scene file or folder", given)
+        if (given / "table.json").is_file() and (given / "sweep.json").is_file():
+            shown += _from_sweep(given, runs)
+        else:
+            shown.append(_from_path(given))
+    names = [s.name for s in shown]
+    for s in shown:  # two scenes called alike: name them by their paths
+        if names.count(s.name) > 1:
+            s.name = str(s.source)
+    return shown
+
+
+# ---- the page ----------------------------------------------------------------------------------------------
+
+def _recorded_dataset(root: Path | None) -> Path | None:
+    config = read_json(root / "config.json") if root else {}
+    data = config.get("data") or {}
+    return resolve_recorded(data["path"], root) if "path" in data else None
+
+
+def _up(choice: str, first: Shown) -> frame.Up:
+    if choice != "auto":
+        return frame.UPS[choice]
+    data = _recorded_dataset(first.model_root)
+    blender = data is not None and any((data / f"transforms_{s}.json").is_file() for s in ("train", "test"))
+    return frame.UPS["z" if blender else "y-down"]
+
+
+def _background(choice: str, first: Shown) -> tuple[float, float, float]:
+    if choice != "auto":
+        return BACKGROUNDS[choice]
+    cfg = first.model_root / "cfg_args" if first.model_root else None
+    white = cfg is not None and cfg.is_file() and "white_background=True" in cfg.read_text()
+    return BACKGROUNDS["white" if white else "black"]
+
+
+def cameras_of(shown: list[Shown]) -> list[dict]:
+    """The first `cameras.json` among the scenes (INRIA layout: camera-to-world rotation and centre, focal
+    lengths in pixels)."""
+    for s in shown:
+        path = s.model_root / "cameras.json" if s.model_root else None
+        if path is not None and path.is_file():
+            try:
+                entries = json.loads(path.read_text())
+                return [{"name": str(e.get("img_name", e.get("id", i))), "position": e["position"],
+                         "rotation": e["rotation"], "fy": float(e["fy"]), "width": int(e["width"]),
+                         "height": int(e["height"])} for i, e in enumerate(entries)]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise GstrimError(f"unreadable cameras.json ({type(exc).__name__}: {exc})", path) from None
+    return []
+
+
+def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) -> dict:
+    """What the page needs, in the engine's frame: scenes (without their URLs), cameras, the starting view."""
+    up = _up(config.up, shown[0])
+    u = np.array(up.rotation, dtype=np.float64)
+    means = shown[0].scene.means.detach().double().cpu().numpy() @ u.T
+    centre = np.median(means, axis=0) if len(means) else np.zeros(3)
+    radius = float(np.quantile(np.linalg.norm(means - centre, axis=1), 0.9)) if len(means) else 1.0
+    radius = max(radius, 1e-3)
+    cameras = cameras_of(shown)
+    engine_cameras = [{"name": c["name"], "width": c["width"], "height": c["height"],
+                       **frame.engine_pose(up, c["position"], c["rotation"], c["fy"], c["height"])} for c in cameras]
+    if config.camera is not None and not 0 <= config.camera < len(cameras):
+        raise GstrimError(f"--camera {config.camera}: the scenes have {len(cameras)} cameras (cameras.json)")
+    home = engine_cameras[0] if engine_cameras else \
+        frame.look_at(centre + radius * np.array([0.0, 0.8, 2.5]), centre, 50.0)
+    return {
+        "up": {"name": up.name, "quaternion": frame.quaternion(u), "note": up.note},
+        "background": list(_background(config.background, shown[0])),
+        "centre": [float(v) for v in centre], "radius": radius, "clip": [radius * 1e-3, radius * 1e3],
+        "cameras": engine_cameras, "home": home,
+        "scenes": [{"name": s.name, "file": str(s.file), "facts": s.facts()} for s in shown],
+        "start": {"mode": config.mode if len(shown) == 2 else "side", "camera": config.camera, "bare": bare,
+                  "settle_frames": 8},
+    }
+
+
+def engine_files(shown: list[Shown], folder: Path) -> list[Path]:
+    """The file the engine loads for each scene: the file itself where the engine reads its format (a bundled
+    .sog, not a folder), else a .ply of it written into `folder`."""
+    files = []
+    for i, s in enumerate(shown):
+        if format_of(s.file).name in ENGINE_READS and s.file.name != "meta.json":
+            files.append(s.file)
+            continue
+        converted = folder / str(i) / "scene.ply"
+        progress.log(f"view: {s.file.name} as .ply for the web renderer")
+        converted.parent.mkdir(parents=True)
+        save_scene(converted, s.scene)
+        files.append(converted)
+    return files
+
+
+class Viewing:
+    """The page of some scenes with its server, ready to open: `with Viewing(...) as v: v.url`."""
+
+    def __init__(self, paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
+                 bare: bool = False):
+        self.shown = collect(paths, config.runs)
+        self.manifest = manifest(self.shown, config, bare=bare)
+        self._temp = tempfile.TemporaryDirectory(prefix="gstrim-view-")
+        routes = page_routes(self.manifest, engine_files(self.shown, Path(self._temp.name)))
+        self.server = ViewServer(routes, host, port)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def __enter__(self) -> Viewing:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.__exit__(*exc)
+        self._temp.cleanup()
+
+
+def screenshot_size(viewing: Viewing, size: tuple[int, int] | None) -> tuple[int, int]:
+    """Every view at its camera's resolution (side by side: one camera width each), else 800 x 600 each."""
+    if size is not None:
+        return size
+    n = len(viewing.shown) if viewing.manifest["start"]["mode"] == "side" else 1
+    start = viewing.manifest["start"]["camera"]
+    camera = viewing.manifest["cameras"][start] if start is not None else {"width": 800, "height": 600}
+    return camera["width"] * n, camera["height"]
+
+
+def screenshot(paths: list[str | Path], out: str | Path, config: ViewerConfig, *, size: tuple[int, int] | None = None,
+               timeout_s: float = 120.0) -> Path:
+    """The page as headless Chromium draws it, without its bar, saved as a PNG."""
+    out = Path(out)
+    with Viewing(paths, config, bare=True) as viewing:
+        width, height = screenshot_size(viewing, size)
+        progress.log(f"view: drawing {len(viewing.shown)} scene(s) at {width}x{height} in headless Chromium")
+        with open_page(viewing.url, width, height) as page:
+            page.wait_ready(timeout_s)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(out)
+    return out
+
+
+def serve(paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
+          open_browser: bool = True) -> None:
+    """Serve the page until Ctrl-C."""
+    with Viewing(paths, config, host=host, port=port) as viewing:
+        for s in viewing.shown:
+            progress.log(f"view: {s.name}: {s.file} ({len(s.scene):,} Gaussians)")
+        print(f"gstrim view: {viewing.url}  (Ctrl-C stops)", flush=True)
+        if open_browser:
+            webbrowser.open(viewing.url)
+        try:
+            viewing.server.wait()
+        except KeyboardInterrupt:
+            print("gstrim view: stopped", flush=True)
+

@@ -73,6 +73,24 @@ def write_cameras_json(path: Path, cameras: list[Camera]) -> None:
     write_text_atomic(path, json.dumps(entries, indent=1))
 
 
+def read_cameras_json(path: Path) -> list[Camera]:
+    """The cameras of a `cameras.json` (INRIA layout; the principal point at the image centre, as the INRIA
+    viewers assume), without images."""
+    try:
+        entries = json.loads(Path(path).read_text())
+        cameras = []
+        for i, e in enumerate(entries):
+            width, height = int(e["width"]), int(e["height"])
+            c2w = torch.eye(4, dtype=torch.float64)
+            c2w[:3, :3] = torch.tensor(e["rotation"], dtype=torch.float64)
+            c2w[:3, 3] = torch.tensor(e["position"], dtype=torch.float64)
+            K = torch.tensor([[float(e["fx"]), 0, width / 2], [0, float(e["fy"]), height / 2], [0, 0, 1]])
+            cameras.append(Camera(str(e.get("img_name", i)), width, height, K, torch.linalg.inv(c2w).float()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise GstrimError(f"unreadable cameras.json ({type(exc).__name__}: {exc})", path) from None
+    return cameras
+
+
 def write_cfg_args(path: Path, model_dir: Path, data: dict, sh_degree: int, white_background: bool) -> None:
     """`cfg_args` as the INRIA viewer and scripts parse it (a `Namespace(...)` repr)."""
     fields = {

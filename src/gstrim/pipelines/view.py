@@ -11,18 +11,19 @@ as `.ply` into a temporary folder first. The cameras to jump between are the fir
 
 from __future__ import annotations
 
-import json
 import tempfile
 import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gstrim import progress
+from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.formats import format_of, save_scene
-from gstrim.io.model import load_model, read_json, resolve_recorded, saved_iterations
+from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, saved_iterations
 from gstrim.options import option
 from gstrim.pipelines.export import RUN_SUFFIX
 from gstrim.report.table import read_table
@@ -170,20 +171,19 @@ def _background(choice: str, first: Shown) -> tuple[float, float, float]:
     return BACKGROUNDS["white" if white else "black"]
 
 
-def cameras_of(shown: list[Shown]) -> list[dict]:
-    """The first `cameras.json` among the scenes (INRIA layout: camera-to-world rotation and centre, focal
-    lengths in pixels)."""
+def cameras_of(shown: list[Shown]) -> list[Camera]:
+    """The cameras of the first `cameras.json` among the scenes."""
     for s in shown:
         path = s.model_root / "cameras.json" if s.model_root else None
         if path is not None and path.is_file():
-            try:
-                entries = json.loads(path.read_text())
-                return [{"name": str(e.get("img_name", e.get("id", i))), "position": e["position"],
-                         "rotation": e["rotation"], "fy": float(e["fy"]), "width": int(e["width"]),
-                         "height": int(e["height"])} for i, e in enumerate(entries)]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise GstrimError(f"unreadable cameras.json ({type(exc).__name__}: {exc})", path) from None
+            return read_cameras_json(path)
     return []
+
+
+def _engine_camera(up: frame.Up, camera: Camera) -> dict:
+    c2w = torch.linalg.inv(camera.viewmat.double()).numpy()
+    return {"name": camera.name, "width": camera.width, "height": camera.height,
+            **frame.engine_pose(up, c2w[:3, 3], c2w[:3, :3], float(camera.K[1, 1]), camera.height)}
 
 
 def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) -> dict:
@@ -195,8 +195,7 @@ def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) ->
     radius = float(np.quantile(np.linalg.norm(means - centre, axis=1), 0.9)) if len(means) else 1.0
     radius = max(radius, 1e-3)
     cameras = cameras_of(shown)
-    engine_cameras = [{"name": c["name"], "width": c["width"], "height": c["height"],
-                       **frame.engine_pose(up, c["position"], c["rotation"], c["fy"], c["height"])} for c in cameras]
+    engine_cameras = [_engine_camera(up, c) for c in cameras]
     if config.camera is not None and not 0 <= config.camera < len(cameras):
         raise GstrimError(f"--camera {config.camera}: the scenes have {len(cameras)} cameras (cameras.json)")
     home = engine_cameras[0] if engine_cameras else \

@@ -123,6 +123,9 @@ const cameras = manifest.scenes.map((scene, i) => {
     nearClip: manifest.clip[0], farClip: manifest.clip[1],
     toneMapping: pc.TONEMAP_LINEAR, gammaCorrection: pc.GAMMA_SRGB,
   });
+  // the engine applies a camera's scissorRect only where this flag is set (as for its shadow cameras;
+  // `setupViewport` in playcanvas 2.23): the swipe needs it to draw each scene on its side of the bar
+  camera.camera.camera._scissorRectClear = true;
   app.root.addChild(camera);
 
   const panel = document.createElement("div");

@@ -123,6 +123,20 @@ def test_report_writes_figures_and_a_self_contained_page(baseline, tmp_path):
     assert "http" not in text  # nothing to fetch
     for encoded in re.findall(r"base64,([A-Za-z0-9+/=]+)'", text):
         assert base64.b64decode(encoded).startswith(b"\x89PNG")
+    assert f"gstrim view {out} --runs input gradient-0.7" in text
+
+    # gstrim view takes the sweep's runs by their table names, with the table's scores
+    from gstrim.pipelines.view import collect
+
+    rows = {row["name"]: row for row in json.loads((out / "table.json").read_text())["rows"]}
+    shown = collect([out], ["input", "gradient-0.7"])
+    assert [s.name for s in shown] == ["input", "gradient-0.7"]
+    assert shown[1].metrics["PSNR"] == rows["gradient-0.7"]["psnr"] and len(shown[1].scene) == rows["gradient-0.7"][
+        "gaussians"]
+    smallest = min(rows.values(), key=lambda r: r["mb"])["name"]
+    assert [s.name for s in collect([out], [])] == ["input", smallest]
+    with pytest.raises(GstrimError, match="no run 'nope' in this sweep; its runs: input"):
+        collect([out], ["nope"])
 
 
 def test_sweep_and_report_from_the_command_line(baseline, tmp_path, capsys):

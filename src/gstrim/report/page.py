@@ -83,8 +83,14 @@ def write_report(sweep_dir: str | Path, *, device: str = "auto", views: int = 1)
         pictures.append((f"Test view {i}: per-pixel error", figures.error_maps(truth, renders,
                                                                             out / f"error_view{i}.png")))
     page = out / "index.html"
-    write_text_atomic(page, _page(rows, meta, pictures))
+    write_text_atomic(page, _page(rows, meta, pictures, _viewer_commands(root, rows, meta)))
     return page
+
+
+def _viewer_commands(root: Path, rows: list[Row], meta: dict) -> list[str]:
+    """`gstrim view` lines that open the input beside each shown trim and the smallest file, in the browser."""
+    names = [r.name for r in _shown_trims(rows, meta)] + [min(rows, key=lambda r: r.mb).name]
+    return [f"gstrim view {root} --runs input {name}" for name in dict.fromkeys(names) if name != "input"]
 
 
 def _table_html(rows: list[Row]) -> str:
@@ -105,7 +111,7 @@ def _table_html(rows: list[Row]) -> str:
     return "\n".join(lines) + "</table>"
 
 
-def _page(rows: list[Row], meta: dict, pictures: list[tuple[str, Path]]) -> str:
+def _page(rows: list[Row], meta: dict, pictures: list[tuple[str, Path]], viewer: list[str]) -> str:
     fps = meta.get("fps", {})
     trim = meta.get("trim", {})
     facts = [
@@ -139,5 +145,8 @@ MB: the INRIA .ply for trims, the written file for compressed and viewer formats
 {_table_html(rows)}
 <h2>Figures</h2>
 {figures_html}
+<h2>In the browser</h2>
+<p>Each command opens the input and a run side by side, under one camera that you move (docs/viewer.md):</p>
+<pre>{html.escape(chr(10).join(viewer))}</pre>
 </body></html>
 """

@@ -29,7 +29,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     camera = read_cameras_json(Path(args.model) / "cameras.json")[args.camera]
-    config = ViewerConfig(camera=args.camera)
+    config = ViewerConfig(camera=args.camera, panels=False)
     background = torch.tensor(manifest(collect([args.model], []), config)["background"])
     shot = screenshot([args.model], out / "viewer.png", config,
                       size=(camera.width * args.scale, camera.height * args.scale))

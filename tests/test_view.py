@@ -200,12 +200,12 @@ def _halves(png: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 @browser
 def test_page_shares_one_camera(baseline):
-    """No console errors; both views drawn; a move of the shared camera moves both views alike."""
+    """No console errors; both views drawn with their panels; a move of the shared camera moves both alike."""
     from gstrim.view.browser import open_page
 
     _, model = baseline
     with Viewing([model, model], ViewerConfig(camera=0), bare=True) as viewing, \
-            open_page(viewing.url, 256, 128) as page:
+            open_page(viewing.url, 384, 192) as page:
         page.wait_ready(120)
         left, right = _halves(page.screenshot(None))
         for view in (left, right):  # the example's objects on its white background
@@ -213,8 +213,13 @@ def test_page_shares_one_camera(baseline):
         page.call("() => gstrim.orbit(30, 10)")
         page.wait_ready(120)
         moved_left, moved_right = _halves(page.screenshot(None))
-        assert np.abs(moved_left - left).mean() > 0.01 and np.abs(moved_right - right).mean() > 0.01
-        assert np.abs(moved_left - moved_right).mean() < 1 / 255
+        assert np.abs(moved_left - left).mean() > 0.005 and np.abs(moved_right - right).mean() > 0.005
+        # alike above the panels, less the line between the views
+        top = left.shape[0] // 2
+        assert np.abs(moved_left[:top, 2:-2] - moved_right[:top, 2:-2]).mean() < 1 / 255
+        panels = page.call("() => [...document.querySelectorAll('.panel')].map(p => p.innerText)")
+        gaussians = len(load_model(model).scene)
+        assert len(panels) == 2 and f"{gaussians:,} Gaussians" in panels[0] and "PSNR" in panels[0]
         poses = page.call("() => gstrim.cameraPoses()")
         assert all(np.allclose(p, poses[0]) for p in poses)
         assert page.errors == []
@@ -228,7 +233,7 @@ def test_swipe_shows_each_scene_on_its_side(tmp_path, baseline):
     scene = load_model(model).scene
     inverted = _model_folder(tmp_path / "inverted", scene.__class__(**{
         **scene.params(), "sh0": -scene.sh0.detach()}), camera_source=model / "cameras.json")
-    with Viewing([model, inverted], ViewerConfig(camera=0, mode="swipe"), bare=True) as viewing, \
+    with Viewing([model, inverted], ViewerConfig(camera=0, mode="swipe", panels=False), bare=True) as viewing, \
             open_page(viewing.url, 128, 128) as page:
         shots = {}
         for fraction in (1.0, 0.0, 0.5):
@@ -250,7 +255,7 @@ def test_screenshot_agrees_with_gstrims_render(tmp_path, baseline):
     _, model = baseline
     camera = read_cameras_json(model / "cameras.json")[0]
     scale = 4
-    out = screenshot([model], tmp_path / "shot.png", ViewerConfig(camera=0),
+    out = screenshot([model], tmp_path / "shot.png", ViewerConfig(camera=0, panels=False),
                      size=(camera.width * scale, camera.height * scale))
     viewer = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64) / 255
     camera.width, camera.height = camera.width * scale, camera.height * scale

@@ -117,6 +117,7 @@ def cmd_demo(args) -> int:
     if c.after is not None:
         m = c.after.metrics()
         print(f"  test PSNR {m.psnr:.2f}  SSIM {m.ssim:.4f}  LPIPS {m.lpips:.4f}  (decoded from the file)")
+    print(f"look at them side by side: gstrim view {summary['train'].model_dir} {c.model_dir}")
     return 0
 
 

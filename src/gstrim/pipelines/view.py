@@ -49,6 +49,8 @@ class ViewerConfig:
     background: str = option("auto", "colour behind the scenes (auto: the recorded dataset's)",
                              choices=("auto", *BACKGROUNDS))
     camera: int | None = option(None, "start at this camera of cameras.json (0-based)", metavar="N")
+    panels: bool = option(True, "leave out the panels (file, size, scores) and the lines between the views: the "
+                                "scenes alone, as in a screenshot to compare with renders", flag="--no-panels")
 
 
 @dataclass
@@ -61,6 +63,10 @@ class Shown:
     scene: GaussianScene
     metrics: dict  # PSNR / SSIM / LPIPS where recorded
     model_root: Path | None  # the folder with cameras.json and config.json, when there is one
+
+    def file_label(self) -> str:
+        """The file as the panel names it: within the folder given, or its name."""
+        return str(self.file.relative_to(self.source)) if self.source.is_dir() else self.file.name
 
     def facts(self) -> list[str]:
         size = _size(self.file)
@@ -205,9 +211,9 @@ def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) ->
         "background": list(_background(config.background, shown[0])),
         "centre": [float(v) for v in centre], "radius": radius, "clip": [radius * 1e-3, radius * 1e3],
         "cameras": engine_cameras, "home": home,
-        "scenes": [{"name": s.name, "file": str(s.file), "facts": s.facts()} for s in shown],
+        "scenes": [{"name": s.name, "file": s.file_label(), "facts": s.facts()} for s in shown],
         "start": {"mode": config.mode if len(shown) == 2 else "side", "camera": config.camera, "bare": bare,
-                  "settle_frames": 8},
+                  "panels": config.panels, "settle_frames": 8},
     }
 
 

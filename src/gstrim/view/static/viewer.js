@@ -130,31 +130,39 @@ const cameras = manifest.scenes.map((scene, i) => {
 
   const panel = document.createElement("div");
   panel.className = "panel";
-  panel.hidden = manifest.start.bare;
+  panel.hidden = !manifest.start.panels;
   panel.innerHTML = `<b></b><div class="file"></div>` + scene.facts.map(() => "<div></div>").join("");
   panel.children[0].textContent = scene.name;
   panel.children[1].textContent = scene.file;
   scene.facts.forEach((fact, k) => { panel.children[k + 2].textContent = fact; });
   views.appendChild(panel);
-  return { camera, panel };
+  const divider = document.createElement("div");  // the line on a view's left edge, between the views
+  divider.className = "divider";
+  divider.hidden = i === 0 || !manifest.start.panels;
+  views.appendChild(divider);
+  return { camera, panel, divider };
 });
 state.scenes = cameras.length;
 
 function layout() {
   const n = cameras.length;
   const swiping = state.mode === "swipe" && n === 2;
-  cameras.forEach(({ camera, panel }, i) => {
+  cameras.forEach(({ camera, panel, divider }, i) => {
+    divider.style.display = swiping ? "none" : "";
+    divider.style.left = `${(100 * i) / n}%`;
     if (swiping) {
       camera.camera.rect = new pc.Vec4(0, 0, 1, 1);
       camera.camera.scissorRect = i === 0 ? new pc.Vec4(0, 0, state.swipe, 1)
         : new pc.Vec4(state.swipe, 0, 1 - state.swipe, 1);
-      panel.style.left = i === 0 ? "8px" : "";
-      panel.style.right = i === 0 ? "" : "8px";
+      panel.style.left = i === 0 ? "6px" : "";
+      panel.style.right = i === 0 ? "" : "6px";
+      panel.style.maxWidth = `calc(${100 * (i === 0 ? state.swipe : 1 - state.swipe)}% - 26px)`;
     } else {
       camera.camera.rect = new pc.Vec4(i / n, 0, 1 / n, 1);
       camera.camera.scissorRect = new pc.Vec4(i / n, 0, 1 / n, 1);
-      panel.style.left = `calc(${(100 * i) / n}% + 8px)`;
+      panel.style.left = `calc(${(100 * i) / n}% + 6px)`;
       panel.style.right = "";
+      panel.style.maxWidth = `calc(${100 / n}% - 26px)`;
     }
   });
   swipe.style.display = swiping ? "block" : "none";

@@ -85,14 +85,16 @@ def test_collect_files_and_folders(tmp_path, rng):
     model = _model_folder(tmp_path / "trimmed", scene)
     spz = tmp_path / "scene.spz"
     save_scene(spz, scene)
-    shown = collect([model, spz], runs=[])
-    assert [s.name for s in shown] == ["trimmed", "scene"]
+    save_scene(tmp_path / "unbundled" / "meta.json", scene)
+    shown = collect([model, spz, tmp_path / "unbundled"], runs=[])
+    assert [s.name for s in shown] == ["trimmed", "scene", "unbundled"]
     assert shown[0].metrics == {"PSNR": 31.5, "SSIM": 0.95, "LPIPS": 0.05}
     assert "ply \u00b7 40 Gaussians" in shown[0].facts()[0] and "PSNR 31.50" in shown[0].facts()[1]
     files = engine_files(shown, tmp_path / "converted")
     assert files[0] == point_cloud_path(model, 7)  # the engine reads .ply itself
     assert files[1].suffix == ".ply" and files[1].parent.parent == tmp_path / "converted"  # .spz: converted
     assert len(load_model(files[1]).scene) == 40
+    assert files[2].name == "scene.ply"  # an unbundled SOG: the engine reads .sog files only
 
 
 def test_collect_refuses_what_is_not_a_scene(tmp_path):
@@ -167,6 +169,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["view", "a.ply", "--size", "0x5"])
     assert exit_info.value.code == 2
+
+
+def test_missing_renderer_is_one_line(tmp_path, rng, monkeypatch, capsys):
+    model = _model_folder(tmp_path / "m", random_scene(rng, 20))
+    monkeypatch.setenv("GSTRIM_VIEWER_ENGINE", str(tmp_path / "none.mjs"))
+    assert main(["view", str(model), "--no-browser"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "scripts/install_viewer.sh" in err and "none.mjs" in err
+    assert main(["view", str(model), "--screenshot", str(tmp_path / "shot.jpg")]) == 1
+    assert "name the file .png" in capsys.readouterr().err and not (tmp_path / "shot.jpg").exists()
 
 
 # ---- the page in headless Chromium --------------------------------------------------------------------------

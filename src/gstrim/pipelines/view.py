@@ -22,6 +22,7 @@ import torch
 from gstrim import progress
 from gstrim.camera import Camera
 from gstrim.errors import GstrimError
+from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene
 from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, saved_iterations
 from gstrim.options import option
@@ -144,6 +145,8 @@ def collect(paths: list[str | Path], runs: list[str]) -> list[Shown]:
             raise GstrimError("no such scene file or folder", given)
         if (given / "table.json").is_file() and (given / "sweep.json").is_file():
             shown += _from_sweep(given, runs)
+        elif (given / "meta.json").is_file():  # an unbundled SOG folder
+            shown.append(_from_path(given / "meta.json", given.name))
         else:
             shown.append(_from_path(given))
     names = [s.name for s in shown]
@@ -271,13 +274,17 @@ def screenshot(paths: list[str | Path], out: str | Path, config: ViewerConfig, *
                timeout_s: float = 120.0) -> Path:
     """The page as headless Chromium draws it, without its bar, saved as a PNG."""
     out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise GstrimError("screenshots are written as PNG: name the file .png", out)
     with Viewing(paths, config, bare=True) as viewing:
         width, height = screenshot_size(viewing, size)
         progress.log(f"view: drawing {len(viewing.shown)} scene(s) at {width}x{height} in headless Chromium")
         with open_page(viewing.url, width, height) as page:
             page.wait_ready(timeout_s)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(out)
+            png = page.screenshot(None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(png)
     return out
 
 

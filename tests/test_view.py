@@ -177,6 +177,12 @@ def test_missing_renderer_is_one_line(tmp_path, rng, monkeypatch, capsys):
     assert main(["view", str(model), "--no-browser"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "scripts/install_viewer.sh" in err and "none.mjs" in err
+    monkeypatch.setenv("GSTRIM_VIEWER_ENGINE", str(model / "results.json"))  # any file passes the check
+    with ViewServer({}) as taken:
+        port = taken.server_address[1]
+        assert main(["view", str(model), "--no-browser", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"cannot serve the page on 127.0.0.1:{port}" in err
     assert main(["view", str(model), "--screenshot", str(tmp_path / "shot.jpg")]) == 1
     assert "name the file .png" in capsys.readouterr().err and not (tmp_path / "shot.jpg").exists()
 

@@ -24,14 +24,21 @@ from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene
-from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, saved_iterations
+from gstrim.io.model import (
+    load_model,
+    point_cloud_path,
+    read_cameras_json,
+    read_json,
+    resolve_recorded,
+    saved_iterations,
+)
 from gstrim.options import option
 from gstrim.pipelines.export import RUN_SUFFIX
 from gstrim.report.table import read_table
 from gstrim.scene import GaussianScene
 from gstrim.view import frame
 from gstrim.view.browser import open_page
-from gstrim.view.engine import ENGINE_READS
+from gstrim.view.engine import ENGINE_READS, engine_path
 from gstrim.view.page import page_routes
 from gstrim.view.server import ViewServer
 
@@ -100,14 +107,11 @@ def _recorded_metrics(results: dict, label: str) -> dict:
 def _from_path(path: Path, name: str | None = None) -> Shown:
     if path.is_dir() and not saved_iterations(path):
         raise GstrimError("not a scene file, model folder or sweep folder", path)
-    model = load_model(path)
-    file = model.source
-    shipped = file.with_suffix(".gsz")
-    if path.is_dir() and shipped.is_file():  # a compressed run: show what it ships
-        file = shipped
-        scene = format_of(shipped).load(shipped, "error")
-    else:
-        scene = model.scene
+    target = path
+    if path.is_dir():  # a compressed run: show the .gsz it ships, not the .ply beside it
+        shipped = point_cloud_path(path, saved_iterations(path)[-1]).with_suffix(".gsz")
+        target = shipped if shipped.is_file() else path
+    model = load_model(target)
     root = model.root if model.config is not None or (model.root / "cameras.json").is_file() else None
     if path.is_dir():
         metrics = _recorded_metrics(read_json(path / "results.json"), model.label)
@@ -115,7 +119,7 @@ def _from_path(path: Path, name: str | None = None) -> Shown:
         run = path.with_name(path.name + RUN_SUFFIX)
         metrics = _recorded_metrics(read_json(run / "results.json"), "") if run.is_dir() else {}
         root = root or (run if (run / "cameras.json").is_file() else None)
-    return Shown(name or (path.name if path.is_dir() else path.stem), path, file, scene, metrics, root)
+    return Shown(name or (path.name if path.is_dir() else path.stem), path, model.source, model.scene, metrics, root)
 
 
 def _from_sweep(root: Path, runs: list[str]) -> list[Shown]:
@@ -241,11 +245,19 @@ class Viewing:
 
     def __init__(self, paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
                  bare: bool = False):
+        engine_path()  # before any work: is the renderer there?
         self.shown = collect(paths, config.runs)
         self.manifest = manifest(self.shown, config, bare=bare)
         self._temp = tempfile.TemporaryDirectory(prefix="gstrim-view-")
-        routes = page_routes(self.manifest, engine_files(self.shown, Path(self._temp.name)))
-        self.server = ViewServer(routes, host, port)
+        try:
+            routes = page_routes(self.manifest, engine_files(self.shown, Path(self._temp.name)))
+            self.server = ViewServer(routes, host, port)
+        except OSError as exc:
+            self._temp.cleanup()
+            raise GstrimError(f"cannot serve the page on {host}:{port} ({exc.strerror or exc})") from None
+        except BaseException:
+            self._temp.cleanup()
+            raise
 
     @property
     def url(self) -> str:
@@ -279,7 +291,7 @@ def screenshot(paths: list[str | Path], out: str | Path, config: ViewerConfig, *
     with Viewing(paths, config, bare=True) as viewing:
         width, height = screenshot_size(viewing, size)
         progress.log(f"view: drawing {len(viewing.shown)} scene(s) at {width}x{height} in headless Chromium")
-        with open_page(viewing.url, width, height) as page:
+        with open_page(viewing.url, width, height, timeout_s) as page:
             page.wait_ready(timeout_s)
             png = page.screenshot(None)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ class Page:
 
 
 @contextmanager
-def open_page(url: str, width: int, height: int) -> Iterator[Page]:
+def open_page(url: str, width: int, height: int, timeout_s: float = 120.0) -> Iterator[Page]:
     """The page at `url` in a headless Chromium window of width x height CSS pixels (device pixel ratio 1)."""
     try:
         from playwright.sync_api import Error as PlaywrightError
@@ -75,7 +75,8 @@ def open_page(url: str, width: int, height: int) -> Iterator[Page]:
             raise GstrimError(f"could not start Chromium ({str(exc).splitlines()[0]})", chromium) from None
         try:
             page = Page(browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1))
-            page.page.goto(url)
+            page.page.set_default_timeout(timeout_s * 1000)  # SwiftShader on a busy CPU can be slow to start
+            page.page.goto(url, wait_until="domcontentloaded")
             yield page
         finally:
             browser.close()

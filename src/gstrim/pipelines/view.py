@@ -304,12 +304,12 @@ def serve(paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0
           open_browser: bool = True) -> None:
     """Serve the page until Ctrl-C."""
     with Viewing(paths, config, host=host, port=port) as viewing:
-        for s in viewing.shown:
-            progress.log(f"view: {s.name}: {s.file} ({len(s.scene):,} Gaussians)")
-        print(f"gstrim view: {viewing.url}  (Ctrl-C stops)", flush=True)
-        if open_browser:
-            webbrowser.open(viewing.url)
-        try:
+        try:  # from the moment the address is out, Ctrl-C is the way to stop
+            for s in viewing.shown:
+                progress.log(f"view: {s.name}: {s.file} ({len(s.scene):,} Gaussians)")
+            print(f"gstrim view: {viewing.url}  (Ctrl-C stops)", flush=True)
+            if open_browser:
+                webbrowser.open(viewing.url)
             viewing.server.wait()
         except KeyboardInterrupt:
             print("gstrim view: stopped", flush=True)

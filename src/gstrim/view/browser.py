@@ -37,6 +37,16 @@ class Page:
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
 
+    def wait_started(self) -> None:
+        """Until the page's script has run to its end (its hooks exist), or an error naming what it reported."""
+        try:
+            self.page.wait_for_function("window.gstrim && (gstrim.started || gstrim.errors.length > 0)")
+        except Exception as exc:  # playwright's timeout
+            raise GstrimError(f"the viewer page did not start ({str(exc).splitlines()[0]})") from None
+        errors = self.page.evaluate("gstrim.errors")
+        if errors:
+            raise GstrimError(f"the viewer page failed: {errors[0]}")
+
     def wait_ready(self, timeout_s: float) -> None:
         """Until every scene is loaded and drawn a few frames after the last camera change (the engine sorts in
         a worker); an error naming what the page reported otherwise."""
@@ -77,6 +87,7 @@ def open_page(url: str, width: int, height: int, timeout_s: float = 120.0) -> It
             page = Page(browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1))
             page.page.set_default_timeout(timeout_s * 1000)  # SwiftShader on a busy CPU can be slow to start
             page.page.goto(url, wait_until="domcontentloaded")
+            page.wait_started()
             yield page
         finally:
             browser.close()

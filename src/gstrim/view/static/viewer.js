@@ -260,3 +260,4 @@ state.setMode(manifest.start.mode);
 if (manifest.start.camera !== null) state.setCamera(manifest.start.camera);
 else setPose(manifest.home);
 app.start();
+state.started = true;  // every hook above is in place (browser.open_page waits for this)

@@ -97,6 +97,16 @@ def test_collect_files_and_folders(tmp_path, rng):
     assert files[2].name == "scene.ply"  # an unbundled SOG: the engine reads .sog files only
 
 
+def test_collect_shows_what_a_compressed_run_ships(tmp_path, rng):
+    scene = random_scene(rng, 30)
+    run = tmp_path / "compressed"
+    save_scene(point_cloud_path(run, 3), scene)
+    save_scene(point_cloud_path(run, 5).with_suffix(".gsz"), scene)  # the newest iteration keeps only its .gsz
+    (shown,) = collect([run], runs=[])
+    assert shown.file == point_cloud_path(run, 5).with_suffix(".gsz") and shown.file_label().endswith(".gsz")
+    assert "gsz \u00b7 30 Gaussians" in shown.facts()[0]
+
+
 def test_collect_refuses_what_is_not_a_scene(tmp_path):
     with pytest.raises(GstrimError, match="no such scene"):
         collect([tmp_path / "missing.ply"], runs=[])

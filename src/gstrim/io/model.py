@@ -41,6 +41,14 @@ def saved_iterations(model_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m and (folder / m.group(0) / "point_cloud.ply").is_file())
 
 
+def shipped_scene(model_dir: Path) -> Path | None:
+    """The scene file a run folder ships: its newest iteration's `point_cloud.gsz` (a compressed run, which may
+    keep no `.ply`) or else `point_cloud.ply`; None when it has neither."""
+    found = [(int(m.group(1)), p.suffix == ".gsz", p) for p in Path(model_dir).glob("point_cloud/*/point_cloud.*")
+             if (m := _ITERATION_DIR.match(p.parent.name)) and p.suffix in (".gsz", ".ply") and p.is_file()]
+    return max(found)[2] if found else None
+
+
 def checkpoint_path(model_dir: Path, step: int) -> Path:
     return Path(model_dir) / "checkpoints" / f"chkpnt{step}.pt"
 

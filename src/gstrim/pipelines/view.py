@@ -24,14 +24,7 @@ from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene
-from gstrim.io.model import (
-    load_model,
-    point_cloud_path,
-    read_cameras_json,
-    read_json,
-    resolve_recorded,
-    saved_iterations,
-)
+from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, shipped_scene
 from gstrim.options import option
 from gstrim.pipelines.export import RUN_SUFFIX
 from gstrim.report.table import read_table
@@ -105,12 +98,9 @@ def _recorded_metrics(results: dict, label: str) -> dict:
 
 
 def _from_path(path: Path, name: str | None = None) -> Shown:
-    if path.is_dir() and not saved_iterations(path):
+    target = shipped_scene(path) if path.is_dir() else path  # a compressed run: its .gsz, not a .ply beside it
+    if target is None:
         raise GstrimError("not a scene file, model folder or sweep folder", path)
-    target = path
-    if path.is_dir():  # a compressed run: show the .gsz it ships, not the .ply beside it
-        shipped = point_cloud_path(path, saved_iterations(path)[-1]).with_suffix(".gsz")
-        target = shipped if shipped.is_file() else path
     model = load_model(target)
     root = model.root if model.config is not None or (model.root / "cameras.json").is_file() else None
     if path.is_dir():

@@ -18,6 +18,7 @@ window.addEventListener("unhandledrejection", (e) => fail(String(e.reason)));
 
 const manifest = await (await fetch("manifest.json")).json();
 const views = $("views"), canvas = $("canvas"), swipe = $("swipe");
+document.title = `gstrim view: ${manifest.scenes.map((scene) => scene.name).join(" | ")}`;
 if (manifest.start.bare) {
   $("bar").style.display = "none";
   views.classList.add("bare");

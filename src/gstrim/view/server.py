@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-                 ".json": "application/json", ".png": "image/png"}
+                 ".json": "application/json"}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +57,11 @@ class ViewServer(http.server.ThreadingHTTPServer):
         self.routes = dict(routes)
         super().__init__((host, port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that closes the page mid-download is no error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

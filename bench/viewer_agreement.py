@@ -1,8 +1,8 @@
 """Does the browser viewer show what gstrim renders? `gstrim view --screenshot` of a model at one of its
-cameras (cameras.json) against gstrim's own render of that camera, at `--scale` times its resolution, same
-background: PSNR between the two, and where they differ.
+cameras (cameras.json) against gstrim's own render of that camera, at `--scale` times its resolution (default:
+the screenshot's own, 4x for the built-in example), same background: PSNR between the two, and where they differ.
 
-Usage: python bench/viewer_agreement.py MODEL [--camera 0] [--scale 4] [--out DIR]
+Usage: python bench/viewer_agreement.py MODEL [--camera 0] [--scale S] [--out DIR]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from gstrim.io.model import load_model, read_cameras_json
-from gstrim.pipelines.view import ViewerConfig, collect, manifest, screenshot
+from gstrim.pipelines.view import ViewerConfig, collect, manifest, screenshot, screenshot_scale
 from gstrim.render import rasterize
 
 
@@ -23,19 +23,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--camera", type=int, default=0)
-    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--scale", type=int)
     parser.add_argument("--out", default="viewer_agreement")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     camera = read_cameras_json(Path(args.model) / "cameras.json")[args.camera]
+    scale = args.scale or screenshot_scale(camera.width, camera.height)
     config = ViewerConfig(camera=args.camera, panels=False)
     background = torch.tensor(manifest(collect([args.model], []), config)["background"])
     shot = screenshot([args.model], out / "viewer.png", config,
-                      size=(camera.width * args.scale, camera.height * args.scale))
-    camera.width, camera.height = camera.width * args.scale, camera.height * args.scale
+                      size=(camera.width * scale, camera.height * scale))
+    camera.width, camera.height = camera.width * scale, camera.height * scale
     camera.K = camera.K.clone()
-    camera.K[:2] *= args.scale
+    camera.K[:2] *= scale
     with torch.no_grad():
         ours = rasterize(load_model(args.model).scene, camera, background=background).image.clamp(0, 1).numpy()
     viewer = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255

@@ -49,6 +49,13 @@ def test_quaternion_of_any_rotation(rng):
         np.testing.assert_allclose(_matrix(frame.quaternion(r)), r, atol=1e-12)
 
 
+def test_default_screenshot_scale():
+    from gstrim.pipelines.view import screenshot_scale
+
+    assert screenshot_scale(200, 200) == 4 and screenshot_scale(32, 24) == 25
+    assert screenshot_scale(1600, 1063) == 1 and screenshot_scale(500, 300) == 1
+
+
 @pytest.mark.parametrize("up", sorted(frame.UPS))
 def test_engine_camera_looks_where_the_camera_looks(rng, up):
     """The engine camera's -z is the OpenCV camera's +z, its +y the camera's -y, both turned by the scene's up
@@ -284,7 +291,7 @@ def test_screenshot_agrees_with_gstrims_render(tmp_path, baseline):
     camera = read_cameras_json(model / "cameras.json")[0]
     scale = 4
     out = screenshot([model], tmp_path / "shot.png", ViewerConfig(camera=0, panels=False),
-                     size=(camera.width * scale, camera.height * scale))
+                     size=(camera.width * scale, camera.height * scale))  # the default would be 25x: slow here
     viewer = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64) / 255
     camera.width, camera.height = camera.width * scale, camera.height * scale
     camera.K = camera.K.clone()

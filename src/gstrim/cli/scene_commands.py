@@ -204,9 +204,10 @@ def register(sub, formats: str) -> None:
     p.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
     p.add_argument("--screenshot", metavar="OUT.png",
-                   help="draw the page in headless Chromium, save it and exit (at --camera's resolution)")
+                   help="draw the page in headless Chromium, save it and exit")
     p.add_argument("--size", metavar="WxH", type=_size, help="screenshot size in pixels (default: the camera's, "
-                   "times the scenes side by side; 800x600 each without --camera)")
+                   "a whole multiple of it up to 800 pixels on the longer side, times the scenes side by side; "
+                   "800x600 each without --camera)")
     p.set_defaults(func=cmd_view)
 
 

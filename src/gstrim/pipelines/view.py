@@ -262,14 +262,26 @@ class Viewing:
         self._temp.cleanup()
 
 
+SHOT_MIN_SIDE = 800  # a small training camera (200 px renders) is shot at a whole multiple up to this size
+
+
+def screenshot_scale(width: int, height: int) -> int:
+    """The whole multiple of a camera's resolution a default screenshot takes: 1 for a photo-sized camera, 4
+    for the built-in example's 200 x 200 (a whole multiple keeps the pixels aligned with gstrim's renders at the
+    camera scaled likewise)."""
+    return max(1, SHOT_MIN_SIDE // max(width, height))
+
+
 def screenshot_size(viewing: Viewing, size: tuple[int, int] | None) -> tuple[int, int]:
-    """Every view at its camera's resolution (side by side: one camera width each), else 800 x 600 each."""
+    """Every view at its camera's resolution, at least 800 pixels on its longer side (side by side: one such
+    width each); without a camera 800 x 600 each."""
     if size is not None:
         return size
     n = len(viewing.shown) if viewing.manifest["start"]["mode"] == "side" else 1
     start = viewing.manifest["start"]["camera"]
     camera = viewing.manifest["cameras"][start] if start is not None else {"width": 800, "height": 600}
-    return camera["width"] * n, camera["height"]
+    scale = screenshot_scale(camera["width"], camera["height"])
+    return camera["width"] * scale * n, camera["height"] * scale
 
 
 def screenshot(paths: list[str | Path], out: str | Path, config: ViewerConfig, *, size: tuple[int, int] | None = None,

@@ -21,6 +21,7 @@ import torch
 
 from gstrim import progress
 from gstrim.camera import Camera
+from gstrim.data.dataset import BACKGROUNDS
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene
@@ -34,8 +35,6 @@ from gstrim.view.browser import open_page
 from gstrim.view.engine import ENGINE_READS, engine_path
 from gstrim.view.page import page_routes
 from gstrim.view.server import ViewServer
-
-BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 
 
 @dataclass

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gstrim.io.model import load_model, read_cameras_json
+from gstrim.data.virtual import resized
+from gstrim.io.model import read_cameras_json
 from gstrim.pipelines.view import ViewerConfig, collect, manifest, screenshot, screenshot_scale
 from gstrim.render import rasterize
 
@@ -31,14 +32,12 @@ def main() -> None:
     camera = read_cameras_json(Path(args.model) / "cameras.json")[args.camera]
     scale = args.scale or screenshot_scale(camera.width, camera.height)
     config = ViewerConfig(camera=args.camera, panels=False)
-    background = torch.tensor(manifest(collect([args.model], []), config)["background"])
-    shot = screenshot([args.model], out / "viewer.png", config,
-                      size=(camera.width * scale, camera.height * scale))
-    camera.width, camera.height = camera.width * scale, camera.height * scale
-    camera.K = camera.K.clone()
-    camera.K[:2] *= scale
+    (shown,) = collect([args.model], [])
+    background = torch.tensor(manifest([shown], config)["background"])
+    camera = resized(camera, max(camera.width, camera.height) * scale)
+    shot = screenshot([args.model], out / "viewer.png", config, size=(camera.width, camera.height))
     with torch.no_grad():
-        ours = rasterize(load_model(args.model).scene, camera, background=background).image.clamp(0, 1).numpy()
+        ours = rasterize(shown.scene, camera, background=background).image.clamp(0, 1).numpy()
     viewer = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255
     error = np.abs(viewer - ours).max(axis=2)
     Image.fromarray((ours * 255).round().astype(np.uint8)).save(out / "gstrim.png")

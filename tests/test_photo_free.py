@@ -21,14 +21,13 @@ from gstrim.data.virtual import (
     intrinsics,
     look_at,
     measure_layout,
-    read_cameras_json,
     sample_views,
     scene_frame,
     virtual_dataset,
 )
 from gstrim.errors import GstrimError
 from gstrim.io import load_scene, save_scene
-from gstrim.io.model import write_cameras_json
+from gstrim.io.model import read_cameras_json, write_cameras_json
 from gstrim.render import rasterize
 from gstrim.render.project import project
 from gstrim.scene import GaussianScene

@@ -27,7 +27,6 @@ it. One view in eight is held out for evaluation, as the 3DGS split of COLMAP ca
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from gstrim import progress
 from gstrim.camera import Camera
 from gstrim.data.dataset import BACKGROUNDS, Dataset
 from gstrim.errors import ConfigError, GstrimError
+from gstrim.io.model import read_cameras_json
 from gstrim.options import option
 from gstrim.render import rasterize
 from gstrim.scene import GaussianScene
@@ -278,27 +278,6 @@ def sample_views(scene: GaussianScene, config: ViewConfig, width: int, height: i
     if len(cameras) < 2:
         raise GstrimError(f"the scene is degenerate: only {len(cameras)} of the sampled views see it", source)
     return cameras, side, layout
-
-
-def read_cameras_json(path: Path) -> list[Camera]:
-    """The cameras of an INRIA `cameras.json` (camera-to-world rotation rows, centre, focal lengths; the
-    principal point at the image centre, as the INRIA code assumes)."""
-    try:
-        entries = json.loads(Path(path).read_text())
-        cameras = []
-        for e in entries:
-            c2w = np.eye(4)
-            c2w[:3, :3] = np.asarray(e["rotation"], np.float64)
-            c2w[:3, 3] = np.asarray(e["position"], np.float64)
-            w, h = int(e["width"]), int(e["height"])
-            K = torch.tensor([[e["fx"], 0, w / 2], [0, e["fy"], h / 2], [0, 0, 1]], dtype=torch.float32)
-            name = str(e.get("img_name", e.get("id", len(cameras))))
-            cameras.append(Camera(name, w, h, K, torch.tensor(np.linalg.inv(c2w), dtype=torch.float32)))
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise GstrimError(f"not a readable cameras.json ({type(exc).__name__}: {exc})", path) from None
-    if not cameras:
-        raise GstrimError("cameras.json lists no cameras", path)
-    return cameras
 
 
 def find_cameras_json(source: Path) -> Path | None:

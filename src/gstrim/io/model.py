@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gstrim.camera import Camera
@@ -82,20 +83,23 @@ def write_cameras_json(path: Path, cameras: list[Camera]) -> None:
 
 
 def read_cameras_json(path: Path) -> list[Camera]:
-    """The cameras of a `cameras.json` (INRIA layout; the principal point at the image centre, as the INRIA
-    viewers assume), without images."""
+    """The cameras of an INRIA `cameras.json` (camera-to-world rotation rows, centre, focal lengths; the
+    principal point at the image centre, as the INRIA code assumes), without images."""
     try:
         entries = json.loads(Path(path).read_text())
         cameras = []
-        for i, e in enumerate(entries):
-            width, height = int(e["width"]), int(e["height"])
-            c2w = torch.eye(4, dtype=torch.float64)
-            c2w[:3, :3] = torch.tensor(e["rotation"], dtype=torch.float64)
-            c2w[:3, 3] = torch.tensor(e["position"], dtype=torch.float64)
-            K = torch.tensor([[float(e["fx"]), 0, width / 2], [0, float(e["fy"]), height / 2], [0, 0, 1]])
-            cameras.append(Camera(str(e.get("img_name", i)), width, height, K, torch.linalg.inv(c2w).float()))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise GstrimError(f"unreadable cameras.json ({type(exc).__name__}: {exc})", path) from None
+        for e in entries:
+            c2w = np.eye(4)
+            c2w[:3, :3] = np.asarray(e["rotation"], np.float64)
+            c2w[:3, 3] = np.asarray(e["position"], np.float64)
+            w, h = int(e["width"]), int(e["height"])
+            K = torch.tensor([[e["fx"], 0, w / 2], [0, e["fy"], h / 2], [0, 0, 1]], dtype=torch.float32)
+            name = str(e.get("img_name", e.get("id", len(cameras))))
+            cameras.append(Camera(name, w, h, K, torch.tensor(np.linalg.inv(c2w), dtype=torch.float32)))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise GstrimError(f"not a readable cameras.json ({type(exc).__name__}: {exc})", path) from None
+    if not cameras:
+        raise GstrimError("cameras.json lists no cameras", path)
     return cameras
 
 

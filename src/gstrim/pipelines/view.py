@@ -11,6 +11,7 @@ as `.ply` into a temporary folder first. The cameras to jump between are the fir
 
 from __future__ import annotations
 
+import math
 import tempfile
 import webbrowser
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ import torch
 from gstrim import progress
 from gstrim.camera import Camera
 from gstrim.data.dataset import BACKGROUNDS
+from gstrim.data.virtual import intrinsics, look_at
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
-from gstrim.io.formats import format_of, save_scene
+from gstrim.io.formats import format_of, save_scene, written_size
 from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, shipped_scene
 from gstrim.options import option
 from gstrim.pipelines.export import RUN_SUFFIX
@@ -69,18 +71,12 @@ class Shown:
         return str(self.file.relative_to(self.source)) if self.source.is_dir() else self.file.name
 
     def facts(self) -> list[str]:
-        size = _size(self.file)
+        size = written_size(self.file)
         lines = [f"{format_of(self.file).name} \u00b7 {len(self.scene):,} Gaussians \u00b7 {size / 1e6:.3f} MB"]
         if self.metrics:
             lines.append(" \u00b7 ".join(f"{k} {self.metrics[k]:.{p}f}" for k, p in
                                          (("PSNR", 2), ("SSIM", 4), ("LPIPS", 4)) if k in self.metrics))
         return lines
-
-
-def _size(path: Path) -> int:
-    if path.name == "meta.json":  # an unbundled SOG: the folder's files
-        return sum(p.stat().st_size for p in path.parent.iterdir() if p.is_file())
-    return path.stat().st_size
 
 
 def _metrics(record: dict | None) -> dict:
@@ -188,6 +184,19 @@ def _engine_camera(up: frame.Up, camera: Camera) -> dict:
             **frame.engine_pose(up, c2w[:3, 3], c2w[:3, :3], float(camera.K[1, 1]), camera.height)}
 
 
+OVERVIEW_FOV_Y = 50.0  # degrees: the page's starting view when the scenes have no cameras.json
+
+
+def _overview(u: np.ndarray, centre: np.ndarray, radius: float) -> Camera:
+    """A camera (800 x 600, 50 degrees high) in the scene's frame, looking at `centre` (engine frame) from in
+    front of it and a little above, level with the engine's up."""
+    engine_to_scene = u.T
+    position = engine_to_scene @ (centre + radius * np.array([0.0, 0.8, 2.5]))
+    viewmat = look_at(position, engine_to_scene @ centre, engine_to_scene @ np.array([0.0, 1.0, 0.0]))
+    fov_x = math.degrees(2 * math.atan(math.tan(math.radians(OVERVIEW_FOV_Y) / 2) * 800 / 600))
+    return Camera("overview", 800, 600, intrinsics(800, 600, fov_x), viewmat)
+
+
 def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) -> dict:
     """What the page needs, in the engine's frame: scenes (without their URLs), cameras, the starting view."""
     up = _up(config.up, shown[0])
@@ -200,8 +209,7 @@ def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) ->
     engine_cameras = [_engine_camera(up, c) for c in cameras]
     if config.camera is not None and not 0 <= config.camera < len(cameras):
         raise GstrimError(f"--camera {config.camera}: the scenes have {len(cameras)} cameras (cameras.json)")
-    home = engine_cameras[0] if engine_cameras else \
-        frame.look_at(centre + radius * np.array([0.0, 0.8, 2.5]), centre, 50.0)
+    home = engine_cameras[0] if engine_cameras else _engine_camera(up, _overview(u, centre, radius))
     return {
         "up": {"name": up.name, "quaternion": frame.quaternion(u), "note": up.note},
         "background": list(_background(config.background, shown[0])),
@@ -234,12 +242,12 @@ class Viewing:
 
     def __init__(self, paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
                  bare: bool = False):
-        engine_path()  # before any work: is the renderer there?
+        engine = engine_path()  # before any work: is the renderer there?
         self.shown = collect(paths, config.runs)
         self.manifest = manifest(self.shown, config, bare=bare)
         self._temp = tempfile.TemporaryDirectory(prefix="gstrim-view-")
         try:
-            routes = page_routes(self.manifest, engine_files(self.shown, Path(self._temp.name)))
+            routes = page_routes(self.manifest, engine_files(self.shown, Path(self._temp.name)), engine)
             self.server = ViewServer(routes, host, port)
         except OSError as exc:
             self._temp.cleanup()

@@ -66,8 +66,9 @@ def write_report(sweep_dir: str | Path, *, device: str = "auto", views: int = 1)
     if shot is not None:
         pictures.append(("Iterative against one-shot (Fig. 7a)", shot))
 
+    shown = _shown_trims(rows, meta)
     scenes = {"input": model.scene}
-    for row in _shown_trims(rows, meta):
+    for row in shown:
         scenes[f"{row.name} ({100 * row.removed:.0f} % removed)"] = load_model(root / row.path).scene
     opacities = {label: scene.activated_opacities().detach().cpu() for label, scene in scenes.items()}
     pictures.append(("Opacities before and after pruning (Fig. 7c)",
@@ -83,13 +84,13 @@ def write_report(sweep_dir: str | Path, *, device: str = "auto", views: int = 1)
         pictures.append((f"Test view {i}: per-pixel error", figures.error_maps(truth, renders,
                                                                             out / f"error_view{i}.png")))
     page = out / "index.html"
-    write_text_atomic(page, _page(rows, meta, pictures, _viewer_commands(root, rows, meta)))
+    write_text_atomic(page, _page(rows, meta, pictures, _viewer_commands(root, rows, shown)))
     return page
 
 
-def _viewer_commands(root: Path, rows: list[Row], meta: dict) -> list[str]:
+def _viewer_commands(root: Path, rows: list[Row], shown: list[Row]) -> list[str]:
     """`gstrim view` lines that open the input beside each shown trim and the smallest file, in the browser."""
-    names = [r.name for r in _shown_trims(rows, meta)] + [min(rows, key=lambda r: r.mb).name]
+    names = [r.name for r in shown] + [min(rows, key=lambda r: r.mb).name]
     return [f"gstrim view {root} --runs input {name}" for name in dict.fromkeys(names) if name != "input"]
 
 

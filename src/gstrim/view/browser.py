@@ -52,10 +52,10 @@ class Page:
         a worker); an error naming what the page reported otherwise."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = self.page.evaluate("window.gstrim ? {ready: gstrim.ready, errors: gstrim.errors} : null")
-            if state and state["errors"]:
+            state = self.page.evaluate("({ready: gstrim.ready, errors: gstrim.errors})")  # there once started
+            if state["errors"]:
                 raise GstrimError(f"the viewer page failed: {state['errors'][0]}")
-            if state and state["ready"]:
+            if state["ready"]:
                 return
             if self.errors:
                 raise GstrimError(f"the viewer page failed: {self.errors[0]}")

@@ -60,16 +60,3 @@ def engine_pose(up: Up, position, rotation, fy: float, height: int) -> dict:
     return {"position": [float(v) for v in u @ np.asarray(position, dtype=np.float64)],
             "quaternion": quaternion(u @ np.asarray(rotation, dtype=np.float64) @ OPENCV_TO_ENGINE),
             "fov": math.degrees(2 * math.atan(height / (2 * fy)))}
-
-
-def look_at(position: np.ndarray, target: np.ndarray, fov: float) -> dict:
-    """An engine camera at `position` looking at `target`, level with the engine's y-up world."""
-    back = position - target
-    back /= np.linalg.norm(back)
-    right = np.cross([0.0, 1.0, 0.0], back)
-    if np.linalg.norm(right) < 1e-6:  # straight down or up
-        right = np.array([1.0, 0.0, 0.0])
-    right /= np.linalg.norm(right)
-    up = np.cross(back, right)
-    return {"position": [float(v) for v in position], "quaternion": quaternion(np.stack([right, up, back], axis=1)),
-            "fov": fov}

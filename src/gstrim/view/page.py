@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gstrim.view.engine import engine_path
-
 STATIC = Path(__file__).with_name("static")
 
 
-def page_routes(manifest: dict, scene_files: list[Path]) -> dict[str, Path | bytes]:
+def page_routes(manifest: dict, scene_files: list[Path], engine: Path) -> dict[str, Path | bytes]:
     """URL path -> file (or bytes) for the page showing `scene_files` (one per `manifest["scenes"]` entry, in
-    order); each scene's URL is added to the manifest the page reads."""
+    order) with the renderer `engine` (`view.engine.engine_path()`); each scene's URL is added to the manifest
+    the page reads."""
     routes: dict[str, Path | bytes] = {"/": STATIC / "index.html", "/index.html": STATIC / "index.html",
-                                       "/viewer.js": STATIC / "viewer.js", "/engine.mjs": engine_path()}
+                                       "/viewer.js": STATIC / "viewer.js", "/engine.mjs": engine}
     scenes = []
     for i, (scene, file) in enumerate(zip(manifest["scenes"], scene_files, strict=True)):
         url = f"scenes/{i}/{file.name}"

@@ -4,7 +4,7 @@
 // cameras looking down -z), so this file only loads, draws and moves the camera.
 import * as pc from "./engine.mjs";
 
-const state = { ready: false, loaded: 0, scenes: 0, frames: 0, settled: 0, errors: [], mode: "side", swipe: 0.5 };
+const state = { ready: false, loaded: 0, settled: 0, errors: [], mode: "side", swipe: 0.5 };
 window.gstrim = state;
 const $ = (id) => document.getElementById(id);
 
@@ -143,7 +143,6 @@ const cameras = manifest.scenes.map((scene, i) => {
   views.appendChild(divider);
   return { camera, panel, divider };
 });
-state.scenes = cameras.length;
 
 function layout() {
   const n = cameras.length;
@@ -185,8 +184,6 @@ state.setCamera = (index) => {
   setPose(manifest.cameras[index]);
 };
 state.orbit = orbit;
-state.pan = pan;
-state.dolly = dolly;
 // every engine camera's pose, for checks that the views share one camera
 state.cameraPoses = () => cameras.map(({ camera }) => [...camera.getPosition().toArray(),
   ...camera.getRotation().toArray(), camera.camera.fov]);
@@ -251,7 +248,6 @@ app.on("update", () => {
   }
 });
 app.on("frameend", () => {
-  state.frames += 1;
   if (state.loaded === cameras.length) state.settled += 1;
   // a few frames after the last change, so that the engine's sort (in a worker) has caught up
   state.ready = state.loaded === cameras.length && state.settled >= manifest.start.settle_frames;

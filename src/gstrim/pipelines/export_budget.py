@@ -23,6 +23,7 @@ from gstrim.io.formats import SceneFormat, load_scene, written_size
 from gstrim.io.model import load_model
 from gstrim.pipelines.budget import (
     PROXY_VIEWS,
+    SEARCH_DIR,
     load_search,
     log_points,
     mean_psnr,
@@ -31,8 +32,6 @@ from gstrim.pipelines.budget import (
     search_record,
 )
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
-
-SEARCH_DIR = "search"
 
 
 def _copy(source: Path, target: Path) -> None:

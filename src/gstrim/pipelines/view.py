@@ -29,7 +29,7 @@ from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene, written_size
 from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, shipped_scene
 from gstrim.options import option
-from gstrim.pipelines.export import RUN_SUFFIX
+from gstrim.pipelines.export import run_dir_of
 from gstrim.report.table import read_table
 from gstrim.scene import GaussianScene
 from gstrim.view import frame
@@ -101,7 +101,7 @@ def _from_path(path: Path, name: str | None = None) -> Shown:
     if path.is_dir():
         metrics = _recorded_metrics(read_json(path / "results.json"), model.label)
     else:  # an exported file: its fine-tuning run beside it
-        run = path.with_name(path.name + RUN_SUFFIX)
+        run = run_dir_of(path)
         metrics = _recorded_metrics(read_json(run / "results.json"), "") if run.is_dir() else {}
         root = root or (run if (run / "cameras.json").is_file() else None)
     return Shown(name or (path.name if path.is_dir() else path.stem), path, model.source, model.scene, metrics, root)

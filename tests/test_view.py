@@ -25,6 +25,7 @@ from gstrim.io.model import load_model, point_cloud_path, read_cameras_json, wri
 from gstrim.pipelines.view import ViewerConfig, Viewing, collect, engine_files, manifest, screenshot
 from gstrim.render import rasterize
 from gstrim.view import frame
+from gstrim.view.page import page_routes
 from gstrim.view.server import ViewServer
 
 
@@ -163,21 +164,55 @@ def test_server_serves_only_its_files(tmp_path):
             assert status == 404 and b"secret" not in body, path
 
 
-def test_view_stops_on_ctrl_c(tmp_path, rng):
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_view_stops_on_ctrl_c(tmp_path, rng, stop):
+    """Started as a CI script's background job is (SIGINT ignored, inherited), it still stops on Ctrl-C: before the
+    fix it ran on, which made this test fail whenever the suite itself ran in the background."""
     model = _model_folder(tmp_path / "m", random_scene(rng, 20))
     env = dict(os.environ, GSTRIM_VIEWER_ENGINE=str(tmp_path / "m" / "results.json"))  # any file will do here
     proc = subprocess.Popen([sys.executable, "-m", "gstrim.cli", "view", str(model), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_ignore_sigint)
     try:
         line = proc.stdout.readline()
         assert line.startswith("gstrim view: http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[2]
         assert _get(url, "/")[0] == 200 and _get(url, "/../pyproject.toml")[0] == 404
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=20) == 0
         assert "stopped" in proc.stdout.read()
     finally:
         proc.kill()
+
+
+def test_server_answers_only_its_own_host(tmp_path):
+    """DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 sends Host: evil.example and is refused."""
+    with ViewServer({"/": b"page"}) as server:
+        port = server.server_address[1]
+        for host, status in ((f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), ("localhost", 200),
+                             (f"evil.example:{port}", 403), ("127.0.0.1.evil.example", 403), ("", 403)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.putrequest("GET", "/", skip_host=True)
+            if host:
+                conn.putheader("Host", host)
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == status, host
+            assert (response.read() == b"page") == (status == 200)
+
+
+def test_scene_urls_are_encoded(tmp_path):
+    odd = tmp_path / "a #1 100%.ply"
+    odd.write_bytes(b"ply")
+    routes = page_routes({"scenes": [{"name": "odd"}]}, [odd], tmp_path / "engine.mjs")
+    url = json.loads(routes["/manifest.json"])["scenes"][0]["url"]
+    assert "#" not in url and " " not in url
+    with ViewServer(routes) as server:
+        assert _get(server.url, "/" + url)[:2] == (200, b"ply")
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -23,10 +23,13 @@ MAX_BITS = 21  # three axes in a 63-bit code
 
 def bit_lengths(values: np.ndarray) -> np.ndarray:
     """Significant bits of each uint64 (0 for 0)."""
-    v = values.astype(np.uint64)
-    for shift in (1, 2, 4, 8, 16, 32):
-        v = v | (v >> np.uint64(shift))
-    return np.bitwise_count(v).astype(np.uint8)
+    v = values.astype(np.uint64)  # a copy, shifted down in place
+    lengths = np.zeros(v.shape, np.uint8)
+    for shift in (32, 16, 8, 4, 2, 1):  # a binary search per value (np.bitwise_count needs NumPy 2)
+        high = v >= np.uint64(1 << shift)
+        lengths[high] += shift
+        v[high] >>= np.uint64(shift)
+    return lengths + (v > 0)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ as `.ply` into a temporary folder first. The cameras to jump between are the fir
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import tempfile
+import threading
 import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,10 +312,29 @@ def screenshot(paths: list[str | Path], out: str | Path, config: ViewerConfig, *
     return out
 
 
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGINT and SIGTERM stop the server, whatever the parent left them as: a process started in the background
+    by a shell without job control (a CI script's `&`) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt, so `gstrim view` ran on after its Ctrl-C (the flaky CI test). The old handlers return after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def serve(paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
           open_browser: bool = True) -> None:
-    """Serve the page until Ctrl-C."""
-    with Viewing(paths, config, host=host, port=port) as viewing:
+    """Serve the page until Ctrl-C (SIGINT) or SIGTERM."""
+    with Viewing(paths, config, host=host, port=port) as viewing, _stopped_by_signals():
         try:  # from the moment the address is out, Ctrl-C is the way to stop
             for s in viewing.shown:
                 progress.log(f"view: {s.name}: {s.file} ({len(s.scene):,} Gaussians)")

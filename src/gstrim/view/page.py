@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 STATIC = Path(__file__).with_name("static")
 
@@ -17,8 +18,8 @@ def page_routes(manifest: dict, scene_files: list[Path], engine: Path) -> dict[s
                                        "/viewer.js": STATIC / "viewer.js", "/engine.mjs": engine}
     scenes = []
     for i, (scene, file) in enumerate(zip(manifest["scenes"], scene_files, strict=True)):
-        url = f"scenes/{i}/{file.name}"
-        routes["/" + url] = file
+        routes[f"/scenes/{i}/{file.name}"] = file  # the server matches decoded paths
+        url = f"scenes/{i}/{quote(file.name)}"  # a name with '#', '%' or '?' is still one path
         scenes.append({**scene, "url": url})
     routes["/manifest.json"] = json.dumps({**manifest, "scenes": scenes}).encode()
     return routes

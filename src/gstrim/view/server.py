@@ -1,10 +1,14 @@
 """The page's HTTP server (standard library): it serves exactly the files it was given, by exact URL path,
-and nothing else: no directory listings, no path resolution, so `../` or an absolute path is a 404."""
+and nothing else: no directory listings, no path resolution, so `../` or an absolute path is a 404. It answers
+only requests addressed to it by name (the Host header): a page on another site whose domain was re-pointed at
+127.0.0.1 (DNS rebinding) sends its own domain and gets a 403, so it cannot read the scenes."""
 
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import shutil
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -24,6 +28,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _answer(self, body: bool) -> None:
+        if not self.server.addressed_to_me(self.headers.get("Host")):
+            self.send_error(403, "unknown Host")
+            return
         path = unquote(urlsplit(self.path).path)
         served = self.server.routes.get(path)
         if served is None:
@@ -55,6 +62,7 @@ class ViewServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, routes: dict[str, Path | bytes], host: str = "127.0.0.1", port: int = 0):
         self.routes = dict(routes)
+        self.host_name = host.lower()  # as given (`--host`), before it resolves to the bound address
         super().__init__((host, port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -62,6 +70,24 @@ class ViewServer(http.server.ThreadingHTTPServer):
         """A browser that closes the page mid-download is no error worth a traceback."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+    def addressed_to_me(self, host_header: str | None) -> bool:
+        """Whether a request's Host names this server: the address it bound, a loopback name, or, bound to
+        every interface, any IP literal or this machine's own name (a rebound domain is none of these)."""
+        if not host_header:
+            return False
+        name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+        name = name.strip("[]").lower()
+        bound = str(self.server_address[0]).lower()
+        if name in {bound, self.host_name, "localhost", "127.0.0.1", "::1"}:
+            return True
+        if bound in ("0.0.0.0", "", "::"):
+            try:
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return name in {socket.gethostname().lower(), socket.getfqdn().lower()}
+        return False
 
     @property
     def url(self) -> str:

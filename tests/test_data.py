@@ -166,7 +166,7 @@ def test_truncated_colmap_binary(tmp_path):
     write_colmap(tmp_path)
     p = tmp_path / "sparse" / "0" / "images.bin"
     p.write_bytes(p.read_bytes()[:100])
-    with pytest.raises(GstrimError, match="images.bin: truncated COLMAP binary file"):
+    with pytest.raises(GstrimError, match="images.bin: (truncated COLMAP|COLMAP binary file declares .* hold fewer)"):
         load_dataset(tmp_path)
 
 

@@ -187,23 +187,3 @@ def test_every_seed_is_compared_with_its_own_no_prune_model(baseline, tmp_path):
     assert not list((tmp_path / "sweep" / "claims").glob("*.claim"))  # every claim released
 
 
-def test_a_run_is_claimed_by_one_worker_and_a_dead_workers_claim_is_taken_over(tmp_path):
-    import json
-    import socket
-    import subprocess
-
-    from gstrim.pipelines.claims import holding, try_claim
-
-    claim = tmp_path / "claims" / "gradient-0.8.claim"
-    assert try_claim(claim)
-    assert not try_claim(claim)  # held by a live worker (this process)
-    with holding(claim):
-        assert claim.exists()
-    assert not claim.exists()  # released
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
-    assert try_claim(claim)  # its worker is gone: taken over
-    assert json.loads(claim.read_text())["pid"] != dead.pid
-    claim.write_text(json.dumps({"host": "another-node", "pid": 1}))
-    assert not try_claim(claim)  # another host's claim, touched recently: still held

@@ -159,7 +159,7 @@ def test_compressed_ply_malformed(tmp_path):
     data = compressed_ply.compressed_ply_bytes(compressed_ply.encode(scene))
     wrong_count = tmp_path / "count.compressed.ply"
     wrong_count.write_bytes(data.replace(b"element chunk 2", b"element chunk 1"))
-    with pytest.raises(GstrimError, match="chunks for 300"):
+    with pytest.raises(GstrimError, match="chunks for 300|bytes after the PLY"):
         load_scene(wrong_count)
     truncated = tmp_path / "short.compressed.ply"
     truncated.write_bytes(data[:-400])

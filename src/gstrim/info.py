@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstrim.io import gsz
 from gstrim.io.container import read_container
 from gstrim.io.formats import format_of
 
@@ -44,7 +45,7 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
 def gsz_bits(path: str | Path) -> dict:
     """Where the bits of a .gsz file go: per stored array, its bits per Gaussian before coding (the
     quantised array as stored) and in the file (after its codec), and the container's own overhead."""
-    entries, meta = read_container(path)
+    entries, meta = read_container(path, gsz.check_declared)
     n = max(int(meta.get("gaussians", 0)), 1)
     size = Path(path).stat().st_size
     streams = [{"stream": name, "shape": list(e.data.shape), "codec": e.codec, "raw_bits": 8 * e.data.nbytes / n,

@@ -16,18 +16,21 @@ import torch
 
 from gstrim.camera import Camera, image_size, load_size
 from gstrim.errors import GstrimError
+from gstrim.io.limits import read_text_bytes
 
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flip camera y and z axes
 
 
 def read_transforms(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_text_bytes(path))
     except FileNotFoundError:
         raise GstrimError("file is missing", path) from None
     except json.JSONDecodeError as exc:
         raise GstrimError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path) from None
-    if "camera_angle_x" not in meta or not isinstance(meta.get("frames"), list):
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise GstrimError(f"invalid JSON ({type(exc).__name__})", path) from None
+    if not isinstance(meta, dict) or "camera_angle_x" not in meta or not isinstance(meta.get("frames"), list):
         raise GstrimError("not a Blender transforms file (needs 'camera_angle_x' and 'frames')", path)
     return meta
 

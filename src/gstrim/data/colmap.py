@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gstrim.errors import GstrimError
+from gstrim.io.limits import image_side, no_trailing_bytes
 
 # COLMAP camera model ids, names and parameter counts (colmap `src/colmap/sensor/models.h`).
 CAMERA_MODELS = {
@@ -78,6 +79,18 @@ class _Reader:
         self.pos += size
         return out
 
+    def count(self, min_record_bytes: int) -> int:
+        """A record count, refused where the bytes left cannot hold that many records (checked before any
+        allocation: the count is a u64 the file may set to anything)."""
+        n = self.take("<Q")[0]
+        if n * min_record_bytes > len(self.data) - self.pos:
+            raise GstrimError(f"COLMAP binary file declares {n:,} records, its {len(self.data) - self.pos:,} "
+                              "bytes hold fewer", self.path)
+        return n
+
+    def end(self) -> None:
+        no_trailing_bytes(self.pos, len(self.data), self.path, "the declared COLMAP records")
+
     def cstring(self) -> str:
         end = self.data.find(b"\0", self.pos)
         if end < 0:
@@ -96,11 +109,13 @@ def _model_name(model_id: int, path: Path) -> str:
 def read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     r = _Reader(path)
     cameras = {}
-    for _ in range(r.take("<Q")[0]):
+    for _ in range(r.count(24)):
         cam_id, model_id, width, height = r.take("<iiQQ")
         model = _model_name(model_id, path)
         params = np.array(r.take(f"<{_PARAM_COUNT[model]}d"))
-        cameras[cam_id] = ColmapCamera(cam_id, model, width, height, params)
+        cameras[cam_id] = ColmapCamera(cam_id, model, image_side(width, path, "camera width"),
+                                       image_side(height, path, "camera height"), params)
+    r.end()
     return cameras
 
 
@@ -108,7 +123,7 @@ def read_images_bin(path: Path) -> dict[int, ColmapImage]:
     r = _Reader(path)
     images = {}
     point_dtype = np.dtype([("xy", "<f8", 2), ("id", "<i8")])
-    for _ in range(r.take("<Q")[0]):
+    for _ in range(r.count(73)):
         image_id, qw, qx, qy, qz, tx, ty, tz, cam_id = r.take("<I7dI")
         name = r.cstring()
         pts = r.array(point_dtype, r.take("<Q")[0])
@@ -116,12 +131,13 @@ def read_images_bin(path: Path) -> dict[int, ColmapImage]:
             image_id, np.array([qw, qx, qy, qz]), np.array([tx, ty, tz]), cam_id, name,
             pts["xy"].copy(), pts["id"].copy(),
         )
+    r.end()
     return images
 
 
 def read_points3d_bin(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = _Reader(path)
-    count = r.take("<Q")[0]
+    count = r.count(struct.calcsize("<Q3d3BdQ"))
     ids = np.empty(count, np.int64)
     xyz = np.empty((count, 3), np.float64)
     rgb = np.empty((count, 3), np.uint8)
@@ -129,6 +145,7 @@ def read_points3d_bin(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pid, x, y, z, cr, cg, cb, _err, track_len = r.take("<Q3d3BdQ")
         r.array(np.dtype("<i4"), 2 * track_len)  # track (image id, keypoint index) pairs: unused
         ids[i], xyz[i], rgb[i] = pid, (x, y, z), (cr, cg, cb)
+    r.end()
     return xyz, rgb, ids
 
 

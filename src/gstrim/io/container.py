@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -31,6 +32,7 @@ import numpy as np
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.entropy import ans_decode, ans_encode
+from gstrim.io.limits import inflate, no_trailing_bytes
 
 MAGIC = b"GSTRIMZ\0"
 FORMAT_VERSION = 2
@@ -58,23 +60,33 @@ def register_codec(codec: Codec) -> Codec:
     return codec
 
 
-def byte_codec(name: str, compress: Callable[[bytes], bytes], decompress: Callable[[bytes], bytes]) -> Codec:
-    """A general-purpose codec of an array's bytes."""
+def byte_codec(name: str, compress: Callable[[bytes], bytes], decompress: Callable[[bytes, int], bytes]) -> Codec:
+    """A general-purpose codec of an array's bytes; `decompress(blob, size)` gives exactly `size` bytes or fails."""
     return Codec(name, lambda a: compress(a.tobytes()),
-                 lambda blob, dtype, count: np.frombuffer(decompress(blob), dtype=dtype, count=count))
+                 lambda blob, dtype, count: np.frombuffer(decompress(blob, count * dtype.itemsize), dtype=dtype,
+                                                          count=count))
 
 
-def _zstd() -> tuple[Callable, Callable]:
+def _zstd_compress(data: bytes) -> bytes:
     import zstandard
 
-    return (lambda b: zstandard.ZstdCompressor(level=19).compress(b),
-            lambda b: zstandard.ZstdDecompressor().decompress(b))
+    return zstandard.ZstdCompressor(level=19).compress(data)
 
 
-register_codec(byte_codec("raw", bytes, bytes))
-register_codec(byte_codec("deflate", lambda b: zlib.compress(b, 9), zlib.decompress))
-register_codec(byte_codec("lzma", lambda b: lzma.compress(b, preset=9), lzma.decompress))
-register_codec(byte_codec("zstd", lambda b: _zstd()[0](b), lambda b: _zstd()[1](b)))
+def _raw(blob: bytes, size: int) -> bytes:
+    if len(blob) != size:
+        raise ValueError(f"raw array of {len(blob):,} bytes, declared {size:,}")
+    return blob
+
+
+register_codec(byte_codec("raw", bytes, _raw))
+def _inflater(codec: str) -> Callable[[bytes, int], bytes]:
+    return lambda blob, size: inflate(codec, blob, size, "", "array")
+
+
+register_codec(byte_codec("deflate", lambda b: zlib.compress(b, 9), _inflater("zlib")))
+register_codec(byte_codec("lzma", lambda b: lzma.compress(b, preset=9), _inflater("lzma")))
+register_codec(byte_codec("zstd", _zstd_compress, _inflater("zstd")))
 register_codec(Codec("ans", ans_encode, ans_decode))
 
 
@@ -131,8 +143,11 @@ def write_container(path: str | Path, entries: dict[str, Entry], meta: dict, cod
     return len(data)
 
 
-def read_container(path: str | Path) -> tuple[dict[str, Entry], dict]:
-    """(arrays, meta) of a .gsz file; one-line errors for anything that is not an intact file we can read."""
+def read_container(path: str | Path, check_declared: Callable[[dict, list[dict], int], None] | None = None,
+                   ) -> tuple[dict[str, Entry], dict]:
+    """(arrays, meta) of a .gsz file; one-line errors for anything that is not an intact file we can read.
+    `check_declared(meta, table, file_bytes)` refuses (ValueError) declared shapes its kind of file cannot have,
+    before anything is decoded; every array is then decoded to exactly its declared size (`io.limits`)."""
     path = Path(path)
     if not path.is_file():
         raise GstrimError("no such file", path)
@@ -150,17 +165,44 @@ def read_container(path: str | Path) -> tuple[dict[str, Entry], dict]:
         raise GstrimError("checksum mismatch: the .gsz file is truncated or corrupted", path)
     start = len(MAGIC) + 8
     try:
+        if start + header_len > len(body):
+            raise ValueError(f"header of {header_len:,} bytes runs past the file")
         header = json.loads(body[start:start + header_len])
         payload = body[start + header_len:]
+        table = _declared_table(header, len(payload))
+        if check_declared is not None:
+            check_declared(header["meta"], table, len(data))
         entries = {}
-        for item in header["arrays"]:
+        for item in table:
             blob = payload[item["offset"]:item["offset"] + item["length"]]
-            if item["dtype"] not in DTYPES or item["codec"] not in CODECS:
-                raise ValueError(f"array {item['name']!r}: unsupported dtype or codec")
-            dtype, count = np.dtype(item["dtype"]).newbyteorder("<"), int(np.prod(item["shape"]))
+            dtype, count = np.dtype(item["dtype"]).newbyteorder("<"), math.prod(item["shape"])
             array = CODECS[item["codec"]].decode(blob, dtype, count).reshape(item["shape"])
             entries[item["name"]] = Entry(array.astype(item["dtype"]), item.get("attrs", {}), item["codec"],
                                           len(blob))
         return entries, header["meta"]
+    except GstrimError as exc:
+        raise GstrimError(exc.message, path) from None
     except Exception as exc:  # past the checksum only a file another program wrote gets here
         raise GstrimError(f"malformed .gsz file: {exc}", path) from exc
+
+
+def _declared_table(header: dict, payload_bytes: int) -> list[dict]:
+    """The array table, checked: known dtypes and codecs, shapes of non-negative integers, and blobs that tile
+    the payload exactly (no gaps, no overlap, nothing after the last one)."""
+    if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) \
+            or not isinstance(header.get("arrays"), list):
+        raise ValueError("header lacks its meta and array table")
+    at = 0
+    for item in header["arrays"]:
+        if item.get("dtype") not in DTYPES or item.get("codec") not in CODECS:
+            raise ValueError(f"array {item.get('name')!r}: unsupported dtype or codec")
+        shape = item.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValueError(f"array {item['name']!r}: shape {shape!r} is not a list of sizes")
+        if item.get("offset") != at or not isinstance(item.get("length"), int) or item["length"] < 0:
+            raise ValueError(f"array {item['name']!r}: its bytes do not follow the previous array's")
+        at += item["length"]
+    no_trailing_bytes(at, payload_bytes, "", "the declared arrays")
+    if at > payload_bytes:
+        raise ValueError(f"the arrays need {at:,} bytes, the payload holds {payload_bytes:,}")
+    return header["arrays"]

@@ -19,6 +19,8 @@ import constriction
 import numba
 import numpy as np
 
+from gstrim.io.limits import Inflating
+
 
 def _as_integers(dtype: np.dtype) -> np.dtype:
     """Floats are coded as their bit patterns."""
@@ -46,19 +48,24 @@ def ans_encode(values: np.ndarray) -> bytes:
 
 
 def ans_decode(blob: bytes, dtype: np.dtype, count: int) -> np.ndarray:
+    """`count` values of `dtype`; the model is inflated only as far as its alphabet size says (at most one
+    entry per symbol), so a blob cannot make the decoder allocate more than the `count` it was asked for."""
     (model_len,) = struct.unpack_from("<I", blob)
-    model = lzma.decompress(blob[4:4 + model_len])
-    (size,) = struct.unpack_from("<I", model)
-    alphabet = np.cumsum(np.frombuffer(model, "<i8", size, 4))
-    counts = np.frombuffer(model, "<u4", size, 4 + 8 * size)
-    if int(counts.sum()) != count:
-        raise ValueError(f"entropy-coded stream holds {int(counts.sum())} symbols, not {count}")
+    model = Inflating("lzma", blob[4:4 + model_len], "", "entropy model")
+    (size,) = struct.unpack("<I", model.take(4))
+    if size > max(count, 1):
+        raise ValueError(f"entropy model of {size:,} symbols for a stream of {count:,}")
+    alphabet = np.cumsum(np.frombuffer(model.take(8 * size), "<i8"))
+    counts = np.frombuffer(model.take(4 * size), "<u4")
+    model.end()
+    if int(counts.sum(dtype=np.int64)) != count:
+        raise ValueError(f"entropy-coded stream holds {int(counts.sum(dtype=np.int64))} symbols, not {count}")
     integers = _as_integers(np.dtype(dtype))
     if size <= 1:
         return np.full(count, alphabet[0] if size else 0, dtype=integers).view(dtype)
     words = np.frombuffer(blob, "<u4", offset=4 + model_len).astype(np.uint32)
     symbols = constriction.stream.stack.AnsCoder(words).decode(_model(counts), count)
-    return alphabet[symbols].astype(integers).view(dtype)
+    return alphabet.astype(integers)[symbols].view(dtype)
 
 
 # ---- variable-length bit fields ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ is what the eye sees most, and 24 bits per Gaussian keep it exact to 8 bits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import torch
 
 from gstrim.errors import GstrimError
 from gstrim.io.container import AUTO, Entry, read_container, write_container
+from gstrim.io.limits import plausible_count
 from gstrim.io.packing import QuantParams, morton_order
 from gstrim.io.positions import PositionGrid, cell_order, decode_cells, encode_cells
 from gstrim.scene import GaussianScene, sh_degree_from_rest
@@ -177,9 +179,26 @@ def write_gsz(path: str | Path, cs: CodebookScene, quant: dict[str, QuantParams]
     return write_container(path, entries, header, codec, version)
 
 
+MAX_TABLE_ROWS = 1 << 16  # a codebook may have more entries than the scene has Gaussians, up to this many
+MAX_ROW_VALUES = 3 * 16  # the widest row: degree-3 SH, 16 coefficients of 3 colours
+
+
+def check_declared(meta: dict, table: list[dict], file_bytes: int) -> None:
+    """A scene file's declared sizes, before anything is decoded: a Gaussian count the file's bytes can back
+    (`io.limits`), every array a per-Gaussian array or a codebook (rows up to the count or MAX_TABLE_ROWS, one
+    more for an index's "DC only"), rows no wider than degree-3 SH, positions of at most 64 bits each."""
+    n = plausible_count(meta.get("gaussians"), file_bytes, "")
+    for item in table:
+        shape, name = item["shape"], item["name"]
+        rows, width = (shape[0] if shape else 1), math.prod(shape[1:])
+        limit = 8 * (n + 1) if name == "position_bits" else max(n, MAX_TABLE_ROWS) + 1
+        if rows > limit or width > MAX_ROW_VALUES:
+            raise ValueError(f"array {name!r} of shape {shape} does not fit a scene of {n:,} Gaussians")
+
+
 def read_gsz(path: str | Path) -> CodebookScene:
     """The dequantised codebook scene of a .gsz file (exactly the values fine-tuning rendered)."""
-    entries, meta = read_container(path)
+    entries, meta = read_container(path, check_declared)
     if meta.get("kind") not in GSZ_KINDS:
         raise GstrimError(f"a .gsz container of kind {meta.get('kind')!r}, not a scene "
                           f"({' or '.join(GSZ_KINDS)})", path)

@@ -23,6 +23,7 @@ from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import load_scene
+from gstrim.io.limits import image_side, read_text_bytes
 from gstrim.scene import GaussianScene
 
 CONFIG_NAME = "config.json"
@@ -86,17 +87,19 @@ def read_cameras_json(path: Path) -> list[Camera]:
     """The cameras of an INRIA `cameras.json` (camera-to-world rotation rows, centre, focal lengths; the
     principal point at the image centre, as the INRIA code assumes), without images."""
     try:
-        entries = json.loads(Path(path).read_text())
+        entries = json.loads(read_text_bytes(Path(path)))
+        if not isinstance(entries, list):
+            raise TypeError("not a list of cameras")
         cameras = []
         for e in entries:
             c2w = np.eye(4)
             c2w[:3, :3] = np.asarray(e["rotation"], np.float64)
             c2w[:3, 3] = np.asarray(e["position"], np.float64)
-            w, h = int(e["width"]), int(e["height"])
+            w, h = (image_side(e[side], path, f"camera {side}") for side in ("width", "height"))
             K = torch.tensor([[e["fx"], 0, w / 2], [0, e["fy"], h / 2], [0, 0, 1]], dtype=torch.float32)
             name = str(e.get("img_name", e.get("id", len(cameras))))
             cameras.append(Camera(name, w, h, K, torch.tensor(np.linalg.inv(c2w), dtype=torch.float32)))
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         raise GstrimError(f"not a readable cameras.json ({type(exc).__name__}: {exc})", path) from None
     if not cameras:
         raise GstrimError("cameras.json lists no cameras", path)

@@ -17,6 +17,7 @@ import numpy as np
 
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
+from gstrim.io.limits import no_trailing_bytes
 from gstrim.scene import GaussianScene, num_sh_rest, row_chunks, sh_degree_from_rest
 
 _PLY_TYPES = {
@@ -69,6 +70,8 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
                 raise GstrimError(f"unsupported PLY format line {line!r}", path)
             fmt = words[1]
         elif words[0] == "element" and len(words) == 3:
+            if not words[2].isdigit():
+                raise GstrimError(f"PLY element count {words[2]!r} is not a non-negative integer", path)
             elements.append(_Element(words[1], int(words[2])))
         elif words[0] == "property" and elements:
             if words[1] == "list":
@@ -82,7 +85,18 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
             raise GstrimError(f"malformed PLY header line {line!r}", path)
     if fmt is None:
         raise GstrimError("PLY header has no 'format' line", path)
+    for e in elements:
+        names = [n for n, _ in e.properties]
+        if len(set(names)) < len(names):
+            raise GstrimError(f"PLY element '{e.name}' names a property twice", path)
     return fmt, elements
+
+
+def _row_dtype(element: _Element, endian: str, path: Path) -> np.dtype:
+    try:
+        return np.dtype([(n, endian + t) for n, t in element.properties])
+    except (ValueError, TypeError) as exc:  # a repeated property name, for one
+        raise GstrimError(f"PLY element '{element.name}' has unusable properties ({exc})", path) from None
 
 
 @dataclass
@@ -125,12 +139,19 @@ def _vertices(path: Path) -> _Vertices:
         for e in elements[: names.index("vertex")]:
             if e.has_list:
                 raise GstrimError(f"PLY element '{e.name}' before 'vertex' has list properties", path)
-            offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize
-        dtype = np.dtype([(n, endian + t) for n, t in vertex.properties])
+            offset += e.count * _row_dtype(e, endian, path).itemsize
+        dtype = _row_dtype(vertex, endian, path)
+    if not dtype.itemsize:
+        raise GstrimError("PLY 'vertex' element has no properties", path)
     size = path.stat().st_size
     if size < offset + dtype.itemsize * vertex.count:
         raise GstrimError(f"truncated PLY: {vertex.count} vertices need {offset + dtype.itemsize * vertex.count} "
                           f"bytes, file has {size}", path)
+    after = elements[names.index("vertex") + 1:]
+    if not any(e.has_list for e in after):  # elements of list properties have no size known from the header
+        end = offset + dtype.itemsize * vertex.count + sum(e.count * _row_dtype(e, endian, path).itemsize
+                                                           for e in after)
+        no_trailing_bytes(end, size, path, "the PLY's declared elements")
     return _Vertices(path, fmt, dtype, vertex.count, offset)
 
 
@@ -151,12 +172,13 @@ def read_elements(path: Path) -> dict[str, np.ndarray]:
         for e in elements:
             if e.has_list:
                 raise GstrimError(f"PLY element '{e.name}' has list properties", path)
-            dtype = np.dtype([(n, endian + t) for n, t in e.properties])
-            data = f.read(dtype.itemsize * e.count)
-            if len(data) < dtype.itemsize * e.count:
+            dtype = _row_dtype(e, endian, path)
+            left = path.stat().st_size - f.tell()
+            if left < dtype.itemsize * e.count:  # checked before reading: a count can claim any size
                 raise GstrimError(f"truncated PLY: element '{e.name}' needs {dtype.itemsize * e.count:,} bytes, "
-                                  f"file has {len(data):,}", path)
-            out[e.name] = np.frombuffer(data, dtype=dtype, count=e.count)
+                                  f"file has {left:,}", path)
+            out[e.name] = np.frombuffer(f.read(dtype.itemsize * e.count), dtype=dtype, count=e.count)
+        no_trailing_bytes(f.tell(), path.stat().st_size, path, "the PLY's declared elements")
     return out
 
 

@@ -36,6 +36,7 @@ from PIL import Image
 
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import atomic_path
+from gstrim.io.limits import plausible_count, read_text_bytes, zip_member
 from gstrim.io.packing import (
     from_smallest_three,
     largest_first,
@@ -360,11 +361,7 @@ def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None
 
 def written_size(path: Path) -> int:
     """Bytes of a written SOG: the bundle, or the folder's meta.json with the images it names."""
-    if not is_folder_output(path):
-        return path.stat().st_size
-    meta = open_sog(path)[0]
-    names = {n for key in ("means", "scales", "quats", "sh0", "shN") for n in meta.get(key, {}).get("files", [])}
-    return path.stat().st_size + sum((path.parent / n).stat().st_size for n in names)
+    return open_sog(path)[2] if is_folder_output(path) else path.stat().st_size
 
 
 def write_with(path: str | Path, scene: GaussianScene, options: SogOptions | None = None) -> None:
@@ -428,52 +425,82 @@ def quantiser(scene: GaussianScene, options: SogOptions | None, context: Quantis
 
 
 # ---- reading --------------------------------------------------------------------------------------------
-def open_sog(path: Path) -> tuple[dict, Callable[[str], bytes]]:
-    """(meta.json, a loader of the files it names) of a .sog bundle or a SOG folder's meta.json."""
+MAX_META_BYTES = 16 << 20  # meta.json: a few codebooks of 256 numbers (a 64k-entry one takes ~1 MB)
+
+
+def _max_image_bytes(pixels: int) -> int:
+    """The most a lossless WebP of `pixels` RGBA texels can take (its raw size twice over, plus headers)."""
+    return 8 * pixels + (64 << 10)
+
+
+def open_sog(path: Path) -> tuple[dict, Callable[[str, int], bytes], int]:
+    """(meta.json, a loader of the files it names, the bytes of the whole SOG) of a .sog bundle or a SOG folder's
+    meta.json. `load(name, pixels)` refuses a file larger than a WebP of that many texels can be."""
     if not path.is_file():
         raise GstrimError("no such file", path)
     if is_folder_output(path):
-        def load(name: str) -> bytes:
+        def load(name: str, pixels: int) -> bytes:
             f = path.parent / name
-            if not f.is_file():
+            if Path(name).name != name or not f.is_file():
                 raise GstrimError(f"SOG image {name} named in meta.json is missing", path)
+            if f.stat().st_size > _max_image_bytes(pixels):
+                raise GstrimError(f"SOG image {name} has {f.stat().st_size:,} bytes, more than an image of "
+                                  f"{pixels:,} texels can need", path)
             return f.read_bytes()
-        text = path.read_bytes()
-    else:
-        try:
-            z = zipfile.ZipFile(path)
-            names = set(z.namelist())
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise GstrimError(f"not a SOG bundle (not a ZIP: {exc})", path) from None
-        if "meta.json" not in names:
-            raise GstrimError("not a SOG bundle (no meta.json inside)", path)
+        text = read_text_bytes(path, MAX_META_BYTES)
+        meta = _parse_meta(text, path)
+        names = {n for key in ("means", "scales", "quats", "sh0", "shN") for n in _files_of(meta, key)}
+        total = len(text) + sum((path.parent / n).stat().st_size for n in names
+                                if Path(n).name == n and (path.parent / n).is_file())
+        return meta, load, total
+    try:
+        z = zipfile.ZipFile(path)
+        names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise GstrimError(f"not a SOG bundle (not a ZIP: {exc})", path) from None
+    if "meta.json" not in names:
+        raise GstrimError("not a SOG bundle (no meta.json inside)", path)
 
-        def load(name: str) -> bytes:
-            if name not in names:
-                raise GstrimError(f"SOG image {name} named in meta.json is missing from the bundle", path)
-            try:
-                return z.read(name)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise GstrimError(f"corrupt SOG bundle member {name} ({exc})", path) from None
-        text = load("meta.json")
+    def load(name: str, pixels: int) -> bytes:
+        if name not in names:
+            raise GstrimError(f"SOG image {name} named in meta.json is missing from the bundle", path)
+        return zip_member(z, name, _max_image_bytes(pixels), path)
+    return _parse_meta(zip_member(z, "meta.json", MAX_META_BYTES, path), path), load, path.stat().st_size
+
+
+def _parse_meta(text: bytes, path: Path) -> dict:
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise GstrimError(f"bad meta.json ({exc})", path) from None
-    return meta, load
+    if not isinstance(meta, dict):
+        raise GstrimError("bad meta.json: not a JSON object", path)
+    return meta
+
+
+def _files_of(meta: dict, key: str) -> list[str]:
+    files = meta.get(key, {}).get("files", []) if isinstance(meta.get(key), dict) else []
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 def _image(data: bytes, name: str, n: int, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The first `n` RGBA texels of a WebP, its declared size checked before its pixels are decoded."""
     try:
         img = Image.open(io.BytesIO(data))
-        img.load()
+        size = img.size
     except Exception as exc:  # Pillow raises many types for a damaged image
         raise GstrimError(f"SOG image {name} is not a readable WebP ({exc})", path) from None
-    rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
-    if shape is not None and img.size != shape:
-        raise GstrimError(f"SOG image {name} is {img.size[0]} x {img.size[1]}, expected {shape[0]} x {shape[1]}", path)
-    if img.size[0] * img.size[1] < n:
-        raise GstrimError(f"SOG image {name} is {img.size[0]} x {img.size[1]}, too small for {n:,} Gaussians", path)
+    if shape is not None and size != shape:
+        raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, expected {shape[0]} x {shape[1]}", path)
+    if size[0] * size[1] < n:
+        raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, too small for {n:,} Gaussians", path)
+    if size[0] * size[1] > max(4 * n, 1 << 20):
+        raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, far larger than {n:,} Gaussians need", path)
+    try:
+        img.load()
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    except Exception as exc:
+        raise GstrimError(f"SOG image {name} is not a readable WebP ({exc})", path) from None
     return rgba.reshape(-1, 4)[:n].astype(np.int64)
 
 
@@ -486,12 +513,13 @@ def _codebook(meta: dict, key: str, path: Path) -> torch.Tensor:
 
 def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     path = Path(path)
-    meta, load = open_sog(path)
+    meta, load, stored_bytes = open_sog(path)
     if meta.get("version") != VERSION:
         raise GstrimError(f"unsupported SOG version {meta.get('version')!r} (gstrim reads version {VERSION})", path)
     n = meta.get("count")
-    if not isinstance(n, int) or n < 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise GstrimError("bad meta.json: count is not a non-negative integer", path)
+    plausible_count(n, stored_bytes, path)
     try:
         mins, maxs = (torch.tensor(meta["means"][k], dtype=torch.float64) for k in ("mins", "maxs"))
         files = {key: meta[key]["files"] for key in ("means", "scales", "quats", "sh0")}
@@ -501,7 +529,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         raise GstrimError("bad meta.json: means.mins and means.maxs need 3 values each", path)
 
     def image(key: str, i: int = 0) -> np.ndarray:
-        return _image(load(files[key][i]), files[key][i], n, path)
+        return _image(load(files[key][i], max(4 * n, 1 << 20)), files[key][i], n, path)
 
     lo, hi = image("means", 0), image("means", 1)
     means = _means_decode(torch.from_numpy(lo[:, :3] | hi[:, :3] << 8), mins, maxs).float()
@@ -515,17 +543,18 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     if "shN" in meta:
         sh_meta = meta["shN"]
         bands, count = sh_meta.get("bands"), sh_meta.get("count")
-        if bands not in (1, 2, 3) or not isinstance(count, int) or count < 1:
-            raise GstrimError("bad meta.json: shN.bands must be 1-3 and shN.count positive", path)
+        if bands not in (1, 2, 3) or not isinstance(count, int) or not 1 <= count <= MAX_PALETTE:
+            raise GstrimError(f"bad meta.json: shN.bands must be 1-3 and shN.count within 1-{MAX_PALETTE}", path)
         k = num_sh_rest(bands)
         book = _codebook(meta, "shN", path)
         names = sh_meta.get("files", [])
         if len(names) != 2:
             raise GstrimError("bad meta.json: shN.files needs the centroids and labels images", path)
         rows = math.ceil(count / PALETTE_ROW)
-        centroids = _image(load(names[0]), names[0], count * k, path, shape=(PALETTE_ROW * k, rows))
+        centroids = _image(load(names[0], PALETTE_ROW * k * rows), names[0], count * k, path,
+                           shape=(PALETTE_ROW * k, rows))
         entries = torch.from_numpy(centroids[:, :3].reshape(count, k, 3))
-        labels = torch.from_numpy(_image(load(names[1]), names[1], n, path))
+        labels = torch.from_numpy(_image(load(names[1], max(4 * n, 1 << 20)), names[1], n, path))
         label = labels[:, 0] | labels[:, 1] << 8
         valid = label < count
         values = book[entries.clamp(max=len(book) - 1)]
@@ -539,7 +568,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
 
 def describe_sog(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
     scene = read_sog(path, nonfinite)
-    meta, _ = open_sog(path)
+    meta, _, _ = open_sog(path)
     palette = meta.get("shN", {}).get("count")
     kind = "folder" if is_folder_output(path) else "bundle"
     details = f"sog (version {meta['version']}, {kind}" + (f", SH palette of {palette:,})" if palette else ")")

@@ -25,7 +25,6 @@ spec's RUB default applies only when a writer states its source frame, which nei
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import zstandard
 
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import atomic_path
+from gstrim.io.limits import Inflating, inflate, no_trailing_bytes, plausible_count
 from gstrim.io.packing import (
     SQRT1_2,
     from_smallest_three,
@@ -235,49 +235,38 @@ def _sizes(n: int, degree: int, version: int) -> list[int]:
 
 
 def _body_from_bytes(data: bytes, path: Path) -> tuple[int, int, int, int, int, list[bytes]]:
-    """(version, count, degree, fractional bits, flags, attribute streams) of a .spz file's bytes."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise GstrimError(f"corrupt .spz gzip stream ({exc})", path) from None
-        if len(data) < _LEGACY_HEADER.size:
-            raise GstrimError("truncated .spz: no header", path)
-        magic, version, n, degree, bits, flags, _ = _LEGACY_HEADER.unpack_from(data)
-        legacy = True
+    """(version, count, degree, fractional bits, flags, attribute streams) of a .spz file's bytes. Nothing is
+    inflated past what the header declares (`io.limits`)."""
+    legacy = data[:2] == b"\x1f\x8b"
+    if legacy:
+        stream = Inflating("gzip", data, path, ".spz gzip stream")
+        magic, version, n, degree, bits, flags, _ = _LEGACY_HEADER.unpack(stream.take(_LEGACY_HEADER.size))
     else:
         if len(data) < _HEADER_V4.size:
             raise GstrimError("not a .spz file (too short for a header)", path)
         magic, version, n, degree, bits, flags, count, toc = _HEADER_V4.unpack_from(data)
-        legacy = False
     if magic != MAGIC:
         raise GstrimError("not a .spz file (no NGSP magic)", path)
     if version not in VERSIONS or (legacy and version == 4) or (not legacy and version != 4):
         raise GstrimError(f"unsupported .spz version {version} (gstrim reads {VERSIONS})", path)
     if degree > 3:
         raise GstrimError(f".spz SH degree {degree} is beyond 3, the most gstrim's scenes hold", path)
+    plausible_count(n, len(data), path)
     sizes = _sizes(n, degree, version)
     if legacy:
-        body = data[_LEGACY_HEADER.size:]
-        if len(body) < sum(sizes):
-            raise GstrimError(f"truncated .spz: {n:,} Gaussians need {sum(sizes):,} bytes, has {len(body):,}", path)
-        offsets = np.cumsum([0] + sizes)
-        return version, n, degree, bits, flags, [body[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        streams = [stream.take(size) for size in sizes]
+        stream.end()
+        return version, n, degree, bits, flags, streams
     if count != len(sizes) or toc < _HEADER_V4.size or toc + 16 * count > len(data):
         raise GstrimError(f"corrupt .spz v4 header ({count} streams, table at {toc})", path)
     streams, at = [], toc + 16 * count
-    decompressor = zstandard.ZstdDecompressor()
     for i, expected in enumerate(sizes):
         packed, raw = struct.unpack_from("<QQ", data, toc + 16 * i)
         if raw != expected or at + packed > len(data):
             raise GstrimError(f"truncated or corrupt .spz v4 stream {i}", path)
-        try:
-            streams.append(decompressor.decompress(data[at:at + packed], max_output_size=raw))
-        except zstandard.ZstdError as exc:
-            raise GstrimError(f"corrupt .spz v4 stream {i} ({exc})", path) from None
-        if len(streams[-1]) != raw:
-            raise GstrimError(f"corrupt .spz v4 stream {i}", path)
+        streams.append(inflate("zstd", data[at:at + packed], raw, path, f".spz v4 stream {i}"))
         at += packed
+    no_trailing_bytes(at, len(data), path, "the .spz v4 streams")
     return version, n, degree, bits, flags, streams
 
 

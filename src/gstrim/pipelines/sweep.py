@@ -265,9 +265,10 @@ class Sweep:
         if name == INPUT:
             if self.known_input() is not None:
                 return "found"
-            if not try_claim(self.claim_path(INPUT)):
+            claim = try_claim(self.claim_path(INPUT))
+            if claim is None:
                 return "held"
-            with holding(self.claim_path(INPUT)):
+            with holding(claim):
                 progress.log("== input: test-view evaluation")
                 folder = RunFolder(self.root / INPUT, {})
                 folder.root.mkdir(parents=True, exist_ok=True)
@@ -276,9 +277,10 @@ class Sweep:
         run = next(r for r in self.runs if r.name == name)
         if self._checked(run) is not None:
             return "found"
-        if not try_claim(self.claim_path(name)):
+        claim = try_claim(self.claim_path(name))
+        if claim is None:
             return "held"
-        with holding(self.claim_path(name)):
+        with holding(claim):
             if self.finished(run) is not None:  # finished by another worker between the look and the claim
                 return "found"
             self.execute(run, self.known_input())

@@ -1,0 +1,162 @@
+"""What a reader may allocate for a file, in one place: every reader checks the counts a file declares against
+the bytes it holds before it decodes, and decompresses through `inflate`, which is told the exact size it may
+produce and stops there.
+
+A file from the web can lie: a header of 10 Gaussians in front of a gzip stream that inflates to 1 GB, a zip
+member that inflates past its directory entry, an entropy-coded array that declares 4e9 symbols in 300 bytes.
+The rules, applied by every reader of `io` and `data`:
+- a declared Gaussian count must be plausible for the bytes present: at most one Gaussian per
+  `MIN_BYTES_PER_GAUSSIAN` bytes of the file (`plausible_count`); the smallest per-Gaussian files of the field
+  spend several bytes each (c3dgs: ~50x below INRIA's 248-byte PLY record, about 5 bytes; gstrim's `.gsz`
+  v2 about 12 bytes, docs/compression.md), so this refuses only files whose counts no data backs;
+- every compressed member inflates to exactly the size its header implies: a byte more or less is an error
+  (`inflate`), so trailing data inside a stream is refused before it is allocated;
+- bytes after a declared payload are an error (`no_trailing_bytes`);
+- text a reader parses whole (JSON) is at most `MAX_TEXT_BYTES`, and a width or height a file declares is bounded
+  (`image_side`), checked before any pixels are decoded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import zipfile
+from pathlib import Path
+
+import zstandard
+
+from gstrim.errors import GstrimError
+
+MIN_BYTES_PER_GAUSSIAN = 2
+MAX_TEXT_BYTES = 256 << 20  # cameras.json / transforms.json / meta.json: 100k cameras take ~50 MB
+MAX_IMAGE_SIDE = 32768  # a camera's or a photo's width or height (WebGL's largest textures are 16384)
+_READ_CHUNK = 1 << 24
+
+
+def plausible_count(n: int, stored_bytes: int, path: Path | str, what: str = "Gaussians") -> int:
+    """`n` if `stored_bytes` could hold `n` Gaussians (or other items) at all; a one-line error otherwise."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise GstrimError(f"declared {what} count {n!r} is not a non-negative integer", path)
+    if n > stored_bytes // MIN_BYTES_PER_GAUSSIAN:
+        raise GstrimError(f"declares {n:,} {what} but holds {stored_bytes:,} bytes (at least "
+                          f"{MIN_BYTES_PER_GAUSSIAN} per Gaussian): the count is false", path)
+    return n
+
+
+def no_trailing_bytes(used: int, total: int, path: Path | str, what: str = "the declared data") -> None:
+    if total > used:
+        raise GstrimError(f"{total - used:,} bytes after {what}", path)
+
+
+def _bounded_read(stream, size: int, path: Path | str, what: str) -> bytes:
+    """Exactly `size` bytes of a decompressing stream, never more than `size + 1` read out of it."""
+    parts, got = [], 0
+    while got <= size:
+        part = stream.read(min(_READ_CHUNK, size + 1 - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    if got > size:
+        raise GstrimError(f"{what} inflates past its declared {size:,} bytes", path)
+    if got < size:
+        raise GstrimError(f"{what} ends after {got:,} of its declared {size:,} bytes", path)
+    return b"".join(parts)
+
+
+_OPENERS = {
+    "gzip": lambda data: gzip.GzipFile(fileobj=io.BytesIO(data)),
+    "lzma": lambda data: lzma.LZMAFile(io.BytesIO(data)),  # noqa: SIM115 (in-memory, nothing to close)
+    "zstd": lambda data: zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True),
+    "zlib": lambda data: _ZlibStream(data),
+}
+_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ValueError, zipfile.BadZipFile)
+
+
+class _ZlibStream:
+    """A zlib (DEFLATE with its header) stream read like a file; data after its end is an error."""
+
+    def __init__(self, data: bytes):
+        import zlib
+
+        self._d, self._pending = zlib.decompressobj(), data
+
+    def read(self, n: int) -> bytes:
+        out = self._d.decompress(self._pending, n)
+        self._pending = self._d.unconsumed_tail
+        if self._d.eof and self._d.unused_data:
+            raise ValueError(f"{len(self._d.unused_data):,} bytes after the compressed stream")
+        return out
+
+
+def inflate(codec: str, data: bytes, size: int, path: Path | str, what: str) -> bytes:
+    """The `size` bytes `data` decompresses to with `codec` (gzip, zlib, lzma, zstd); a one-line error where it
+    would produce more or fewer, or is damaged. Never holds more than `size + 1` bytes of output."""
+    try:
+        return _bounded_read(_OPENERS[codec](data), size, path, what)
+    except GstrimError:
+        raise
+    except _ERRORS as exc:
+        raise GstrimError(f"corrupt {what} ({exc})", path) from None
+
+
+class Inflating:
+    """A decompressing stream read piece by piece, each piece of a known size (a header first, then what it
+    declares), with `end()` refusing anything the stream holds beyond the last piece."""
+
+    def __init__(self, codec: str, data: bytes, path: Path | str, what: str):
+        self._stream, self.path, self.what = _OPENERS[codec](data), path, what
+
+    def take(self, size: int) -> bytes:
+        try:
+            part = self._stream.read(size) if size else b""
+            while len(part) < size:
+                more = self._stream.read(size - len(part))
+                if not more:
+                    break
+                part += more
+        except _ERRORS as exc:
+            raise GstrimError(f"corrupt {self.what} ({exc})", self.path) from None
+        if len(part) < size:
+            raise GstrimError(f"truncated {self.what}", self.path)
+        return part
+
+    def end(self) -> None:
+        try:
+            extra = self._stream.read(1)
+        except _ERRORS as exc:
+            raise GstrimError(f"corrupt {self.what} ({exc})", self.path) from None
+        if extra:
+            raise GstrimError(f"{self.what} holds data after its declared contents", self.path)
+
+
+def zip_member(z: zipfile.ZipFile, name: str, max_size: int, path: Path | str) -> bytes:
+    """A zip member of at most `max_size` bytes, by its directory entry and by what it really inflates to."""
+    info = z.getinfo(name)
+    if info.file_size > max_size:
+        raise GstrimError(f"zip member {name} declares {info.file_size:,} bytes, more than the {max_size:,} its "
+                          f"contents can need", path)
+    try:
+        with z.open(info) as member:
+            return _bounded_read(member, info.file_size, path, f"zip member {name}")
+    except GstrimError:
+        raise
+    except (*_ERRORS, RuntimeError, NotImplementedError) as exc:
+        raise GstrimError(f"corrupt zip member {name} ({exc})", path) from None
+
+
+def read_text_bytes(path: Path, max_size: int = MAX_TEXT_BYTES) -> bytes:
+    """A text file read whole (JSON), refused past `max_size` before it is read."""
+    size = path.stat().st_size
+    if size > max_size:
+        raise GstrimError(f"{size:,} bytes is more than the {max_size:,} gstrim reads as text", path)
+    return path.read_bytes()
+
+
+def image_side(value, path: Path | str, what: str) -> int:
+    """A width or height a file declares: a positive integer up to MAX_IMAGE_SIDE."""
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if not whole or isinstance(value, bool) or not 0 < value <= MAX_IMAGE_SIDE:
+        raise GstrimError(f"{what} {value!r} is not a size in pixels (1-{MAX_IMAGE_SIDE})", path)
+    return int(value)

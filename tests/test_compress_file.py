@@ -34,6 +34,23 @@ def test_container_round_trip_is_bit_exact(tmp_path, rng, codec):
         assert back[name].attrs == entry.attrs
 
 
+def test_auto_codec_picks_the_smaller_coding_of_each_array(tmp_path, rng):
+    """`auto` stores each array in the smallest of its usable codecs: a skewed index codes smaller as rANS, a
+    smooth float16 ramp as lzma (floats are not entropy-coded); choosing the larger would still read back."""
+    entries = {
+        "skewed": Entry(rng.choice(4096, size=5000, p=np.r_[0.9, np.full(4095, 0.1 / 4095)]).astype(np.uint16)),
+        "ramp": Entry(np.linspace(0, 1, 5000).astype(np.float16)),
+        "noise": Entry(rng.integers(0, 256, size=5000).astype(np.uint8)),
+    }
+    write_container(tmp_path / "x.gsz", entries, {}, "auto")
+    back, _ = read_container(tmp_path / "x.gsz")
+    for name, entry in entries.items():
+        usable = ["lzma"] + (["ans"] if entry.data.dtype.kind in "iu" else [])
+        sizes = {codec: len(CODECS[codec].encode(entry.data)) for codec in usable}
+        assert back[name].coded_bytes == min(sizes.values()), (name, back[name].codec, sizes)
+    assert back["skewed"].codec == "ans"
+
+
 def test_corrupted_truncated_and_foreign_files_are_one_line_errors(tmp_path, rng):
     path = tmp_path / "x.gsz"
     write_container(path, {"a": Entry(rng.normal(size=100).astype(np.float32))}, {})

@@ -3,6 +3,7 @@ k-means on data with known clusters."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_render import make_camera, make_scene
@@ -108,3 +109,22 @@ def test_codebooks_with_a_dc_of_its_own_keep_every_dc_and_cluster_the_rest(rng, 
         torch.testing.assert_close(cs.decode().sh0, scene.sh0)
     shared, _ = build_codebooks(scene, sens, settings, settings, torch.Generator().manual_seed(0))
     assert shared.shared_dc and len(shared.sh_dc) == shared.sh_entries == 64 + 20
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5])
+def test_sh_share_keeps_view_dependent_colour_for_the_most_sensitive(rng, share):
+    """`--sh-share F` keeps the higher bands of the F most rest-sensitive Gaussians; every other one is DC only."""
+    from gstrim.compress.codebooks import ClusterSettings, build_codebooks
+    from gstrim.compress.sensitivity import Sensitivity
+
+    n = 400
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    scene = make_scene(rng, n, 3, dtype=torch.float32)
+    rest = torch.from_numpy(rng.permutation(n).astype(np.float32) + 1)  # distinct, all alive
+    sens = Sensitivity(torch.rand(n, generator=g) + 0.1, torch.rand(n, generator=g) + 0.1, rest)
+    settings = ClusterSettings(size=16, keep=0.0, steps=3, batch=256)
+    cs, report = build_codebooks(scene, sens, settings, settings, g, shared_dc=False, sh_share=share)
+    with_sh = cs.sh_index >= 0
+    top = torch.argsort(rest, descending=True)[:round(share * n)]
+    assert int(with_sh.sum()) == len(top) and bool(with_sh[top].all())
+    assert report.dc_only == n - len(top)

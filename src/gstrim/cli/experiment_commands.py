@@ -19,7 +19,7 @@ from gstrim.cli.flags import (
     inputs_from_args,
     views_from_args,
 )
-from gstrim.cli.run_commands import add_format_options, export_config_from_args
+from gstrim.cli.run_commands import add_format_finetune, add_format_options, export_config_from_args
 from gstrim.compress.stages import CompressConfig
 from gstrim.data import DataOptions
 from gstrim.pipelines.ablate import AblationConfig
@@ -36,7 +36,7 @@ def sweep_settings_from_args(args):
     per_run_defaults = {f: getattr(TrimConfig(), f) for f in PER_RUN_FIELDS}  # the sweep's own flags set these
     config = config_from_args(args, SweepConfig, variants=dict(parse_variant(v) for v in args.variant))
     configs = SweepRunConfigs(config_from_args(args, TrimConfig, **per_run_defaults),
-                              config_from_args(args, CompressConfig), export_config_from_args(args))
+                              config_from_args(args, CompressConfig), export_config_from_args(args, beside_trim=True))
     executor = config_from_args(args, ExecutorConfig, threads=args.threads)
     return config, configs, control_from_args(args), executor
 
@@ -102,6 +102,7 @@ def add_sweep_options(p) -> None:
     add_config_options(p.add_argument_group("compression (--compress)"), CompressConfig, skip=("seed", "max_loss"))
     g = p.add_argument_group("viewer formats (--formats)")
     add_config_options(g, ExportConfig, skip=("seed", "finetune", "max_loss"))
+    add_format_finetune(g)
     add_format_options(g)
 
 

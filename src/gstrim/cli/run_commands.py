@@ -31,8 +31,21 @@ def add_format_options(p) -> None:
             add_config_options(p, fmt.options)
 
 
-def export_config_from_args(args, **overrides) -> ExportConfig:
+FORMAT_FINETUNE_HELP = ("iterations of fine-tuning the viewer file through its format's quantiser, its own setting "
+                        "apart from the trim's --finetune (default: 5000 on a GPU, 1000 on the CPU)")
+
+
+def add_format_finetune(p) -> None:
+    """Beside a trim, `--finetune` is the trim's: the viewer file's fine-tuning is `--format-finetune`."""
+    p.add_argument("--format-finetune", type=int, metavar="N", help=FORMAT_FINETUNE_HELP)
+
+
+def export_config_from_args(args, *, beside_trim: bool = False, **overrides) -> ExportConfig:
+    """The export settings of a command line; `beside_trim`: a trim's command line, whose --finetune is the trim's
+    own and never reaches the export (its fine-tuning is --format-finetune)."""
     formats = {fmt.name: config_from_args(args, fmt.options) for fmt in FORMATS.values() if fmt.options is not None}
+    if beside_trim:
+        overrides["finetune"] = args.format_finetune
     return config_from_args(args, ExportConfig, formats=formats, **overrides)
 
 
@@ -56,11 +69,14 @@ def cmd_train(args) -> int:
 
 def cmd_trim(args) -> int:
     from gstrim.pipelines.compress import trim_and_compress
-    from gstrim.pipelines.export import trim_and_export
+    from gstrim.pipelines.export import check_trim_export, trim_and_export
     from gstrim.pipelines.trim import trim_scene
 
     inputs, control = inputs_from_args(args, "scene"), control_from_args(args)
     config = config_from_args(args, TrimConfig)
+    export = export_config_from_args(args, beside_trim=True, seed=config.seed) if args.format else None
+    if args.format:  # every stage's settings checked before the trim starts
+        check_trim_export(args.format, export, inputs, control)
     if args.compress:
         s, compressed = trim_and_compress(inputs, args.output, config,
                                           config_from_args(args, CompressConfig, seed=config.seed), control)
@@ -70,7 +86,7 @@ def cmd_trim(args) -> int:
     if args.compress:
         show.compress(compressed, s.mb_in)
     if args.format:
-        exported = trim_and_export(args.output, args.format, export_config_from_args(args, seed=config.seed), control)
+        exported = trim_and_export(args.output, args.format, export, control)
         show.export(exported, s.mb_in)
     return 0
 
@@ -145,8 +161,9 @@ def register(sub) -> None:
     g.add_argument("--format", choices=viewer_formats(),
                    help="then fine-tune the trimmed scene through this format's quantiser and write it as "
                         "OUTPUT/scene.<suffix>, ready for a viewer")
-    # --finetune is the trim's (the default here); --max-loss the compression's, read by both
+    # --finetune is the trim's; --max-loss the compression's, read by both
     add_config_options(g, ExportConfig, skip=("seed", "finetune", "max_loss"))
+    add_format_finetune(g)
     add_format_options(g)
     p.set_defaults(func=cmd_trim)
 

@@ -65,6 +65,13 @@ def write_text_atomic(target: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def copy_atomic(source: str | Path, target: str | Path) -> None:
+    """Copy a file so that `target` is either its old self or the whole copy, whatever stops the copy (a kill
+    leaves at most a hidden temporary beside it)."""
+    with atomic_path(target, expected_bytes=Path(source).stat().st_size) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def holds_other_files(folder: Path, record: str) -> bool:
     """Whether `folder` holds anything but its `record` file (being) written: a folder that another driver has
     just started is not "someone else's folder"."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from gstrim.errors import GstrimError
 from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz
+from gstrim.io.atomic import copy_atomic
 from gstrim.io.quantiser import Quantiser, QuantiserContext, RoundTrip
 from gstrim.resources import check_free_space
 from gstrim.scene import GaussianScene
@@ -44,6 +45,8 @@ class SceneFormat:
     viewer: bool = True  # `gstrim export` writes it (gstrim's own .gsz: `gstrim compress`)
     # `export --max-loss`: the writer options to search for a scene of N Gaussians, each a dict of option fields
     budget_options: Callable[[int], list[dict]] | None = None
+    # the files a scene's named file needs beside it (an unbundled SOG's images), which a copy takes first
+    companions: Callable[[Path], list[Path]] | None = None
 
     def default_options(self) -> Any:
         return self.options() if self.options is not None else None
@@ -89,6 +92,15 @@ def written_size(path: str | Path) -> int:
     """Bytes of a written scene (a file, or a folder format's files)."""
     fmt = format_of(path)
     return fmt.written_size(Path(path)) if fmt.written_size is not None else Path(path).stat().st_size
+
+
+def copy_scene(source: str | Path, target: str | Path) -> None:
+    """Copy a written scene, each file atomically, the named file (which names the others) last."""
+    source, target = Path(source), Path(target)
+    fmt = format_of(source)
+    for companion in fmt.companions(source) if fmt.companions is not None else []:
+        copy_atomic(companion, target.parent / companion.name)
+    copy_atomic(source, target)
 
 
 def save_scene(path: str | Path, scene: GaussianScene) -> None:
@@ -159,7 +171,7 @@ register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read
 # a .sog bundle, or a folder named by its meta.json
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
                      options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
-                     written_size=sog.written_size, budget_options=sog.budget_options))
+                     written_size=sog.written_size, budget_options=sog.budget_options, companions=sog.companions))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz, viewer=False))
 
 

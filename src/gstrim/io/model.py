@@ -179,6 +179,18 @@ class Model:
         return str(resolve_recorded(recorded.pop("path"), self.root)), recorded
 
 
+def recorded_config(path: str | Path) -> dict | None:
+    """The config.json `load_model(path)` would find beside the scene, without reading the scene."""
+    path = Path(path)
+    if path.is_dir():
+        return read_config(path)
+    if path.suffix == ".pt":
+        return read_config(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+    if _ITERATION_DIR.match(path.parent.name) and path.parent.parent.name == "point_cloud":
+        return read_config(path.parent.parent.parent)
+    return None
+
+
 def load_model(path: str | Path, iteration: int | None = None, nonfinite: str = "error") -> Model:
     """A `.ply`/`.splat` file, a model folder (its latest or the given `iteration`) or a `chkpnt*.pt`."""
     path = Path(path)

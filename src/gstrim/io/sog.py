@@ -359,6 +359,14 @@ def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None
             z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), files[name])
 
 
+def companions(path: Path) -> list[Path]:
+    """The images beside a SOG folder's meta.json (none for a bundle)."""
+    if not is_folder_output(path):
+        return []
+    meta = open_sog(path)[0]
+    return sorted({path.parent / n for key in ("means", "scales", "quats", "sh0", "shN") for n in _files_of(meta, key)})
+
+
 def written_size(path: Path) -> int:
     """Bytes of a written SOG: the bundle, or the folder's meta.json with the images it names."""
     return open_sog(path)[2] if is_folder_output(path) else path.stat().st_size

@@ -10,7 +10,6 @@ fine-tuning again; the chosen file is copied into the run's `point_cloud/`.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +21,9 @@ from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search, candidates, distinct
 from gstrim.compress.stages import CACHE_DIR, STAGES, CompressionJob, gsz_path, run_stages
 from gstrim.data import Dataset
-from gstrim.errors import ConfigError
+from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import render_views
-from gstrim.io.atomic import write_text_atomic
+from gstrim.io.atomic import copy_atomic, write_text_atomic
 from gstrim.io.gsz import CodebookScene, quant_params_of, read_gsz, write_gsz
 from gstrim.metrics.image import psnr
 from gstrim.records import Evaluation, RunSummary
@@ -45,6 +44,23 @@ def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
 def load_search(path: Path) -> dict:
     """What an interrupted search saved (empty before the first save)."""
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def checked_search(path: Path, settings: dict, resume: bool) -> dict:
+    """What an interrupted search of the same input and settings saved, to continue with --resume; a search
+    found without --resume, or made with other settings, is a one-line error (never reused silently)."""
+    saved = load_search(path)
+    if not saved:
+        return {}
+    if not resume:
+        raise GstrimError("holds an earlier budget search; pass --resume to continue it or choose another output",
+                          path)
+    recorded = saved.get("settings") or {}
+    differing = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
+    if differing:
+        raise GstrimError(f"holds a budget search made with other settings ({', '.join(differing)}); choose "
+                          "another output or remove it", path)
+    return saved
 
 
 def save_search(path: Path, search: Search, **extra) -> None:
@@ -92,7 +108,7 @@ class BudgetSearch:
         cache = root / CACHE_DIR / "sensitivity.pt"
         if not cache.exists():
             cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.job.root / CACHE_DIR / "sensitivity.pt", cache)
+            copy_atomic(self.job.root / CACHE_DIR / "sensitivity.pt", cache)
 
     def proxy(self, point: Point, views: list, input_proxy: float) -> None:
         """Size and loss of `point` before fine-tuning."""
@@ -161,7 +177,7 @@ def within_budget(job: CompressionJob, input_psnr: float, fit_in: Callable[[Path
     values, times = search_run.products.get(best.name) or _products_of(root)
     target = gsz_path(job.root, values["iteration"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(values["file"], target)
+    copy_atomic(values["file"], target)
     job.times.update(times)
     return {**values, "file": target, "budget": search_record(search, best)}
 

@@ -18,7 +18,15 @@ from gstrim.io.formats import FORMATS
 from gstrim.io.gsz import read_gsz
 from gstrim.io.model import CONFIG_NAME
 from gstrim.pipelines.budget import mean_psnr, trim_budget_left, within_budget
-from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
+from gstrim.pipelines.run import (
+    Inputs,
+    Outcome,
+    Run,
+    RunControl,
+    RunFolder,
+    RunResult,
+    check_budget_possible,
+)
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary
@@ -68,6 +76,9 @@ def compress_model(inputs: Inputs | str | Path | None, out_dir: str | Path, conf
     """Compress `inputs` (a .ply, model folder, checkpoint or trim output, or `Inputs`) into `out_dir`; without
     photos its quantisation-aware fine-tuning learns from the input's own renders. The result's `file` is the
     `.gsz`, its `record` the `compress` entry of results.json."""
+    if config is not None:
+        check_budget_possible(config.max_loss, Inputs.of(inputs) if inputs is not None else None,
+                              control or RunControl())
     return CompressRun(inputs, out_dir, config, control, known_input).execute()
 
 
@@ -78,6 +89,9 @@ def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, t
     compression of its result into `out_dir/compressed`. Resumes whichever stage an interrupted run was in.
     Returns the trim's summary and the compression's result."""
     out_dir, control = Path(out_dir), control or RunControl()
+    (compress or CompressConfig()).validate()  # before hours of trimming, not after
+    check_budget_possible((compress or CompressConfig()).max_loss, Inputs.of(inputs) if inputs is not None else None,
+                          control)
     summary = RunSummary.read(out_dir, "trim") if control.resume else None
     if summary is None:
         summary = trim_scene(inputs, out_dir, trim, control).summary

@@ -79,16 +79,19 @@ class LocalExecutor:
         if self.pool is None:
             # spawn: a fresh interpreter per worker, not a fork of a driver whose torch threads are running
             self.pool = cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
-        return self.pool.submit(perform, job, self.threads, True)
+        future = self.pool.submit(perform, job, self.threads, True)
+        future.pool = self.pool  # a failure reported late must only ever touch the pool it came from
+        return future
 
-    def lost(self, exc: BaseException) -> bool:
-        """Whether a job failed because its worker died (so it may run again): the pool is then replaced."""
-        if isinstance(exc, cf.process.BrokenProcessPool):
-            if self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
+    def lost(self, future: cf.Future, exc: BaseException) -> bool:
+        """Whether a job failed because its worker died (so it may run again): its pool is then replaced, once;
+        the late failures of a pool already replaced leave the new pool and its jobs alone."""
+        if not isinstance(exc, cf.process.BrokenProcessPool):
+            return False
+        if self.pool is not None and getattr(future, "pool", None) is self.pool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
-            return True
-        return False
+        return True
 
     def close(self) -> None:
         if self.pool is not None:
@@ -102,7 +105,7 @@ class Executor(Protocol):
 
     def room(self, running: int) -> bool: ...  # whether another job may start now
     def submit(self, job: Job) -> cf.Future: ...  # the future's result is the job's Report
-    def lost(self, exc: BaseException) -> bool: ...  # the future failed because its worker died: run it again
+    def lost(self, future: cf.Future, exc: BaseException) -> bool: ...  # its worker died: run the job again
     def close(self) -> None: ...
 
 
@@ -180,7 +183,7 @@ def drive(jobs: list[Job], executor: Executor, describe: Callable[[Report], str]
                     try:
                         report = future.result()
                     except Exception as exc:
-                        if executor.lost(exc) and tries[job.key] < MAX_TRIES:
+                        if executor.lost(future, exc) and tries[job.key] < MAX_TRIES:
                             progress.log(f"{job.key}: its worker died; running it again (it resumes)")
                             waiting[job.key] = job
                             continue

@@ -25,13 +25,21 @@ from gstrim.data import Dataset, load_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io.atomic import atomic_path
-from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, written_size
+from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, viewer_formats, written_size
 from gstrim.io.model import load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
 from gstrim.pipelines.budget import trim_budget_left
 from gstrim.pipelines.export_budget import export_within_budget
-from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, model_dataset
+from gstrim.pipelines.run import (
+    Inputs,
+    Outcome,
+    Run,
+    RunControl,
+    RunFolder,
+    check_budget_possible,
+    model_dataset,
+)
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene
@@ -56,6 +64,12 @@ class ExportConfig:
         if options is not None and "seed" in {f.name for f in fields(options)}:
             options = replace(options, seed=self.seed)
         return options
+
+    def resolved(self, device) -> ExportConfig:
+        """With the fine-tuning a pipeline that fine-tunes gives a file when none is set (trim --format, sweep)."""
+        if self.finetune is not None:
+            return self
+        return replace(self, finetune=FINETUNE[torch.device(device).type])
 
     def validate(self) -> None:
         if self.finetune is not None and self.finetune < 0:
@@ -181,6 +195,7 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
     fmt = _target(out)
     config = config or ExportConfig()
     config.validate()
+    check_budget_possible(config.max_loss, inputs if inputs.scene is not None else None, control)
     finetune = config.finetune
     if finetune is None:
         asked = inputs.data is not None or control.resume or inputs.photo_free
@@ -222,6 +237,19 @@ def _convert(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig, 
     return result
 
 
+def check_trim_export(format_name: str, config: ExportConfig | None, inputs: Inputs | None,
+                      control: RunControl) -> None:
+    """What `trim --format` will ask of the export, checked before the trim starts (it runs for hours)."""
+    if format_name not in FORMATS or not FORMATS[format_name].viewer:
+        raise GstrimError(f"{format_name!r} is not a viewer format ({', '.join(viewer_formats())})")
+    config = config or ExportConfig()
+    config.validate()
+    if config.max_loss is not None and FORMATS[format_name].budget_options is None:
+        raise ConfigError(f"{format_name} has no writer options to search; export it without {{max_loss}}",
+                          "max_loss")
+    check_budget_possible(config.max_loss, inputs, control)
+
+
 def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig | None = None,
                     control: RunControl | None = None) -> ExportResult:
     """After `gstrim trim ... -o OUT`: the trimmed scene fine-tuned through a viewer format into
@@ -229,9 +257,7 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     out_dir, control = Path(out_dir), control or RunControl()
     fmt = FORMATS[format_name]
     target = out_dir / f"scene{fmt.suffixes[0]}"
-    config = config or ExportConfig()
-    if config.finetune is None:
-        config = replace(config, finetune=FINETUNE[resolve_device(control.device).type])
+    config = (config or ExportConfig()).resolved(resolve_device(control.device))
     again = control.resume and (run_dir_of(target) / "config.json").exists()
     if config.max_loss is not None:  # against the trim's input: the file gets what the trim left
         config = replace(config, max_loss=trim_budget_left(config.max_loss, out_dir))

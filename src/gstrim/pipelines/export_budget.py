@@ -8,10 +8,10 @@ chosen file is copied to OUT and the search recorded beside it (`OUT.finetune/se
 
 from __future__ import annotations
 
-import shutil
+import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gstrim import progress
@@ -19,12 +19,12 @@ from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search
 from gstrim.data import load_dataset
 from gstrim.errors import ConfigError, GstrimError
-from gstrim.io.formats import SceneFormat, load_scene, written_size
+from gstrim.io.formats import SceneFormat, copy_scene, load_scene, written_size
 from gstrim.io.model import load_model
 from gstrim.pipelines.budget import (
     PROXY_VIEWS,
     SEARCH_DIR,
-    load_search,
+    checked_search,
     log_points,
     mean_psnr,
     report_choice,
@@ -34,11 +34,8 @@ from gstrim.pipelines.budget import (
 from gstrim.pipelines.run import Inputs, RunControl, model_dataset
 
 
-def _copy(source: Path, target: Path) -> None:
-    if source.name == "meta.json":  # an unbundled SOG: its folder, without the fine-tuning run beside it
-        shutil.copytree(source.parent, target.parent, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.finetune"))
-    else:
-        shutil.copyfile(source, target)
+def _as_json(options) -> dict:
+    return json.loads(json.dumps(asdict(options))) if options is not None else {}
 
 
 def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl,
@@ -58,7 +55,10 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     scene = model.scene.with_sh_degree(min(model.scene.sh_degree, fmt.max_sh_degree))
     root = run_dir_of(out) / SEARCH_DIR
     record = root / "search.json"
-    saved = load_search(record)
+    identity = {"input": str(Path(model.source).resolve()), "data": str(Path(data).resolve()), "format": fmt.name,
+                "max_loss": config.max_loss, "finetune": config.finetune, "seed": config.seed,
+                "options": _as_json(config.options_for(fmt))}
+    saved = checked_search(record, identity, control.resume)
     input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset)
     points = [Point(**p) for p in saved.get("points", [])]
     if not points:
@@ -75,7 +75,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     search = Search(config.max_loss, points, order=saved.get("order", []))
 
     def save() -> None:
-        save_search(record, search, input_psnr=input_psnr)
+        save_search(record, search, input_psnr=input_psnr, settings=identity)
 
     save()
     log_points(points)
@@ -101,5 +101,5 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
 
     search.run(verify, save)
     best = report_choice(search)
-    _copy(target_of(best), out)
+    copy_scene(target_of(best), out)
     return run_dir_of(target_of(best)), search_record(search, best, input_psnr=input_psnr)

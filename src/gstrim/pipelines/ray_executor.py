@@ -120,7 +120,7 @@ class RayExecutor:
         options = {"num_cpus": self.threads, "num_gpus": 1 if gpu else 0, "max_retries": MAX_RETRIES}
         return self.task.options(**options).remote(job, self.threads).future()
 
-    def lost(self, exc: BaseException) -> bool:
+    def lost(self, future: cf.Future, exc: BaseException) -> bool:
         return False  # Ray has retried the task already
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import torch
 from gstrim import progress
 from gstrim.data import Dataset, load_dataset
 from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
-from gstrim.errors import GstrimError
+from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
@@ -32,6 +32,7 @@ from gstrim.io.model import (
     latest_checkpoint,
     load_model,
     read_config,
+    recorded_config,
     relative_to_folder,
     resolve_recorded,
     write_cameras_json,
@@ -166,6 +167,28 @@ def model_dataset(model: Model, data: str | Path | None, data_options: dict | No
                          + ", ".join(f"{k}={v}" for k, v in kept.items()) + " (give them to change)")
         return data, {**kept, **given}
     return data, given
+
+
+def runs_photo_free(inputs: Inputs) -> bool:
+    """Whether a run of `inputs` will learn from virtual views (as `open_inputs` decides), known before the scene
+    is read, so that settings that need photos fail in the first second."""
+    if inputs.photo_free:
+        return True
+    if inputs.data is not None or inputs.scene is None:
+        return False
+    return "path" not in ((recorded_config(inputs.scene) or {}).get("data") or {})
+
+
+def check_budget_possible(max_loss: float | None, inputs: Inputs | None, control: RunControl) -> None:
+    """A quality budget (`--max-loss`) is measured on test photos: refused up front without them."""
+    if max_loss is None:
+        return
+    if not control.evaluate:
+        raise ConfigError("{max_loss} measures the loss on the test views; it cannot be used with {no_eval}",
+                          "max_loss", "no_eval")
+    if inputs is not None and runs_photo_free(inputs):
+        raise ConfigError("{max_loss} needs test photos to measure the loss on (--data with a test split); a "
+                          "photo-free run has none", "max_loss")
 
 
 def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,

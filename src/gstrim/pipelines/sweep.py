@@ -319,21 +319,42 @@ class Sweep:
             trimmed = known if run.source == INPUT or views is not None else \
                 Evaluation.read(source, f"ours_{self.finished_trim(run)}")
             return compress_model(inputs, out, self.configs.compress, control, trimmed).summary
-        return export_model(inputs, run.file(self.root), self.configs.export, control).summary
+        export = self.configs.export.resolved(resolve_device(self.control.device))
+        return export_model(inputs, run.file(self.root), export, control).summary
 
     def finished_trim(self, run: PlannedRun) -> int:
         return RunSummary.read(self.root / "runs" / run.source, "trim").iterations
 
     def _checked(self, run: PlannedRun) -> RunSummary | None:
-        """A finished run's summary; a trim made with other settings than the sweep asks for now is refused."""
+        """A finished run's summary; a run made with other settings than the sweep asks for now is refused, naming
+        them (a run started with other settings is never resumed or counted with these)."""
         out = run.folder(self.root)
-        if run.kind == "trim" and (out / CONFIG_NAME).is_file():
-            wanted = run.config.resolved(resolve_device(self.control.device))
-            # compared as configurations, so that a run made before a new option existed (its default) matches
-            if _recorded_trim(read_config(out)) != wanted:
-                raise GstrimError("this run was made with other trim settings than the sweep asks for now; sweep "
-                                  "into another folder or remove the run", out)
+        if (out / CONFIG_NAME).is_file():
+            recorded, wanted = self._recorded_and_wanted(run, read_config(out) or {})
+            differing = sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
+            if differing:
+                raise GstrimError(f"this run was made with other {run.kind} settings than the sweep asks for now "
+                                  f"({', '.join(differing)}); sweep into another folder or remove the run", out)
         return self.finished(run)
+
+    def _recorded_and_wanted(self, run: PlannedRun, config: dict) -> tuple[dict, dict]:
+        """The settings `config` (a run's config.json) records and those the sweep would give the run, as flat
+        dicts (a run recorded before an option existed reads as that option's default, so it matches)."""
+        device = resolve_device(self.control.device)
+        if run.kind == "trim":
+            recorded = _recorded_trim(config)
+            return (asdict(recorded) if recorded else {"trim": None}), asdict(run.config.resolved(device))
+        if run.kind == "compress":
+            try:
+                recorded = asdict(from_record(CompressConfig, config.get("compress") or {}))
+            except GstrimError:
+                recorded = {"compress": None}
+            return recorded, asdict(self.configs.compress.resolved(device))
+        wanted = self.configs.export.resolved(device).record(FORMATS[run.format])
+        recorded = dict(config.get("export") or {})
+        options, wanted_options = recorded.pop("options", {}) or {}, wanted.pop("options")
+        return ({**recorded, **{f"options.{k}": v for k, v in options.items()}},
+                {**wanted, **{f"options.{k}": v for k, v in wanted_options.items()}})
 
     # ---- collect --------------------------------------------------------------------------------------
     def collect(self, known: Evaluation, summaries: dict[str, RunSummary]) -> tuple[list[Row], dict[str, Path]]:
@@ -479,7 +500,12 @@ class SweepRunConfigs:
 
 
 def check_sweep_settings(config: SweepConfig, configs: SweepRunConfigs) -> None:
+    """Every setting of every run the sweep will make, checked before the first run starts."""
     config.validate()
+    if config.compress:
+        configs.compress.validate()
+    if config.formats:
+        configs.export.validate()
     given = {f: getattr(configs.trim, f) for f in PER_RUN_FIELDS
              if getattr(configs.trim, f) != getattr(TrimConfig(), f)}
     if given:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -44,6 +45,7 @@ def missing_on_node(paths: list[str], probe: str, token: str) -> tuple[str, list
 
 
 CONNECT_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 120.0  # a node's answer to the shared-folder check (a task of no CPUs: it starts at once)
 
 
 def reachable(address: str | None) -> None:
@@ -58,6 +60,18 @@ def reachable(address: str | None) -> None:
                           "start it with `ray start --head`") from None
 
 
+def auth_hint() -> str:
+    """What to say when joining failed and the cluster may ask for its token: Ray 2.60's `ray start --head` turns
+    token authentication on, and a driver given HOST:PORT only sends the token in token mode (measured: without
+    it ray.init retries for ~10 s behind InvalidAuthToken warnings, then "Failed to connect")."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    has_token = (Path.home() / ".ray" / "auth_token").is_file() or "RAY_AUTH_TOKEN" in os.environ \
+        or "RAY_AUTH_TOKEN_PATH" in os.environ
+    return ("; if the cluster asks for a token (InvalidAuthToken above: Ray 2.60's `ray start --head` does), run "
+            "gstrim with RAY_AUTH_MODE=token as its nodes (docs/cluster.md)") if has_token else ""
+
+
 class RayExecutor:
     inline = False
 
@@ -70,26 +84,32 @@ class RayExecutor:
         self.started = not ray.is_initialized()
         if self.started:
             reachable(address)
-            try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                         configure_logging=True)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise GstrimError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
-        self.threads = threads
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        most = max(n["Resources"].get("CPU", 0) for n in nodes)
-        if threads > most:
+        try:  # whatever fails from here on, what was started is shut down
+            if self.started:
+                try:
+                    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                             configure_logging=True)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise GstrimError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}"
+                                      f"{auth_hint()}") from None
+            self.threads = threads
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            most = max(n["Resources"].get("CPU", 0) for n in nodes)
+            if threads > most:
+                raise GstrimError(f"each run asks for {threads} CPUs (--threads) and no node of the Ray cluster has "
+                                  f"more than {most:g}")
+            self.gpus = any(n["Resources"].get("GPU", 0) > 0 for n in nodes)
+            self.task = ray.remote(run_on_node)
+            progress.log(f"ray executor: {len(nodes)} nodes, {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+                         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {threads} threads per run")
+            self.check_nodes(nodes, [str(p) for p in paths])
+        except BaseException:
             self.close()
-            raise GstrimError(f"each run asks for {threads} CPUs (--threads) and no node of the Ray cluster has more "
-                              f"than {most:g}")
-        self.gpus = any(n["Resources"].get("GPU", 0) > 0 for n in nodes)
-        self.task = ray.remote(run_on_node)
-        progress.log(f"ray executor: {len(nodes)} nodes, {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-                     f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {threads} threads per run")
-        self.check_nodes(nodes, [str(p) for p in paths])
+            raise
 
     def check_nodes(self, nodes: list[dict], paths: list[str]) -> None:
-        """Refuse a cluster where some node cannot see the output folder (paths[0]) or an input."""
+        """Refuse a cluster where some node cannot see the output folder (paths[0]) or an input, or does not
+        answer within PROBE_TIMEOUT_S."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         folder, token = Path(paths[0]), uuid.uuid4().hex
@@ -102,9 +122,12 @@ class RayExecutor:
             refs = {n["NodeID"]: check.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
                 n["NodeID"], soft=False)).remote(paths, str(probe), token) for n in nodes}
             for node, ref in refs.items():
-                host, missing = self.ray.get(ref)
+                try:
+                    host, missing = self.ray.get(ref, timeout=PROBE_TIMEOUT_S)
+                except self.ray.exceptions.GetTimeoutError:
+                    raise GstrimError(f"Ray node {node[:8]} did not answer the shared-folder check in "
+                                      f"{PROBE_TIMEOUT_S:.0f} s; is it alive (ray status)?") from None
                 if missing:
-                    self.close()
                     raise GstrimError(f"Ray node {node[:8]} on {host} cannot see it: every node must share the "
                                       "output folder and the inputs at the same paths (docs/cluster.md)", missing[0])
         finally:

@@ -279,7 +279,7 @@ def _zip_members(data: bytes) -> dict[str, bytes]:
 
 def _rezip(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:  # zeros at ~1000:1
         for name, data in members.items():
             z.writestr(name, data)
     return out.getvalue()

@@ -51,7 +51,7 @@ def ans_decode(blob: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     """`count` values of `dtype`; the model is inflated only as far as its alphabet size says (at most one
     entry per symbol), so a blob cannot make the decoder allocate more than the `count` it was asked for."""
     (model_len,) = struct.unpack_from("<I", blob)
-    model = Inflating("lzma", blob[4:4 + model_len], "", "entropy model")
+    model = Inflating.of("lzma", blob[4:4 + model_len], "", "entropy model")
     (size,) = struct.unpack("<I", model.take(4))
     if size > max(count, 1):
         raise ValueError(f"entropy model of {size:,} symbols for a stream of {count:,}")

@@ -22,6 +22,7 @@ import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 
 import zstandard
@@ -49,37 +50,10 @@ def no_trailing_bytes(used: int, total: int, path: Path | str, what: str = "the 
         raise GstrimError(f"{total - used:,} bytes after {what}", path)
 
 
-def _bounded_read(stream, size: int, path: Path | str, what: str) -> bytes:
-    """Exactly `size` bytes of a decompressing stream, never more than `size + 1` read out of it."""
-    parts, got = [], 0
-    while got <= size:
-        part = stream.read(min(_READ_CHUNK, size + 1 - got))
-        if not part:
-            break
-        parts.append(part)
-        got += len(part)
-    if got > size:
-        raise GstrimError(f"{what} inflates past its declared {size:,} bytes", path)
-    if got < size:
-        raise GstrimError(f"{what} ends after {got:,} of its declared {size:,} bytes", path)
-    return b"".join(parts)
-
-
-_OPENERS = {
-    "gzip": lambda data: gzip.GzipFile(fileobj=io.BytesIO(data)),
-    "lzma": lambda data: lzma.LZMAFile(io.BytesIO(data)),  # noqa: SIM115 (in-memory, nothing to close)
-    "zstd": lambda data: zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True),
-    "zlib": lambda data: _ZlibStream(data),
-}
-_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ValueError, zipfile.BadZipFile)
-
-
 class _ZlibStream:
     """A zlib (DEFLATE with its header) stream read like a file; data after its end is an error."""
 
     def __init__(self, data: bytes):
-        import zlib
-
         self._d, self._pending = zlib.decompressobj(), data
 
     def read(self, n: int) -> bytes:
@@ -90,45 +64,59 @@ class _ZlibStream:
         return out
 
 
-def inflate(codec: str, data: bytes, size: int, path: Path | str, what: str) -> bytes:
-    """The `size` bytes `data` decompresses to with `codec` (gzip, zlib, lzma, zstd); a one-line error where it
-    would produce more or fewer, or is damaged. Never holds more than `size + 1` bytes of output."""
-    try:
-        return _bounded_read(_OPENERS[codec](data), size, path, what)
-    except GstrimError:
-        raise
-    except _ERRORS as exc:
-        raise GstrimError(f"corrupt {what} ({exc})", path) from None
+_OPENERS = {
+    "gzip": lambda data: gzip.GzipFile(fileobj=io.BytesIO(data)),
+    "lzma": lambda data: lzma.LZMAFile(io.BytesIO(data)),  # noqa: SIM115 (in-memory, nothing to close)
+    "zstd": lambda data: zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True),
+    "zlib": _ZlibStream,
+}
+# what a damaged stream raises (zip: also an encrypted or unknown-method member)
+_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, zlib.error, ValueError, zipfile.BadZipFile,
+           RuntimeError, NotImplementedError)
 
 
 class Inflating:
-    """A decompressing stream read piece by piece, each piece of a known size (a header first, then what it
-    declares), with `end()` refusing anything the stream holds beyond the last piece."""
+    """A decompressing stream read piece by piece, each piece of a size the file declares (a header first, then
+    what the header says), never reading more than asked; `end()` refuses anything the stream holds beyond the
+    last piece (one byte is read to know)."""
 
-    def __init__(self, codec: str, data: bytes, path: Path | str, what: str):
-        self._stream, self.path, self.what = _OPENERS[codec](data), path, what
+    def __init__(self, stream, path: Path | str, what: str):
+        self._stream, self.path, self.what = stream, path, what
+
+    @classmethod
+    def of(cls, codec: str, data: bytes, path: Path | str, what: str) -> Inflating:
+        """`data` decompressed with `codec`: gzip, zlib, lzma or zstd."""
+        return cls(_OPENERS[codec](data), path, what)
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except _ERRORS as exc:
+            raise GstrimError(f"corrupt {self.what} ({exc})", self.path) from None
 
     def take(self, size: int) -> bytes:
-        try:
-            part = self._stream.read(size) if size else b""
-            while len(part) < size:
-                more = self._stream.read(size - len(part))
-                if not more:
-                    break
-                part += more
-        except _ERRORS as exc:
-            raise GstrimError(f"corrupt {self.what} ({exc})", self.path) from None
-        if len(part) < size:
-            raise GstrimError(f"truncated {self.what}", self.path)
-        return part
+        parts, got = [], 0
+        while got < size:
+            part = self._read(min(_READ_CHUNK, size - got))
+            if not part:
+                raise GstrimError(f"truncated {self.what}: it ends after {got:,} of the {size:,} bytes declared",
+                                  self.path)
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
     def end(self) -> None:
-        try:
-            extra = self._stream.read(1)
-        except _ERRORS as exc:
-            raise GstrimError(f"corrupt {self.what} ({exc})", self.path) from None
-        if extra:
+        if self._read(1):
             raise GstrimError(f"{self.what} holds data after its declared contents", self.path)
+
+
+def inflate(codec: str, data: bytes, size: int, path: Path | str, what: str) -> bytes:
+    """The `size` bytes `data` decompresses to with `codec`; a one-line error where it would produce more or fewer,
+    or is damaged. Never holds more than `size + 1` bytes of output."""
+    stream = Inflating.of(codec, data, path, what)
+    out = stream.take(size)
+    stream.end()
+    return out
 
 
 def zip_member(z: zipfile.ZipFile, name: str, max_size: int, path: Path | str) -> bytes:
@@ -138,12 +126,14 @@ def zip_member(z: zipfile.ZipFile, name: str, max_size: int, path: Path | str) -
         raise GstrimError(f"zip member {name} declares {info.file_size:,} bytes, more than the {max_size:,} its "
                           f"contents can need", path)
     try:
-        with z.open(info) as member:
-            return _bounded_read(member, info.file_size, path, f"zip member {name}")
-    except GstrimError:
-        raise
-    except (*_ERRORS, RuntimeError, NotImplementedError) as exc:
+        member = z.open(info)
+    except _ERRORS as exc:
         raise GstrimError(f"corrupt zip member {name} ({exc})", path) from None
+    with member:
+        stream = Inflating(member, path, f"zip member {name}")
+        out = stream.take(info.file_size)
+        stream.end()  # the end of the member: its CRC is checked here
+    return out
 
 
 def read_text_bytes(path: Path, max_size: int = MAX_TEXT_BYTES) -> bytes:

@@ -239,7 +239,7 @@ def _body_from_bytes(data: bytes, path: Path) -> tuple[int, int, int, int, int, 
     inflated past what the header declares (`io.limits`)."""
     legacy = data[:2] == b"\x1f\x8b"
     if legacy:
-        stream = Inflating("gzip", data, path, ".spz gzip stream")
+        stream = Inflating.of("gzip", data, path, ".spz gzip stream")
         magic, version, n, degree, bits, flags, _ = _LEGACY_HEADER.unpack(stream.take(_LEGACY_HEADER.size))
     else:
         if len(data) < _HEADER_V4.size:

@@ -42,7 +42,9 @@ class CompressRun(Run):
         config = self.config
         job = CompressionJob(scene, dataset, config, folder.root, self.control.device,
                              fit=lambda trainer, description: self.fit(folder, trainer, description),
-                             meta={"input": str(self.opened.model.source)})
+                             # the input's name only: a shipped file does not carry its author's folders (the
+                             # run's config.json records the whole path), and equal inputs give equal files
+                             meta={"input": self.opened.model.source.name})
         if config.max_loss is None:
             values = run_stages(job).values
         else:

@@ -91,9 +91,19 @@ class RunControl:
         return not self.no_eval
 
 
+def _leftover(path: Path) -> bool:
+    """A temporary of an atomic write that a kill left behind (`io.atomic`): not part of any run."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def refuse_nonempty(root: Path) -> None:
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(not _leftover(p) for p in root.iterdir()):
         raise GstrimError("output folder is not empty; pass --resume to continue its run or choose another", root)
+
+
+def nothing_recorded(root: Path) -> bool:
+    """A run stopped before it recorded itself (or never started): `--resume` then starts it."""
+    return not (root / CONFIG_NAME).is_file() and (not root.exists() or all(_leftover(p) for p in root.iterdir()))
 
 
 def check_scene_matches(scene: GaussianScene, dataset: Dataset, source: Path) -> None:
@@ -199,6 +209,9 @@ def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,
     folder = None
     data, data_options, views, photo_free = inputs.data, inputs.data_options, inputs.views, inputs.photo_free
     scene_path, teacher = inputs.scene, inputs.teacher
+    if resume and inputs.scene is not None and nothing_recorded(Path(out_dir)):
+        progress.log(f"{out_dir}: nothing recorded to resume yet (stopped before it started): starting the run")
+        resume = False
     if resume:
         folder = RunFolder.open(out_dir, verb)
         scene_path = folder.input_path
@@ -433,6 +446,8 @@ class Run:
                 else None
         else:
             before = folder.read_evaluation("input")
+            if before is None and control.evaluate and self.evaluates_input:  # stopped before it was written
+                before = folder.evaluate_input(opened.model.scene, dataset, device, self.known_input)
         self.folder = folder
         outcome = self.work(folder, scene, dataset)
         after = folder.evaluate(outcome.scene, outcome.label, dataset, device) if control.evaluate else None

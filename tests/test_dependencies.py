@@ -16,3 +16,20 @@ def test_bit_lengths_need_no_numpy_2(monkeypatch, rng):
     lengths = bit_lengths(values)
     assert lengths.dtype == np.uint8
     assert lengths.tolist() == [int(v).bit_length() for v in values]
+
+
+def test_lpips_checkpoints_read_with_either_numpy_core_name():
+    """A checkpoint names NumPy's core module as the NumPy that wrote it did (`numpy.core` before 2, `numpy._core`
+    since); the reader mapped every name to `numpy._core`, which NumPy 1.26 has not: LPIPS failed there."""
+    import io
+    import pickle
+
+    from gstrim.metrics.lpips import _NumpyOnlyUnpickler
+
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    data = pickle.dumps(array, protocol=3)  # protocol 3 names modules as text lines (GLOBAL)
+    for core in (b"numpy.core.multiarray", b"numpy._core.multiarray"):
+        named = data.replace(b"numpy._core.multiarray", core).replace(b"numpy.core.multiarray", core)
+        assert core in named
+        back = _NumpyOnlyUnpickler(io.BytesIO(named)).load()
+        assert np.array_equal(back, array)

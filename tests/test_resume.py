@@ -41,3 +41,16 @@ def test_resume_with_nothing_recorded_starts_the_run(baseline, tmp_path):
     (out / ".config.json.x1y2.tmp").write_text("{")  # what a kill during the first write leaves
     compress_model(Inputs(model), out, QUICK, RunControl(resume=True))
     assert RunSummary.read(out, "compress") is not None
+
+
+def test_equal_compressions_in_two_folders_give_equal_files(baseline, tmp_path):
+    """A .gsz named its input by an absolute path: the same compression elsewhere was another file (and a shipped
+    file carried its author's folders)."""
+    from gstrim.compress.stages import gsz_path
+
+    _, model = baseline
+    files = []
+    for out in (tmp_path / "a", tmp_path / "a much longer folder name" / "b"):
+        compress_model(model, out, QUICK, RunControl(no_eval=True))
+        files.append(gsz_path(out, 3).read_bytes())
+    assert files[0] == files[1] and str(tmp_path).encode() not in files[0]

@@ -54,8 +54,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from an LPIPS checkpoint")
-        if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core"):]
+        # the checkpoint names NumPy's core module as the NumPy that wrote it did: `numpy._core` since NumPy 2,
+        # `numpy.core` before; read it with whichever this NumPy has (pyproject.toml admits 1.26)
+        here = "numpy._core" if hasattr(np, "_core") else "numpy.core"
+        for core in ("numpy._core", "numpy.core"):
+            if module.startswith(core + "."):
+                module = here + module[len(core):]
+                break
         return super().find_class(module, name)
 
 

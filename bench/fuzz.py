@@ -185,7 +185,7 @@ def _deflate(raw: bytes, wbits: int) -> bytes:
     """gzip / zlib / raw DEFLATE of `raw`, with INFLATE_MB zeros streamed in where `raw` ends with the marker."""
     big = raw.endswith(b"\0INFLATE")
     raw = raw[:-len(b"\0INFLATE")] if big else raw
-    c = zlib.compressobj(1 if big else 6, zlib.DEFLATED, wbits)
+    c = zlib.compressobj(9 if big else 6, zlib.DEFLATED, wbits)  # zeros at ~1000:1: a crafted file under 1 MB
     out = [c.compress(raw)]
     if big:
         zeros = bytes(1 << 24)

@@ -46,3 +46,8 @@ def from_record(config_cls, settings: dict, where: str = "config.json"):
         raise GstrimError("recorded with a setting this gstrim no longer has: "
                           + ", ".join(f"{k}={v!r}" for k, v in used.items()), where)
     return config_cls(**{k: v for k, v in settings.items() if k in names})
+
+
+def differing(recorded: dict, wanted: dict) -> list[str]:
+    """The settings whose values two flat records disagree on (a key one lacks counts as None there)."""
+    return sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))

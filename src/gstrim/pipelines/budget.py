@@ -26,6 +26,7 @@ from gstrim.evaluate import render_views
 from gstrim.io.atomic import copy_atomic, write_text_atomic
 from gstrim.io.gsz import CodebookScene, quant_params_of, read_gsz, write_gsz
 from gstrim.metrics.image import psnr
+from gstrim.options import differing
 from gstrim.records import Evaluation, RunSummary
 from gstrim.scene import GaussianScene
 
@@ -55,10 +56,9 @@ def checked_search(path: Path, settings: dict, resume: bool) -> dict:
     if not resume:
         raise GstrimError("holds an earlier budget search; pass --resume to continue it or choose another output",
                           path)
-    recorded = saved.get("settings") or {}
-    differing = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
-    if differing:
-        raise GstrimError(f"holds a budget search made with other settings ({', '.join(differing)}); choose "
+    changed = differing(saved.get("settings") or {}, settings)
+    if changed:
+        raise GstrimError(f"holds a budget search made with other settings ({', '.join(changed)}); choose "
                           "another output or remove it", path)
     return saved
 

@@ -31,7 +31,7 @@ from gstrim.io.atomic import holds_other_files, write_text_atomic
 from gstrim.io.formats import FORMATS, viewer_formats
 from gstrim.io.model import CONFIG_NAME, Model, load_model, read_config, relative_to_folder, resolve_recorded
 from gstrim.metrics.fps import measure_fps
-from gstrim.options import from_record, option
+from gstrim.options import differing, from_record, option
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.claims import holding, try_claim
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
@@ -331,10 +331,10 @@ class Sweep:
         out = run.folder(self.root)
         if (out / CONFIG_NAME).is_file():
             recorded, wanted = self._recorded_and_wanted(run, read_config(out) or {})
-            differing = sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
-            if differing:
+            changed = differing(recorded, wanted)
+            if changed:
                 raise GstrimError(f"this run was made with other {run.kind} settings than the sweep asks for now "
-                                  f"({', '.join(differing)}); sweep into another folder or remove the run", out)
+                                  f"({', '.join(changed)}); sweep into another folder or remove the run", out)
         return self.finished(run)
 
     def _recorded_and_wanted(self, run: PlannedRun, config: dict) -> tuple[dict, dict]:

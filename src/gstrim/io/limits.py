@@ -6,9 +6,10 @@ A file from the web can lie: a header of 10 Gaussians in front of a gzip stream 
 member that inflates past its directory entry, an entropy-coded array that declares 4e9 symbols in 300 bytes.
 The rules, applied by every reader of `io` and `data`:
 - a declared Gaussian count must be plausible for the bytes present: at most one Gaussian per
-  `MIN_BYTES_PER_GAUSSIAN` bytes of the file (`plausible_count`); the smallest per-Gaussian files of the field
-  spend several bytes each (c3dgs: ~50x below INRIA's 248-byte PLY record, about 5 bytes; gstrim's `.gsz`
-  v2 about 12 bytes, docs/compression.md), so this refuses only files whose counts no data backs;
+  `MIN_BYTES_PER_GAUSSIAN` bytes of the file (`plausible_count`); the field's best codecs spend about 32 bits
+  per Gaussian (CodecGS, as the 3DGS.zip survey tables it, docs/compression.md) and gstrim's `.gsz` v2 about
+  80-100, so 16 bits refuses only counts that no data backs, and bounds what a small file can make a reader
+  decode (a 2 MB file: at most a million Gaussians);
 - every compressed member inflates to exactly the size its header implies: a byte more or less is an error
   (`inflate`), so trailing data inside a stream is refused before it is allocated;
 - bytes after a declared payload are an error (`no_trailing_bytes`);

@@ -233,9 +233,12 @@ def _ply_header_end(data: bytes) -> int:
     return data.find(b"end_header") + 10
 
 
+def _ply_header_number(data: bytes, r: random.Random) -> bytes:
+    return text_number(data, r, _ply_header_end(data))
+
+
 def _ply_mutations() -> list[Callable]:
-    return [flip_bits, truncate, trailing, lambda d, r: text_number(d, r, _ply_header_end(d))] * 1 + \
-        [lambda d, r: text_number(d, r, _ply_header_end(d))] * 2
+    return [flip_bits, truncate, trailing, _ply_header_number, _ply_header_number, _ply_header_number]
 
 
 def _sign(body: bytes) -> bytes:

@@ -39,8 +39,12 @@ JOBS = {
                               "--finetune", "40"],
 }
 RESUMES_ITSELF = {"sweep"}
-# what differs between two identical runs: wall times, hosts, memory, FPS, dates and absolute paths
-VOLATILE = ("_s", "wall", "seconds", "time", "host", "peak", "rss", "fps", "date", "elapsed", "ms", "when", "since")
+# what differs between two identical runs: times (keys ending _s / _ms), render speed, hosts, memory, dates
+VOLATILE_KEYS = {"fps", "host", "peak_memory", "seconds", "elapsed", "date", "since"}
+
+
+def _volatile(key: str) -> bool:
+    return key.endswith(("_s", "_ms")) or key in VOLATILE_KEYS
 
 
 def make_model(work: Path) -> None:
@@ -74,7 +78,7 @@ def run(argv: list[str], log: Path, kill_after: float | None) -> tuple[str, floa
 def _stable(value):
     """A record without what differs between identical runs."""
     if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if not any(m in k.lower() for m in VOLATILE)}
+        return {k: _stable(v) for k, v in value.items() if not _volatile(k)}
     if isinstance(value, list):
         return [_stable(v) for v in value]
     if isinstance(value, str) and value.startswith("/"):

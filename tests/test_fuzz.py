@@ -32,26 +32,31 @@ def test_every_format_survives_its_mutants(tmp_path):
         assert row["peak_mb"] < 300, (name, row)
 
 
-def test_spz_with_trailing_gzip_data_is_refused(tmp_path, rng):
-    """A 10-Gaussian header in front of a gzip stream that inflates much further was accepted."""
+def _spz_stream(tmp_path, rng) -> bytes:
+    """The inflated stream of a valid 10-Gaussian .spz (version 3: one gzip stream)."""
     good = tmp_path / "good.spz"
     save_scene(good, random_scene(rng, 10))
-    raw = gzip.decompress(good.read_bytes()) + bytes(1 << 20)
+    return gzip.decompress(good.read_bytes())
+
+
+def _spz_of(tmp_path, stream: bytes):
     bad = tmp_path / "bad.spz"
-    bad.write_bytes(gzip.compress(raw))
+    bad.write_bytes(gzip.compress(stream))
+    return bad
+
+
+def test_spz_with_trailing_gzip_data_is_refused(tmp_path, rng):
+    """A 10-Gaussian header in front of a gzip stream that inflates much further was accepted."""
+    bad = _spz_of(tmp_path, _spz_stream(tmp_path, rng) + bytes(1 << 20))
     with pytest.raises(GstrimError, match="bad.spz: .*data after its declared contents"):
         scene_info(bad)
 
 
 def test_spz_count_beyond_its_bytes_is_refused(tmp_path, rng):
-    good = tmp_path / "good.spz"
-    save_scene(good, random_scene(rng, 10))
-    raw = bytearray(gzip.decompress(good.read_bytes()))
-    struct.pack_into("<I", raw, 8, 100_000_000)
-    bad = tmp_path / "bad.spz"
-    bad.write_bytes(gzip.compress(bytes(raw)))
+    stream = bytearray(_spz_stream(tmp_path, rng))
+    struct.pack_into("<I", stream, 8, 100_000_000)
     with pytest.raises(GstrimError, match="declares 100,000,000 Gaussians but holds"):
-        scene_info(bad)
+        scene_info(_spz_of(tmp_path, bytes(stream)))
 
 
 def test_gsz_symbol_count_needs_a_plausible_scene(tmp_path, rng):

@@ -79,11 +79,11 @@ def _raw(blob: bytes, size: int) -> bytes:
     return blob
 
 
-register_codec(byte_codec("raw", bytes, _raw))
 def _inflater(codec: str) -> Callable[[bytes, int], bytes]:
     return lambda blob, size: inflate(codec, blob, size, "", "array")
 
 
+register_codec(byte_codec("raw", bytes, _raw))
 register_codec(byte_codec("deflate", lambda b: zlib.compress(b, 9), _inflater("zlib")))
 register_codec(byte_codec("lzma", lambda b: lzma.compress(b, preset=9), _inflater("lzma")))
 register_codec(byte_codec("zstd", _zstd_compress, _inflater("zstd")))

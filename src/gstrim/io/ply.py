@@ -95,7 +95,7 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element]]:
 def _row_dtype(element: _Element, endian: str, path: Path) -> np.dtype:
     try:
         return np.dtype([(n, endian + t) for n, t in element.properties])
-    except (ValueError, TypeError) as exc:  # a repeated property name, for one
+    except (ValueError, TypeError) as exc:  # a name numpy refuses (repeated names are refused in the header)
         raise GstrimError(f"PLY element '{element.name}' has unusable properties ({exc})", path) from None
 
 
@@ -168,17 +168,17 @@ def read_elements(path: Path) -> dict[str, np.ndarray]:
         endian = _FORMATS[fmt]
         if endian is None:
             raise GstrimError("ASCII PLY is not supported for this layout", path)
-        out = {}
+        size, out = path.stat().st_size, {}
         for e in elements:
             if e.has_list:
                 raise GstrimError(f"PLY element '{e.name}' has list properties", path)
             dtype = _row_dtype(e, endian, path)
-            left = path.stat().st_size - f.tell()
+            left = size - f.tell()
             if left < dtype.itemsize * e.count:  # checked before reading: a count can claim any size
                 raise GstrimError(f"truncated PLY: element '{e.name}' needs {dtype.itemsize * e.count:,} bytes, "
                                   f"file has {left:,}", path)
             out[e.name] = np.frombuffer(f.read(dtype.itemsize * e.count), dtype=dtype, count=e.count)
-        no_trailing_bytes(f.tell(), path.stat().st_size, path, "the PLY's declared elements")
+        no_trailing_bytes(f.tell(), size, path, "the PLY's declared elements")
     return out
 
 

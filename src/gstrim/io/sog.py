@@ -364,7 +364,7 @@ def companions(path: Path) -> list[Path]:
     if not is_folder_output(path):
         return []
     meta = open_sog(path)[0]
-    return sorted({path.parent / n for key in ("means", "scales", "quats", "sh0", "shN") for n in _files_of(meta, key)})
+    return sorted(path.parent / n for n in _named_files(meta))
 
 
 def written_size(path: Path) -> int:
@@ -457,8 +457,7 @@ def open_sog(path: Path) -> tuple[dict, Callable[[str, int], bytes], int]:
             return f.read_bytes()
         text = read_text_bytes(path, MAX_META_BYTES)
         meta = _parse_meta(text, path)
-        names = {n for key in ("means", "scales", "quats", "sh0", "shN") for n in _files_of(meta, key)}
-        total = len(text) + sum((path.parent / n).stat().st_size for n in names
+        total = len(text) + sum((path.parent / n).stat().st_size for n in _named_files(meta)
                                 if Path(n).name == n and (path.parent / n).is_file())
         return meta, load, total
     try:
@@ -486,9 +485,18 @@ def _parse_meta(text: bytes, path: Path) -> dict:
     return meta
 
 
-def _files_of(meta: dict, key: str) -> list[str]:
-    files = meta.get(key, {}).get("files", []) if isinstance(meta.get(key), dict) else []
-    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+def _named_files(meta: dict) -> set[str]:
+    """The image file names meta.json lists (whatever else it holds under its keys)."""
+    names = set()
+    for key in ("means", "scales", "quats", "sh0", "shN"):
+        files = meta[key].get("files", []) if isinstance(meta.get(key), dict) else []
+        names |= {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+    return names
+
+
+def _max_texels(n: int) -> int:
+    """The most texels an image of `n` Gaussians may declare (a generous square with its padding)."""
+    return max(4 * n, 1 << 20)
 
 
 def _image(data: bytes, name: str, n: int, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -502,7 +510,7 @@ def _image(data: bytes, name: str, n: int, path: Path, shape: tuple[int, int] | 
         raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, expected {shape[0]} x {shape[1]}", path)
     if size[0] * size[1] < n:
         raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, too small for {n:,} Gaussians", path)
-    if size[0] * size[1] > max(4 * n, 1 << 20):
+    if size[0] * size[1] > _max_texels(n):
         raise GstrimError(f"SOG image {name} is {size[0]} x {size[1]}, far larger than {n:,} Gaussians need", path)
     try:
         img.load()
@@ -537,7 +545,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         raise GstrimError("bad meta.json: means.mins and means.maxs need 3 values each", path)
 
     def image(key: str, i: int = 0) -> np.ndarray:
-        return _image(load(files[key][i], max(4 * n, 1 << 20)), files[key][i], n, path)
+        return _image(load(files[key][i], _max_texels(n)), files[key][i], n, path)
 
     lo, hi = image("means", 0), image("means", 1)
     means = _means_decode(torch.from_numpy(lo[:, :3] | hi[:, :3] << 8), mins, maxs).float()
@@ -562,7 +570,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         centroids = _image(load(names[0], PALETTE_ROW * k * rows), names[0], count * k, path,
                            shape=(PALETTE_ROW * k, rows))
         entries = torch.from_numpy(centroids[:, :3].reshape(count, k, 3))
-        labels = torch.from_numpy(_image(load(names[1], max(4 * n, 1 << 20)), names[1], n, path))
+        labels = torch.from_numpy(_image(load(names[1], _max_texels(n)), names[1], n, path))
         label = labels[:, 0] | labels[:, 1] << 8
         valid = label < count
         values = book[entries.clamp(max=len(book) - 1)]

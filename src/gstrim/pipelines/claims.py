@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gstrim.errors import GstrimError
@@ -46,7 +46,7 @@ class ClaimLost(GstrimError):
 class Claim:
     path: Path
     token: str
-    lost: str | None = field(default=None)  # why the claim was lost, once it is
+    lost: str | None = None  # why the claim was lost, once it is
 
 
 def _alive(pid: int) -> bool:

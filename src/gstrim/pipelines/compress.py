@@ -91,9 +91,9 @@ def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, t
     compression of its result into `out_dir/compressed`. Resumes whichever stage an interrupted run was in.
     Returns the trim's summary and the compression's result."""
     out_dir, control = Path(out_dir), control or RunControl()
-    (compress or CompressConfig()).validate()  # before hours of trimming, not after
-    check_budget_possible((compress or CompressConfig()).max_loss, Inputs.of(inputs) if inputs is not None else None,
-                          control)
+    compress = compress or CompressConfig()
+    compress.validate()  # before hours of trimming, not after
+    check_budget_possible(compress.max_loss, Inputs.of(inputs) if inputs is not None else None, control)
     summary = RunSummary.read(out_dir, "trim") if control.resume else None
     if summary is None:
         summary = trim_scene(inputs, out_dir, trim, control).summary

@@ -63,8 +63,12 @@ def test_sensitivity_against_autograd_of_the_dense_reference(rng, chunk):
     assert (ours.color > 0).sum() > 10
 
 
-def test_weighted_kmeans_finds_known_clusters(rng):
+@pytest.mark.parametrize("cpu_kernels", [True, False], ids=["cpu-kernels", "device-path"])
+def test_weighted_kmeans_finds_known_clusters(rng, monkeypatch, cpu_kernels):
+    from gstrim import devices
     from gstrim.kmeans import nearest, weighted_kmeans
+
+    monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: cpu_kernels)  # the seeding's two paths
 
     corners = torch.tensor([[(i >> b) & 1 for b in range(3)] for i in range(8)], dtype=torch.float32)
     centres = torch.cat([20 * corners, torch.from_numpy(rng.normal(0, 1, (8, 2))).float()], 1)  # separated

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_render import make_camera, make_scene
 
+from gstrim import devices
 from gstrim.prune.scores import SCORES, lightgaussian_score, pup_score, spatial_fisher
 from gstrim.render import pixel_statistics
 from gstrim.render.reference import render_dense
 from gstrim.scene import SH_C0, GaussianScene
+
+
+@pytest.fixture(params=["cpu-kernels", "device-path"], autouse=True)
+def statistics_path(request, monkeypatch):
+    """Every test of this file on both paths of `pixel_statistics`: the Numba kernel and the torch path a GPU
+    run takes (`render.pair_statistics`), here on the CPU."""
+    if request.param == "device-path":
+        from gsplat_stand_ins import run_gsplat_on_cpu
+
+        run_gsplat_on_cpu(monkeypatch)  # the gradient score renders with gsplat there
+        monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+    return request.param
 
 
 def positive_colour_scene(rng, n: int) -> GaussianScene:
@@ -135,3 +149,4 @@ def test_pixel_statistics_without_fisher_give_the_same_counts_and_weights(rng):
     full, lean = pixel_statistics(scene, cam), pixel_statistics(scene, cam, fisher=False)
     assert torch.equal(full.hits, lean.hits) and torch.equal(full.max_weight, lean.max_weight)
     assert lean.fisher2d.shape == (12, 0) and full.fisher2d.abs().sum() > 0
+

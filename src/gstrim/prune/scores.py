@@ -62,23 +62,33 @@ def gradient_score(scene: GaussianScene, cameras: list[Camera], *, background=No
     return mean_grad2d(*gradient_statistics(scene, cameras, background=background, device=device))
 
 
-def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
+def _on_device(scene: GaussianScene, device: str) -> GaussianScene:
+    """The scene's values (no graph) on the run's device, where the pixel statistics are computed."""
+    return GaussianScene(**{k: v.detach() for k, v in scene.to(resolve_device(device)).params().items()})
+
+
+def visibility_score(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto",
+                     **_) -> torch.Tensor:
     """The effective opacity: the largest blending weight alpha * T of a Gaussian over the views' pixels. Unlike
     the opacity it is low for an opaque Gaussian hidden behind a surface."""
-    weight = torch.zeros(len(scene), dtype=torch.float64)
+    scene = _on_device(scene, device)
+    weight = torch.zeros(len(scene), dtype=torch.float64, device=scene.means.device)
     for cam in progress.track(cameras, "visibility"):
         stats = pixel_statistics(scene, cam, background=background, fisher=False)
         weight = torch.maximum(weight, stats.max_weight.double())
-    return weight.float()
+    return weight.float().cpu()
 
 
 LIGHTGAUSSIAN_V_POW = 0.1  # LightGaussian's `v_pow` (VITA-Group/LightGaussian `prune.py`)
 
 
-def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
-    hits = torch.zeros(len(scene), dtype=torch.float64)
+def lightgaussian_score(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto",
+                        **_) -> torch.Tensor:
+    scene = _on_device(scene, device)
+    hits = torch.zeros(len(scene), dtype=torch.float64, device=scene.means.device)
     for cam in progress.track(cameras, "LightGaussian score"):
         hits += pixel_statistics(scene, cam, background=background, fisher=False).hits.double()
+    hits = hits.cpu()
     volume = torch.exp(scene.scales.detach().double().cpu()).prod(dim=1)
     if len(scene) == 0:
         return hits.float()
@@ -91,9 +101,8 @@ def spatial_jacobian(scene: GaussianScene, camera: Camera) -> torch.Tensor:
     """[N, 5, 6] d(means2d x, y, conic a, b, c) / d(mean xyz, log-scale xyz) per Gaussian, float64, by
     forward-mode differentiation of the projection (each Gaussian depends on its own parameters only, so one
     batched tangent per input coordinate gives every Gaussian's column)."""
-    means, scales = scene.means.detach().double().cpu(), scene.scales.detach().double().cpu()
-    quats = scene.quats.detach().double().cpu()
-    viewmat, K = camera.viewmat.double(), camera.K.double()
+    means, scales, quats = (v.detach().double() for v in (scene.means, scene.scales, scene.quats))
+    viewmat, K = camera.viewmat.to(means.device, torch.float64), camera.K.to(means.device, torch.float64)
 
     def screen(m, s):
         proj = project(m, quats, s, viewmat, K, camera.width, camera.height)
@@ -101,7 +110,7 @@ def spatial_jacobian(scene: GaussianScene, camera: Camera) -> torch.Tensor:
 
     columns = []
     for k in range(6):
-        tangent = torch.zeros(len(scene), 6, dtype=torch.float64)
+        tangent = torch.zeros(len(scene), 6, dtype=torch.float64, device=means.device)
         tangent[:, k] = 1.0
         _, column = torch.func.jvp(screen, (means, scales), (tangent[:, :3], tangent[:, 3:]))
         columns.append(column)
@@ -116,9 +125,11 @@ def _symmetric(upper: torch.Tensor, size: int) -> torch.Tensor:
     return full
 
 
-def spatial_fisher(scene: GaussianScene, cameras: list[Camera], *, background=None) -> torch.Tensor:
+def spatial_fisher(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto"
+                   ) -> torch.Tensor:
     """[N, 6, 6] PUP-3DGS's Fisher over `cameras`: sum of J^T M J, M the per-view 5x5 screen-space Fisher."""
-    fisher = torch.zeros(len(scene), 6, 6, dtype=torch.float64)
+    scene = _on_device(scene, device)
+    fisher = torch.zeros(len(scene), 6, 6, dtype=torch.float64, device=scene.means.device)
     for cam in progress.track(cameras, "PUP-3DGS score"):
         stats = pixel_statistics(scene, cam, background=background)
         seen = stats.hits > 0
@@ -127,11 +138,12 @@ def spatial_fisher(scene: GaussianScene, cameras: list[Camera], *, background=No
         J = spatial_jacobian(scene.subset(seen), cam)
         M = _symmetric(stats.fisher2d[seen].double(), 5)
         fisher[seen] += J.transpose(1, 2) @ M @ J
-    return fisher
+    return fisher.cpu()
 
 
-def pup_score(scene: GaussianScene, cameras: list[Camera], *, background=None, **_) -> torch.Tensor:
-    singular = torch.linalg.svdvals(spatial_fisher(scene, cameras, background=background))
+def pup_score(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto",
+              **_) -> torch.Tensor:
+    singular = torch.linalg.svdvals(spatial_fisher(scene, cameras, background=background, device=device))
     # Gaussians no view constrains in some direction get a floor, not -inf: the least important, still ordered
     return torch.log(singular.clamp_min(1e-300)).sum(dim=1).float()
 

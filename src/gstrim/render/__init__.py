@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gstrim import devices
 from gstrim.camera import Camera
 from gstrim.errors import GstrimError
 from gstrim.render.gsplat_backend import gsplat_available, rasterize_gsplat
@@ -62,7 +63,7 @@ def rasterize(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = N
         raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
     device = scene.means.device
     if backend == "auto":
-        backend = "gsplat" if device.type == "cuda" else "cpu"
+        backend = "cpu" if devices.uses_cpu_kernels(device) else "gsplat"
     if backend == "gsplat" and not gsplat_available():
         raise GstrimError("the gsplat backend needs the gsplat package and a CUDA GPU (pip install gstrim[gpu])")
     if backend == "cpu" and device.type != "cpu":
@@ -100,22 +101,28 @@ class PixelStatistics:
 
 def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | None = None,
                      background: torch.Tensor | tuple | None = None, fisher: bool = True) -> PixelStatistics:
-    """Per-Gaussian pixel statistics of one view for pruning scores (LightGaussian, PUP-3DGS), computed by the
-    CPU kernels whatever device the scene lives on (a scoring pass is one render per view). `fisher=False`
+    """Per-Gaussian pixel statistics of one view for pruning scores (LightGaussian, PUP-3DGS), on the scene's
+    device: the CPU kernels on the CPU, torch on a GPU (`pair_statistics`, the same rules). `fisher=False`
     skips the Fisher entries (`fisher2d` is then [N, 0]), the costly part."""
-    from gstrim.render.cpu import pixel_statistics as kernel
-
     with torch.no_grad():
-        scene = scene.to("cpu")
-        dtype = scene.means.dtype
+        device, dtype = scene.means.device, scene.means.dtype
         degree = scene.sh_degree if sh_degree is None else sh_degree
-        bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype)
-        viewmat, K = camera.viewmat.to(dtype=dtype), camera.K.to(dtype=dtype)
+        bg = torch.as_tensor(camera.background if background is None else background, dtype=dtype, device=device)
+        viewmat, K = camera.viewmat.to(device, dtype), camera.K.to(device, dtype)
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, scene.activated_opacities(),
-                                            proj.radii, proj.depths, camera.width, camera.height, bg, fisher)
+        args = (colors, scene.activated_opacities(), camera.width, camera.height, bg, fisher)
+        if devices.uses_cpu_kernels(device):
+            from gstrim.render.cpu import pixel_statistics as kernel
+
+            hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, args[1], proj.radii, proj.depths,
+                                                *args[2:])
+        else:
+            from gstrim.render.pair_statistics import pixel_statistics as on_device
+
+            hits, max_weight, fisher2d = on_device(proj, *args)
     return PixelStatistics(proj, hits, max_weight, fisher2d)
+
 
 __all__ = ["BACKENDS", "PixelStatistics", "RenderOutput", "pixel_statistics", "rasterize", "resolve_device"]

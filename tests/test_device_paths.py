@@ -58,3 +58,81 @@ def test_seeding_in_rounds_is_as_good_as_kmeans_plus_plus(rng):
                                     generator=torch.Generator().manual_seed(3))
         costs[cpu_kernels] = float((importance * (x - found[nearest(x, found)]).square().sum(1)).sum())
     assert costs[False] < 1.1 * costs[True], costs
+
+
+def test_device_sensitivity_matches_the_cpu_path(rng, monkeypatch):
+    """c3dgs's sensitivities through gsplat (its CPU stand-ins) against the CPU pixel stage, on random scenes
+    of opacity below 0.35, where gsplat's opacity-aware box and the CPU's 3-sigma box draw the same pixels."""
+    from gsplat_stand_ins import run_gsplat_on_cpu
+
+    from gstrim.compress.sensitivity import sensitivity
+
+    scene = make_scene(rng, n=150, degree=2, dtype=torch.float32, opacities=rng.uniform(-4.0, -0.7, 150))
+    cameras = [make_camera(rng, width=40, height=32, dtype=torch.float32) for _ in range(3)]
+    cpu = sensitivity(scene, cameras)
+    run_gsplat_on_cpu(monkeypatch)
+    monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+    device = sensitivity(scene, cameras)
+    assert (cpu.color > 0).sum() > 50
+    for name in ("color", "shape", "rest"):
+        ours, theirs = getattr(device, name), getattr(cpu, name)
+        torch.testing.assert_close(ours, theirs, rtol=2e-3, atol=1e-4 * float(theirs.max()), msg=name)
+
+
+NUMBA_MODULES = ("gstrim.render.cpu_kernels", "gstrim.render.gaussian_kernels", "gstrim.kmeans_kernels",
+                 "gstrim.train.init")
+
+
+@pytest.fixture
+def gpu_run_on_the_cpu(monkeypatch):
+    """A run as on a GPU: rendering through gsplat (its CPU stand-ins), every device decision taking the device
+    path, and every Numba kernel of gstrim raising if anything calls it. The rANS coder of `.gsz` files
+    (io/entropy.py) is left alone: a file is written from host memory whatever the device."""
+    import importlib
+
+    from gsplat_stand_ins import run_gsplat_on_cpu
+    from numba.core.dispatcher import Dispatcher
+
+    run_gsplat_on_cpu(monkeypatch)
+    monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+    touched = []
+    for name in NUMBA_MODULES:
+        module = importlib.import_module(name)
+        for attribute, value in vars(module).copy().items():
+            if isinstance(value, Dispatcher):
+                def forbidden(*args, _name=f"{name}.{attribute}", **kwargs):
+                    touched.append(_name)
+                    raise AssertionError(f"a GPU run reached the CPU kernel {_name}")
+
+                monkeypatch.setattr(module, attribute, forbidden)
+    yield touched
+    assert not touched
+
+
+def test_no_verb_of_a_gpu_run_reaches_a_cpu_kernel(baseline, tmp_path, capsys, gpu_run_on_the_cpu):
+    """Trim (both recipes), compress, compress --max-loss, export to SOG and a photo-free trim, with evaluation,
+    through the gsplat backend: none touches the CPU kernels."""
+    import shutil
+
+    from test_cli import run
+
+    data, model = baseline
+    small = ["--steps", "2", "--every", "3", "--finetune", "4", "--target-removal", "0.5"]
+    codebooks = ["--codebook-sh", "64", "--codebook-shape", "64", "--kmeans-steps-sh", "3", "--kmeans-steps-shape",
+                 "3", "--kmeans-batch", "256", "--qat-iterations", "4"]
+    commands = {
+        "trim paper": ["trim", model, "-o", tmp_path / "paper", "--recipe", "paper", *small],
+        "trim objects": ["trim", model, "-o", tmp_path / "objects", "--recipe", "objects", *small],
+        "compress": ["compress", model, "-o", tmp_path / "c", *codebooks],
+        "compress --max-loss": ["compress", model, "-o", tmp_path / "budget", *codebooks, "--max-loss", "0.5"],
+        "export sog": ["export", model, "-o", tmp_path / "x.sog", "--finetune", "3", "--data", data],
+    }
+    bare = tmp_path / "bare" / "scene.ply"
+    bare.parent.mkdir()
+    shutil.copy(model / "point_cloud/iteration_40/point_cloud.ply", bare)
+    commands["photo-free trim"] = ["trim", bare, "-o", tmp_path / "free", *small, "--views", "8", "--resolution",
+                                   "32"]
+    for what, argv in commands.items():
+        code, _, err = run(capsys, *argv, "--device", "cpu")  # the CPU device, down the GPU's paths
+        assert code == 0, f"{what}: {err}"
+        assert not gpu_run_on_the_cpu, what

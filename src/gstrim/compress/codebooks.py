@@ -58,16 +58,18 @@ def _unit_trace(six: torch.Tensor) -> torch.Tensor:
 
 
 def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSettings, generator: torch.Generator,
-             project=None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(codebook, index per row, rows kept un-clustered)."""
+             project=None, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(codebook, index per row, rows kept un-clustered), the k-means run on `device`."""
     keep = torch.zeros(len(x), dtype=torch.bool)
     keep[torch.argsort(importance, descending=True, stable=True)[:round(settings.keep * len(x))]] = True
     rest = torch.nonzero(~keep)[:, 0]
     size = min(settings.size, max(1, len(rest) // CODEBOOK_SHARE))
-    centroids = weighted_kmeans(x[rest], importance[rest], size, steps=settings.steps,
+    clustered = x[rest].to(device)
+    centroids = weighted_kmeans(clustered, importance[rest].to(device), size, steps=settings.steps,
                                 batch=settings.batch, generator=generator, project=project)
     index = torch.empty(len(x), dtype=torch.long)
-    index[rest] = nearest(x[rest], centroids)
+    index[rest] = nearest(clustered, centroids).cpu()
+    centroids = centroids.cpu()
     kept = torch.nonzero(keep)[:, 0]
     index[kept] = len(centroids) + torch.arange(len(kept))
     return torch.cat([centroids, x[kept]]), index, len(kept)
@@ -75,7 +77,8 @@ def _cluster(x: torch.Tensor, importance: torch.Tensor, settings: ClusterSetting
 
 def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSettings, shape: ClusterSettings,
                     generator: torch.Generator, shared_dc: bool = True,
-                    sh_share: float = 1.0) -> tuple[CodebookScene, CodebookReport]:
+                    sh_share: float = 1.0, device: torch.device | str = "cpu"
+                    ) -> tuple[CodebookScene, CodebookReport]:
     with torch.no_grad():
         alive = (sens.color > 0) | (sens.shape > 0)
         scene = scene.subset(alive)
@@ -93,14 +96,16 @@ def build_codebooks(scene: GaussianScene, sens: Sensitivity, color: ClusterSetti
             rows = torch.nonzero(with_sh)[:, 0]
             sh_index = torch.full((len(sh),), -1, dtype=torch.long)
             if len(rows):
-                sh_book, sh_index[rows], kept_sh = _cluster(sh[rows].flatten(1), sens.color[rows], color, generator)
+                sh_book, sh_index[rows], kept_sh = _cluster(sh[rows].flatten(1), sens.color[rows], color, generator,
+                                                            device=device)
                 sh_book = sh_book.reshape(-1, *sh.shape[1:])
             else:
                 sh_book, kept_sh = sh[:0], 0
             dc_only = len(sh) - len(rows)
         sh_dc, sh_rest = (sh_book[:, :1], sh_book[:, 1:]) if shared_dc else (scene.sh0, sh_book)
         six = normalized_covariance(scene.quats, scene.scales)
-        cov_book, shape_index, kept_shape = _cluster(six, sens.shape, shape, generator, project=_unit_trace)
+        cov_book, shape_index, kept_shape = _cluster(six, sens.shape, shape, generator, project=_unit_trace,
+                                                          device=device)
         rotations, axes = rotation_and_scale(cov_book)
         plain = CodebookScene.from_scene(scene)
         cs = CodebookScene(means=plain.means, opacities=plain.opacities, scale_norms=plain.scale_norms,

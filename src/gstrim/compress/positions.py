@@ -17,43 +17,43 @@ from gstrim.camera import Camera, spread_views
 from gstrim.io.gsz import CodebookScene
 from gstrim.io.positions import MAX_BITS, PositionGrid
 from gstrim.metrics.image import psnr
-from gstrim.render import rasterize
+from gstrim.render import rasterize, resolve_device
 
 POSITION_PSNR = 55.0  # dB of a render on the grid against the unquantised render (chair: 12 bits)
 PROBE_VIEWS = 4
 MIN_BITS = 6
 
 
-def _renders(cs: CodebookScene, cameras: list[Camera], background) -> list[torch.Tensor]:
-    scene = cs.decode()
+def _renders(cs: CodebookScene, cameras: list[Camera], background, device: str) -> list[torch.Tensor]:
+    scene = cs.decode().to(resolve_device(device))
     with torch.no_grad():
         return [rasterize(scene, cam, background=background).image.clamp(0, 1) for cam in cameras]
 
 
 def grid_error_db(cs: CodebookScene, grid: PositionGrid, cameras: list[Camera], reference: list[torch.Tensor],
-                  background=None) -> float:
+                  background=None, device: str = "cpu") -> float:
     """Lowest PSNR over `cameras` of the scene with positions on `grid` against `reference` renders."""
     snapped = replace(cs, means=torch.from_numpy(grid.values(grid.cells(cs.means.numpy()))))
-    return min(float(psnr(image, ref)) for image, ref in zip(_renders(snapped, cameras, background), reference,
-                                                               strict=True))
+    renders = _renders(snapped, cameras, background, device)
+    return min(float(psnr(image, ref)) for image, ref in zip(renders, reference, strict=True))
 
 
 def choose_position_bits(cs: CodebookScene, cameras: list[Camera], background=None,
-                         target_db: float = POSITION_PSNR) -> tuple[int, float]:
+                         target_db: float = POSITION_PSNR, device: str = "cpu") -> tuple[int, float]:
     """(bits, PSNR at them): the fewest bits per axis whose grid keeps every probe view within `target_db`,
-    by bisection (the error falls as bits grow)."""
+    by bisection (the error falls as bits grow); rendered on `device`."""
     if len(cs) == 0 or not cameras:
         return MAX_BITS, float("inf")
     probes = spread_views(cameras, PROBE_VIEWS)
-    reference = _renders(cs, probes, background)
+    reference = _renders(cs, probes, background, device)
     lo, hi, measured = MIN_BITS, MAX_BITS, {}
     while lo < hi:
         mid = (lo + hi) // 2
-        measured[mid] = grid_error_db(cs, PositionGrid.fit(cs.means, mid), probes, reference, background)
+        measured[mid] = grid_error_db(cs, PositionGrid.fit(cs.means, mid), probes, reference, background, device)
         if measured[mid] >= target_db:
             hi = mid
         else:
             lo = mid + 1
     if lo not in measured:
-        measured[lo] = grid_error_db(cs, PositionGrid.fit(cs.means, lo), probes, reference, background)
+        measured[lo] = grid_error_db(cs, PositionGrid.fit(cs.means, lo), probes, reference, background, device)
     return lo, measured[lo]

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from gstrim import progress
+from gstrim import devices, progress
 from gstrim.camera import Camera
 from gstrim.compress.covariance import normalized_covariance, symmetric
-from gstrim.render.cpu import RasterizePixels
+from gstrim.render import resolve_device
+from gstrim.render.gsplat_backend import rasterize_gsplat
 from gstrim.render.project import project_covariance
 from gstrim.render.sh import sh_to_rgb
 from gstrim.scene import GaussianScene, row_chunks
@@ -43,14 +44,20 @@ def _project_and_shade(means, ncov, norm2, sh0, shN, viewmat, K, camera: Camera,
 
 
 def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | None = None,
-                chunk: int | None = None) -> Sensitivity:
-    """One render and backward per view (the CPU rasterizer's pixel stage, whatever device trains): the pixel
-    stage's gradients w.r.t. conics and colours, then the chain to the covariance and SH `chunk` Gaussians
-    at a time (default `scene.CHUNK_ROWS`): autograd holds one chunk's intermediates, not the scene's (a few
-    GB at a million Gaussians), and every Gaussian's gradient is the same as in one piece."""
+                chunk: int | None = None, device: str = "cpu") -> Sensitivity:
+    """One render and backward per view, on `device`: on the CPU, the pixel stage's gradients w.r.t. conics
+    and colours, then the chain to the covariance and SH `chunk` Gaussians at a time (default
+    `scene.CHUNK_ROWS`): autograd holds one chunk's intermediates, not the scene's (a few GB at a million
+    Gaussians), and every Gaussian's gradient is the same as in one piece. On a GPU, gsplat's render of the
+    covariances, differentiated by autograd in one piece (c3dgs's way)."""
+    degree = scene.sh_degree if sh_degree is None else sh_degree
+    target = resolve_device(device)
+    if not devices.uses_cpu_kernels(target):
+        return _sensitivity_on_device(scene.to(target), cameras, degree)
+    from gstrim.render.cpu import RasterizePixels
+
     scene = scene.to("cpu")
     n = len(scene)
-    degree = scene.sh_degree if sh_degree is None else sh_degree
     with torch.no_grad():
         ncov = normalized_covariance(scene.quats, scene.scales)
         norm2 = torch.exp(scene.scales).square().sum(-1)
@@ -89,5 +96,31 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
                     target += grad.abs()
         pixels += camera.width * camera.height
     rest = g_color[:, 1:].flatten(1).amax(1) if g_color.shape[1] > 1 else torch.zeros(n, dtype=dtype)
+    return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels,
+                       rest=rest / pixels)
+
+
+def _sensitivity_on_device(scene: GaussianScene, cameras: list[Camera], degree: int) -> Sensitivity:
+    device, dtype = scene.means.device, scene.means.dtype
+    with torch.no_grad():
+        ncov = normalized_covariance(scene.quats, scene.scales)
+        norm2 = torch.exp(scene.scales).square().sum(-1)
+    leaves = [t.detach().requires_grad_(True) for t in (ncov, scene.sh0, scene.shN)]
+    totals = [torch.zeros_like(t) for t in leaves]
+    black = torch.zeros(3, dtype=dtype, device=device)
+    pixels = 0
+    for camera in progress.track(cameras, "sensitivity"):
+        viewmat, K = camera.viewmat.to(device, dtype), camera.K.to(device, dtype)
+        campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        colors = sh_to_rgb(degree, leaves[1], leaves[2], scene.means - campos)
+        image = rasterize_gsplat(scene.means, None, None, scene.opacities, colors, viewmat, K, camera.width,
+                                 camera.height, black, covars=symmetric(leaves[0]) * norm2[:, None, None])[0]
+        for total, grad in zip(totals, torch.autograd.grad(image.sum(), leaves, allow_unused=True), strict=True):
+            if grad is not None:
+                total += grad.abs()
+        pixels += camera.width * camera.height
+    g_shape, g_sh0, g_shN = (t.cpu() for t in totals)
+    g_color = torch.cat([g_sh0, g_shN], 1)
+    rest = g_shN.flatten(1).amax(1) if g_shN.shape[1] > 0 else torch.zeros(len(scene), dtype=dtype)
     return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels,
                        rest=rest / pixels)

@@ -31,6 +31,7 @@ from gstrim.io.gsz import write_gsz
 from gstrim.io.model import point_cloud_path
 from gstrim.io.positions import MAX_BITS, PositionGrid
 from gstrim.options import option
+from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
@@ -168,7 +169,7 @@ def run_stages(job: CompressionJob, until: str | None = None) -> CompressionJob:
 
 def _sensitivity(job: CompressionJob) -> dict:
     t0 = time.perf_counter()
-    sens = sensitivity(job.scene, job.dataset.train)
+    sens = sensitivity(job.scene, job.dataset.train, device=job.device)
     progress.log(f"sensitivity over {len(job.dataset.train)} views: {time.perf_counter() - t0:.1f} s")
     return {"sensitivity": sens}
 
@@ -180,7 +181,7 @@ def _clustering(job: CompressionJob) -> dict:
     t0 = time.perf_counter()
     codebooks, report = build_codebooks(job.scene, job.values["sensitivity"], color, shape,
                                         torch.Generator().manual_seed(c.seed), shared_dc=c.dc == "codebook",
-                                        sh_share=c.sh_share)
+                                        sh_share=c.sh_share, device=resolve_device(job.device))
     progress.log(f"codebooks: {codebooks.sh_entries:,} colour entries ({report.kept_sh:,} un-clustered, "
                  f"{report.dc_only:,} Gaussians DC only), "
                  f"{len(codebooks.rotations):,} shape entries ({report.kept_shape:,} un-clustered), "
@@ -192,7 +193,8 @@ def _positions(job: CompressionJob) -> dict:
     codebooks, bits = job.values["codebooks"], job.config.position_bits
     if bits is None:
         t0 = time.perf_counter()
-        bits, db = choose_position_bits(codebooks, job.dataset.train, job.dataset.background)
+        bits, db = choose_position_bits(codebooks, job.dataset.train, job.dataset.background,
+                                        device=job.device)
         progress.log(f"positions: {bits} bits per axis ({db:.1f} dB against unquantised renders): "
                      f"{time.perf_counter() - t0:.1f} s")
     return {"codebooks": replace(codebooks, grid=PositionGrid.fit(codebooks.means, bits)), "position_bits": bits}

@@ -362,6 +362,7 @@ def virtual_dataset(teacher: GaussianScene, config: ViewConfig, source: Path, de
                     ) -> tuple[Dataset, VirtualViews]:
     """A dataset of virtual views whose images are `teacher`'s renders (the scene read from `source`)."""
     config.validate()
+    teacher = teacher.to(device)  # the views' probes and the targets render on the run's device
     cameras_json = None if config.ignore_cameras_json else find_cameras_json(source)
     if cameras_json is not None:
         scene_frame(teacher, source)  # the same clear error for an empty or degenerate scene
@@ -371,10 +372,9 @@ def virtual_dataset(teacher: GaussianScene, config: ViewConfig, source: Path, de
         side = layout = None
     else:
         longest = config.resolution or DEFAULT_RESOLUTION
-        cameras, side, layout = sample_views(teacher.to("cpu"), config, longest, longest, source)
+        cameras, side, layout = sample_views(teacher, config, longest, longest, source)
     target_bytes = sum(c.width * c.height * 3 for c in cameras)
     keep = config.targets == "cache" or (config.targets == "auto" and target_bytes <= CACHE_BUDGET_BYTES)
-    teacher = teacher.to(device)
     backgrounds = _backgrounds(len(cameras), config.target_background, config.seed)
     views = [TeacherCamera(c, teacher, bg, keep) for c, bg in zip(cameras, backgrounds, strict=True)]
     if keep:

@@ -22,10 +22,12 @@ Params = dict[str, torch.Tensor]
 @dataclass
 class QuantiserContext:
     """What a quantiser may need beyond the scene: per-Gaussian importance (computed only when asked: c3dgs's
-    colour sensitivity), a seed for its fits, and the state a previous run cached (`Quantiser.cached_state`)."""
+    colour sensitivity), a seed for its fits, the device they run on, and the state a previous run cached
+    (`Quantiser.cached_state`)."""
     importance: Callable[[], torch.Tensor] | None = None
     seed: int = 0
     state: dict | None = None
+    device: torch.device | str = "cpu"  # where its fits run (the run's device)
 
 
 class Quantiser:

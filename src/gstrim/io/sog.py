@@ -142,8 +142,9 @@ def nearest_entry(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 
 def fit_codebooks(scene: GaussianScene, importance: torch.Tensor | None = None, palette_size: int | None = None,
-                  steps: int = 50, seed: int = 0) -> SogCodebooks:
-    """Codebooks for a scene; `importance` [N] (e.g. c3dgs's colour sensitivity) weights every fit."""
+                  steps: int = 50, seed: int = 0, device: torch.device | str = "cpu") -> SogCodebooks:
+    """Codebooks for a scene; `importance` [N] (e.g. c3dgs's colour sensitivity) weights every fit; the SH
+    palette's k-means runs on `device`."""
     n, k = len(scene), scene.shN.shape[1]
     w = torch.ones(n) if importance is None else importance.detach().cpu().float()
     p = {name: v.detach().cpu().float() for name, v in scene.params().items()}
@@ -152,10 +153,11 @@ def fit_codebooks(scene: GaussianScene, importance: torch.Tensor | None = None, 
     if k == 0 or n == 0:
         return SogCodebooks(scales, sh0, torch.zeros(0), torch.zeros(0, k, 3), torch.zeros(n, dtype=torch.int64))
     size = min(palette_size or default_palette_size(n), n, MAX_PALETTE)
-    flat = p["shN"].reshape(n, 3 * k)
+    flat = p["shN"].reshape(n, 3 * k).to(device)
     generator = torch.Generator().manual_seed(seed)
-    palette = weighted_kmeans(flat, w, size, steps=steps, batch=min(n, 32768), generator=generator)
-    labels = nearest(flat, palette)
+    palette = weighted_kmeans(flat, w.to(device), size, steps=steps, batch=min(n, 32768), generator=generator)
+    labels = nearest(flat, palette).cpu()
+    palette = palette.cpu()
     sh = scalar_codebook(palette, None)
     return SogCodebooks(scales, sh0, sh, palette.reshape(-1, k, 3), labels)
 
@@ -429,7 +431,8 @@ def quantiser(scene: GaussianScene, options: SogOptions | None, context: Quantis
         return SogQuantiser(SogCodebooks(**context.state))
     importance = context.importance() if context.importance is not None else None
     palette = (options or SogOptions()).palette
-    return SogQuantiser(fit_codebooks(scene, importance, palette, seed=context.seed))
+    return SogQuantiser(fit_codebooks(scene, importance, palette, seed=context.seed,
+                                       device=context.device))
 
 
 # ---- reading --------------------------------------------------------------------------------------------

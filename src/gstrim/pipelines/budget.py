@@ -35,10 +35,11 @@ PROXY_VIEWS = 10
 _BEFORE_FINETUNE = ("sensitivity", "clustering", "positions")
 
 
-def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None) -> float:
+def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None, *, device: str) -> float:
+    """The mean PSNR of `scene` over `cameras` (the test views), rendered on `device`."""
     cameras = dataset.test if cameras is None else cameras
     values = [float(psnr(image, cam.image)) for _, cam, image, _ in
-              render_views(scene, cameras, background=dataset.background, description="budget")]
+              render_views(scene, cameras, background=dataset.background, device=device, description="budget")]
     return sum(values) / len(values)
 
 
@@ -124,7 +125,8 @@ class BudgetSearch:
         path = self.root / "proxy" / "candidate.gsz"
         point.bytes = write_gsz(path, codebooks, quant_params_of(codebooks, job.config.quant_bits()),
                                 codec=job.config.codec)
-        point.proxy_loss = input_proxy - mean_psnr(read_gsz(path).decode(), self.job.dataset, views)
+        decoded = read_gsz(path).decode()
+        point.proxy_loss = input_proxy - mean_psnr(decoded, self.job.dataset, views, device=self.job.device)
 
     def verify(self, point: Point) -> float:
         root = self.root / point.name
@@ -135,7 +137,7 @@ class BudgetSearch:
         values = job.values
         self.products[point.name] = (values, job.times)
         point.bytes = values["bytes"]
-        loss = self.input_psnr - mean_psnr(read_gsz(values["file"]).decode(), self.job.dataset)
+        loss = self.input_psnr - mean_psnr(read_gsz(values["file"]).decode(), self.job.dataset, device=self.job.device)
         progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")
         return loss
 
@@ -146,7 +148,7 @@ class BudgetSearch:
         search = Search(config.max_loss, points, order=saved.get("order", []))
         if not saved:
             views = spread_views(self.job.dataset.test, PROXY_VIEWS)
-            input_proxy = mean_psnr(self.job.scene, self.job.dataset, views)
+            input_proxy = mean_psnr(self.job.scene, self.job.dataset, views, device=self.job.device)
             for point in progress.track(points, "budget proxies"):
                 self.proxy(point, views, input_proxy)
             save_search(self.record, search)

@@ -66,11 +66,10 @@ class CompressRun(Run):
                        path)
 
 
-    @staticmethod
-    def _input_psnr(folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> float:
+    def _input_psnr(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> float:
         """The input's test PSNR: its evaluation when the run made one, else measured here."""
         known = folder.read_evaluation("input")
-        return known.mean("PSNR") if known is not None else mean_psnr(scene, dataset)
+        return known.mean("PSNR") if known is not None else mean_psnr(scene, dataset, device=self.control.device)
 
 
 def compress_model(inputs: Inputs | str | Path | None, out_dir: str | Path, config: CompressConfig | None = None,

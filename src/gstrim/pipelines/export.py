@@ -175,8 +175,9 @@ class ExportRun(Run):
         importance), its fit cached in the run folder for a resumed run."""
         path = folder.root / QUANTISER_NAME
         state = torch.load(path, weights_only=True) if path.exists() else None
-        context = QuantiserContext(importance=lambda: sensitivity(scene, dataset.train).color, seed=self.config.seed,
-                                   state=state)
+        importance = lambda: sensitivity(scene, dataset.train, device=self.control.device).color  # noqa: E731
+        context = QuantiserContext(importance=importance, seed=self.config.seed, state=state,
+                                   device=resolve_device(self.control.device))
         quantiser = self.fmt.quantiser(scene, self.config.options_for(self.fmt), context)
         cached = quantiser.cached_state()
         if state is None and cached:

@@ -59,11 +59,11 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
                 "max_loss": config.max_loss, "finetune": config.finetune, "seed": config.seed,
                 "options": _as_json(config.options_for(fmt))}
     saved = checked_search(record, identity, control.resume)
-    input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset)
+    input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset, device=control.device)
     points = [Point(**p) for p in saved.get("points", [])]
     if not points:
         views = spread_views(dataset.test, PROXY_VIEWS)
-        input_proxy = mean_psnr(scene, dataset, views)
+        input_proxy = mean_psnr(scene, dataset, views, device=control.device)
         base = config.options_for(fmt)
         with tempfile.TemporaryDirectory() as tmp:
             for settings in progress.track(fmt.budget_options(len(scene)), "budget proxies"):
@@ -71,7 +71,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
                 path = Path(tmp) / f"{name}{fmt.suffixes[0]}"
                 fmt.write_scene(path, scene, replace(base, **settings))
                 points.append(Point(name, settings, written_size(path),
-                                    input_proxy - mean_psnr(load_scene(path), dataset, views)))
+                                    input_proxy - mean_psnr(load_scene(path), dataset, views, device=control.device)))
     search = Search(config.max_loss, points, order=saved.get("order", []))
 
     def save() -> None:
@@ -95,7 +95,7 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
         result = export(None if again else inputs, target, candidate, replace(control, resume=again), known_input)
         known_input = known_input or result.before  # the input is evaluated by the first candidate's run only
         point.bytes = result.bytes
-        loss = input_psnr - mean_psnr(result.scene, dataset)
+        loss = input_psnr - mean_psnr(result.scene, dataset, device=control.device)
         progress.log(f"budget: {point.name}: {point.bytes / 1e3:.1f} kB, {loss:+.3f} dB below the input")
         return loss
 

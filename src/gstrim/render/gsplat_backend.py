@@ -22,13 +22,16 @@ def gsplat_available() -> bool:
     return find_spec("gsplat") is not None and torch.cuda.is_available()
 
 
-def rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background):
-    """Returns (image [H, W, 3], alpha [H, W], means2d [1, N, 2] (graph node), radii [N], depths [N])."""
+def rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background, covars=None):
+    """Returns (image [H, W, 3], alpha [H, W], means2d [1, N, 2] (graph node), radii [N], depths [N]).
+    `covars` [N, 3, 3]: world covariances in place of quats and log-scales (which are then ignored)."""
     from gsplat import rasterization
 
     device = means.device
+    shape = {"quats": quats, "scales": torch.exp(scales)} if covars is None else {
+        "quats": None, "scales": None, "covars": covars}
     image, alpha, meta = rasterization(
-        means=means, quats=quats, scales=torch.exp(scales), opacities=torch.sigmoid(opacities), colors=colors,
+        means=means, **shape, opacities=torch.sigmoid(opacities), colors=colors,
         viewmats=viewmat.to(device)[None], Ks=K.to(device)[None], width=width, height=height,
         near_plane=NEAR_PLANE, eps2d=DILATION, sh_degree=None, packed=False,
         backgrounds=background.to(device)[None], rasterize_mode="classic",

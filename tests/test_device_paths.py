@@ -3,6 +3,8 @@ verb run through the gsplat backend (its CPU stand-ins) with the CPU kernels mad
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_render import make_camera, make_scene
@@ -136,3 +138,70 @@ def test_no_verb_of_a_gpu_run_reaches_a_cpu_kernel(baseline, tmp_path, capsys, g
         code, _, err = run(capsys, *argv, "--device", "cpu")  # the CPU device, down the GPU's paths
         assert code == 0, f"{what}: {err}"
         assert not gpu_run_on_the_cpu, what
+
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Counts, per code line of gstrim, the calls that read a tensor's values on the host (on a GPU each waits
+    for the device) while `counting` is set, for float and bool tensors: the values a GPU computes (the camera
+    order is an integer permutation drawn on the CPU)."""
+    import sys
+    from collections import Counter
+
+    import gstrim
+
+    root = str(Path(gstrim.__file__).parent)
+    reads, state = Counter(), {"counting": False}
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, _original=original, _name=name, **kwargs):
+            if state["counting"] and (self.is_floating_point() or self.dtype == torch.bool):
+                frame = sys._getframe(1)
+                if frame.f_code.co_filename.startswith(root):
+                    reads[f"{_name} at {frame.f_code.co_filename[len(root) + 1:]}:{frame.f_lineno}"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    return reads, state
+
+
+def test_fine_tuning_loops_read_the_device_at_most_every_few_iterations(baseline, tmp_path, capsys, monkeypatch,
+                                                                         gpu_run_on_the_cpu, host_reads):
+    """Over 50 iterations of each fine-tuning loop (trim after its prune, compress's quantisation-aware training,
+    .spz and .sog fine-tuning), gstrim reads device values at most every READ_EVERY iterations."""
+    from test_cli import run
+
+    from gstrim.train import Trainer
+    from gstrim.train.loop import READ_EVERY
+
+    reads, state = host_reads
+    original = Trainer.train_step
+    window = (1, 51)  # after step 0, where the trim prunes
+
+    def step(self):
+        state["counting"] = window[0] <= self.step < window[1]
+        try:
+            return original(self)
+        finally:
+            state["counting"] = window[0] <= self.step < window[1]
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    data, model = baseline
+    codebooks = ["--codebook-sh", "64", "--codebook-shape", "64", "--kmeans-steps-sh", "3", "--kmeans-steps-shape",
+                 "3", "--kmeans-batch", "256"]
+    commands = {
+        "trim": ["trim", model, "-o", tmp_path / "t", "--steps", "1", "--every", "1", "--finetune", "60",
+                 "--no-eval"],
+        "compress": ["compress", model, "-o", tmp_path / "c", *codebooks, "--qat-iterations", "61", "--no-eval"],
+        "spz": ["export", model, "-o", tmp_path / "x.spz", "--finetune", "61", "--data", data, "--no-eval"],
+        "sog": ["export", model, "-o", tmp_path / "x.sog", "--finetune", "61", "--data", data, "--no-eval"],
+    }
+    for what, argv in commands.items():
+        reads.clear()
+        code, _, err = run(capsys, *argv, "--device", "cpu")
+        assert code == 0, f"{what}: {err}"
+        assert sum(reads.values()) <= 50 // READ_EVERY, f"{what}: {dict(reads)}"

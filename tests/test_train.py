@@ -146,10 +146,10 @@ def test_trainer_fits_views(tiny_data):
     ds = load_dataset(tiny_data)
     scene = initial_scene(ds, random_points=800, half_size=1.0, seed=1)
     trainer = Trainer(scene, ds.train, extent=ds.extent, config=TrainConfig(iterations=120, sh_degree=1))
-    first = [trainer.train_step()["loss"] for _ in range(8)]
+    first = [float(trainer.train_step()["loss"]) for _ in range(8)]
     for _ in range(104):
         trainer.train_step()
-    last = [trainer.train_step()["loss"] for _ in range(8)]
+    last = [float(trainer.train_step()["loss"]) for _ in range(8)]
     assert np.mean(last) < 0.6 * np.mean(first)
     assert trainer.active_sh_degree() == 0 and trainer.step == 120
 

@@ -52,9 +52,11 @@ class _LogLines:
         self.description, self.total = description, total
         self.done = self.last_done = 0
         self.start = self.last = time.monotonic()
+        self.fields: dict = {}
 
     def __call__(self, n: int = 1, **fields) -> None:
         self.done += n
+        self.fields = fields or self.fields
         now = time.monotonic()
         if now - self.last < LOG_EVERY_S:
             return
@@ -69,14 +71,14 @@ class _LogLines:
         left = ""
         if self.total and pace is not None:
             left = f", about {duration(pace * (self.total - self.done))} left"
-        status = "".join(f"  {k} {v}" for k, v in fields.items())
+        status = "".join(f"  {k} {v}" for k, v in self.fields.items())
         log(f"{self.description}: {count} in {duration(spent)}{left}{status}")
 
 
 @contextmanager
 def task(description: str, total: int | None = None) -> Iterator[callable]:
     """Context manager yielding `advance(n=1, **fields)`: a bar with the time left on a terminal, a line
-    now and then elsewhere."""
+    now and then elsewhere; the status fields stay as last given."""
     if not _show():
         yield _LogLines(description, total) if _enabled and LOG_EVERY_S > 0 else (lambda n=1, **fields: None)
         return
@@ -92,8 +94,8 @@ def task(description: str, total: int | None = None) -> Iterator[callable]:
         tid = bar.add_task(description, total=total, status="")
 
         def advance(n: int = 1, **fields) -> None:
-            status = "  ".join(f"{k} {v}" for k, v in fields.items())
-            bar.update(tid, advance=n, status=status)
+            status = {"status": "  ".join(f"{k} {v}" for k, v in fields.items())} if fields else {}
+            bar.update(tid, advance=n, **status)
 
         yield advance
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from gstrim.io.packing import QuantParams
+from gstrim.io.packing import QuantParams, quant_params_tensors
 
 AVERAGING_CONSTANT = 0.01  # torch.ao MovingAverageMinMaxObserver's default
 
@@ -28,26 +28,36 @@ class FakeQuant8(torch.nn.Module):
         self.bits = bits
         self.register_buffer("lo", torch.tensor(float("inf")))
         self.register_buffer("hi", torch.tensor(float("-inf")))
+        # whether the range holds an observation, kept on the host: a fine-tuning step never reads the device
+        self.observed = False
 
     def observe(self, x: torch.Tensor) -> None:
         if x.numel() == 0:  # SH degree 0: no higher bands; any range will do
             x = torch.zeros(1, device=x.device)
         lo, hi = x.detach().min().float(), x.detach().max().float()
-        if not torch.isfinite(self.lo):
+        if not self.observed:
             self.lo.copy_(lo)
             self.hi.copy_(hi)
         else:
             self.lo.add_(AVERAGING_CONSTANT * (lo - self.lo))
             self.hi.add_(AVERAGING_CONSTANT * (hi - self.hi))
+        self.observed = True
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict, assign)
+        self.observed = bool(torch.isfinite(self.lo))
+        return result
 
     def params(self) -> QuantParams:
         return QuantParams.of_range(float(self.lo), float(self.hi), self.bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or not torch.isfinite(self.lo):
+        if torch.is_grad_enabled() or not self.observed:
             self.observe(x)
-        q = self.params()
-        return torch.fake_quantize_per_tensor_affine(x, q.scale, q.zero_point, q.q_min, q.q_max)
+        q_min, q_max = -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
+        # `params()` as tensors on the device: the same values, without reading them
+        scale, zero_point = quant_params_tensors(self.lo, self.hi, self.bits)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
 
 
 class _RoundHalf(torch.autograd.Function):

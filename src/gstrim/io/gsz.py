@@ -105,9 +105,9 @@ def decode_codebooks(means, opacities, scale_norms, sh_dc, sh_rest, rotations, u
     def gather(table, index):
         return table if index is None else table[index]
 
-    def gather_rest(index):  # index -1: DC only, the higher bands zero
-        if index is None or not bool((index < 0).any()):
-            return gather(sh_rest, index)
+    def gather_rest(index):  # index -1: DC only, the higher bands zero (a zero row, so no test reads the index)
+        if index is None:
+            return sh_rest
         padded = torch.cat([sh_rest, torch.zeros_like(sh_rest[:1])])
         return padded[torch.where(index < 0, len(sh_rest), index)]
 

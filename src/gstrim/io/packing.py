@@ -143,3 +143,13 @@ class QuantParams:
         if not 1 <= bits <= 8:
             raise ValueError(f"quantisation to {bits} bits")
         return cls(float(d["scale"]), int(d["zero_point"]), bits)
+
+
+def quant_params_tensors(lo: torch.Tensor, hi: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """`QuantParams.of_range(lo, hi, bits)`'s scale (float32) and zero point (int32) as 0-d tensors, computed
+    where `lo` and `hi` live (the same float64 arithmetic and round-half-to-even)."""
+    q_min, q_max = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    lo, hi = lo.double().clamp_max(0.0), hi.double().clamp_min(0.0)
+    scale = ((hi - lo) / (q_max - q_min)).clamp_min(_EPS)
+    zero_point = (q_min - torch.round(lo / scale)).clamp(q_min, q_max).to(torch.int32)
+    return scale.float(), zero_point

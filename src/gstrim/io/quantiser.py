@@ -72,16 +72,18 @@ def straight_through(scene: GaussianScene, decoded: GaussianScene) -> GaussianSc
 
 
 class RoundTrip(Quantiser):
-    """A format whose file depends on the scene alone: `roundtrip(scene)` is what it decodes to (computed on the
-    CPU), `save(path, scene)` writes it."""
+    """A format whose file depends on the scene alone: `roundtrip(scene)` is what it decodes to, `save(path,
+    scene)` writes it. The round trip runs on the CPU (a copy of the scene every step: the formats whose codec
+    is host code), or on the scene's device with `on_device` (torch code that never reads the device)."""
 
     def __init__(self, roundtrip: Callable[[GaussianScene], GaussianScene],
-                 save: Callable[[Path, GaussianScene], None]):
-        self.roundtrip, self.save = roundtrip, save
+                 save: Callable[[Path, GaussianScene], None], on_device: bool = False):
+        self.roundtrip, self.save, self.on_device = roundtrip, save, on_device
 
     def decode(self, params: Params) -> GaussianScene:
         scene = self.raw_scene(params)
-        return straight_through(scene, self.roundtrip(scene.to("cpu") if scene.means.is_cuda else scene))
+        host = scene.means.is_cuda and not self.on_device
+        return straight_through(scene, self.roundtrip(scene.to("cpu") if host else scene))
 
     def write(self, path: Path, params: Params) -> None:
         with torch.no_grad():

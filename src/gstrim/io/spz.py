@@ -322,5 +322,9 @@ def write_with(path: str | Path, scene: GaussianScene, options: SpzOptions | Non
 
 
 def quantiser(scene: GaussianScene, options: SpzOptions | None, context) -> RoundTrip:
+    """The `.spz` round trip on the scene's device, its fixed-point bits those of the scene given (fine-tuning
+    moves positions far too little to change them; reading the extent every step would wait for the GPU)."""
     o = options or SpzOptions()
-    return RoundTrip(lambda s: roundtrip(s, o.sh1_bits, o.sh_rest_bits), lambda path, s: write_with(path, s, o))
+    bits = fractional_bits_for(scene.means)
+    return RoundTrip(lambda s: decode(encode(s, bits, o.sh1_bits, o.sh_rest_bits)),
+                     lambda path, s: write_with(path, s, o), on_device=True)

@@ -20,6 +20,8 @@ from gstrim.io.model import checkpoint_path, latest_checkpoint, load_checkpoint,
 from gstrim.train.trainer import Trainer
 
 STATS_NAME = "train_stats.jsonl"
+STATS_EVERY = 100  # iterations per line of train_stats.jsonl
+READ_EVERY = 25  # iterations between reads of the loss and PSNR from the device (a divisor of STATS_EVERY)
 
 
 def save_checkpoint(trainer: Trainer, model_dir: Path, extra: dict | None = None) -> Path:
@@ -45,13 +47,15 @@ def resume(trainer: Trainer, model_dir: Path) -> dict:
 def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, save_iterations=(),
         description: str = "train", elapsed: float = 0.0) -> float:
     """Train until `trainer.config.iterations`; returns the total wall time in seconds (including the
-    `elapsed` time of earlier, interrupted parts)."""
+    `elapsed` time of earlier, interrupted parts). The loss and PSNR stay on the device and are read every
+    READ_EVERY iterations: a read waits for the GPU to finish, so reading every iteration would stall it."""
     model_dir = Path(model_dir)
     total = trainer.config.iterations
     saves = {int(s) for s in save_iterations if 0 < int(s) <= total} | {total}
     stats_path = model_dir / STATS_NAME
     start = time.perf_counter() - elapsed
-    window: list[dict] = []
+    window: list[tuple[float, float, int]] = []  # (mean loss, mean PSNR, iterations) of each read
+    pending, unread = None, 0  # [loss, PSNR] summed on the device since the last read, and how many
     ema_loss = ema_psnr = None
     rate_t, rate_step = time.perf_counter(), trainer.step
 
@@ -63,18 +67,22 @@ def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
         try:
             while trainer.step < total:
                 record = trainer.train_step()
-                window.append(record)
-                ema_loss = record["loss"] if ema_loss is None else 0.6 * ema_loss + 0.4 * record["loss"]
-                ema_psnr = record["psnr"] if ema_psnr is None else 0.6 * ema_psnr + 0.4 * record["psnr"]
-                now = time.perf_counter()
-                if now - rate_t > 2.0:
-                    rate = (trainer.step - rate_step) / (now - rate_t)
+                values = torch.stack([record["loss"], record["psnr"]])
+                pending, unread = (values if pending is None else pending + values), unread + 1
+                fields = {}
+                if trainer.step % READ_EVERY == 0 or trainer.step % STATS_EVERY == 0 or trainer.step == total:
+                    loss, psnr = (pending / unread).tolist()
+                    window.append((loss, psnr, unread))
+                    pending, unread = None, 0
+                    ema_loss = loss if ema_loss is None else 0.6 * ema_loss + 0.4 * loss
+                    ema_psnr = psnr if ema_psnr is None else 0.6 * ema_psnr + 0.4 * psnr
+                    now = time.perf_counter()
+                    rate = (trainer.step - rate_step) / max(now - rate_t, 1e-9)
                     rate_t, rate_step = now, trainer.step
-                else:
-                    rate = None
-                fields = {"loss": f"{ema_loss:.4f}", "psnr": f"{ema_psnr:.2f}", "N": f"{len(trainer):,}"}
-                advance(1, **fields, **({"it/s": f"{rate:.1f}"} if rate else {}))
-                if trainer.step % 100 == 0 or trainer.step == total:
+                    fields = {"loss": f"{ema_loss:.4f}", "psnr": f"{ema_psnr:.2f}", "N": f"{len(trainer):,}",
+                              "it/s": f"{rate:.1f}"}
+                advance(1, **fields)
+                if trainer.step % STATS_EVERY == 0 or trainer.step == total:
                     _append_stats(stats_path, trainer, window, wall())
                     window = []
                 if trainer.step in saves:
@@ -88,13 +96,14 @@ def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
     return wall()
 
 
-def _append_stats(path: Path, trainer: Trainer, window: list[dict], wall: float) -> None:
+def _append_stats(path: Path, trainer: Trainer, window: list[tuple[float, float, int]], wall: float) -> None:
     if not window:
         return
+    count = sum(n for _, _, n in window)
     entry = {
         "step": trainer.step,
-        "loss": sum(r["loss"] for r in window) / len(window),
-        "psnr": sum(r["psnr"] for r in window) / len(window),
+        "loss": sum(loss * n for loss, _, n in window) / count,
+        "psnr": sum(psnr * n for _, psnr, n in window) / count,
         "gaussians": len(trainer),
         "wall_s": round(wall, 2),
     }

@@ -116,8 +116,8 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
         self.strategy.step_post_backward(self.params, self.optimizers, self.state, self.step, out)
         self.step += 1
-        with torch.no_grad():
-            return {"loss": float(loss), "psnr": float(psnr(out.image.clamp(0, 1), target))}
+        with torch.no_grad():  # left on the device: reading them waits for the GPU (loop.fit reads now and then)
+            return {"loss": loss.detach(), "psnr": psnr(out.image.clamp(0, 1), target)}
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

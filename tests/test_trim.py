@@ -254,3 +254,24 @@ def test_a_run_recorded_by_an_older_gstrim_resumes_unless_it_used_a_retired_sett
     (out / "config.json").write_text(json.dumps(recorded))
     with pytest.raises(GstrimError, match=r"config.json.*fade=50"):
         trim_scene(None, out, control=RunControl(resume=True, no_eval=True))
+
+
+def test_results_record_where_the_time_went(baseline, tmp_path):
+    """Per-phase timings in results.json: the prunes' scoring once per prune and outside the fit loop's time,
+    the fit's iterations and pace, the evaluations, the write; together about the run's time."""
+    import time
+
+    from gstrim import timing
+
+    _, model = baseline
+    t0 = time.perf_counter()
+    trim_scene(model, tmp_path / "t", TrimConfig(target_removal=0.5, **SMALL), RunControl())
+    elapsed = time.perf_counter() - t0
+    phases = json.loads((tmp_path / "t/results.json").read_text())["trim"]["phases"]
+    assert {"load", "setup", "evaluation", "scoring", "fit", "write", "checkpoint"} <= set(phases)
+    assert phases["scoring"]["times"] == SMALL["steps"] and phases["evaluation"]["times"] == 2
+    assert phases["fit"]["items"] == 18 and phases["fit"]["per_second"] > 0
+    total = sum(p["seconds"] for p in phases.values())
+    assert 0.5 * elapsed < total <= elapsed
+    with timing.phase("outside a run") as handle:  # no recording: nothing is timed, nothing fails
+        handle.items += 1

@@ -124,6 +124,8 @@ class RunSummary:
     details: dict = field(default_factory=dict)
     peak_memory: dict = field(default_factory=dict)  # resources.peak_memory() at the end of the run
     host: dict = field(default_factory=dict)  # resources.where(): the host, cluster node and process that ended it
+    # timing.Phases of the process that ended it: {name: {seconds, times, items, per_second}}
+    phases: dict = field(default_factory=dict)
 
     @property
     def removed(self) -> float:
@@ -157,7 +159,8 @@ class RunSummary:
         metrics = {name: Metrics.from_json(d[name]["label"], d[name]) if name in d else None
                    for name in ("input", "output")}
         return cls(d["verb"], d["gaussians_in"], d["gaussians_out"], d["sh_degree"], d["iterations"], d["wall_s"],
-                   details=d["details"], peak_memory=d.get("peak_memory", {}), host=d.get("host", {}), **metrics)
+                   details=d["details"], peak_memory=d.get("peak_memory", {}), host=d.get("host", {}),
+                   phases=d.get("phases", {}), **metrics)
 
     def write(self, model_dir: Path) -> None:
         merge_json(Path(model_dir) / RESULTS_NAME, self.verb, self.to_json())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.compress.codebooks import ClusterSettings, build_codebooks
 from gstrim.compress.finetune import QuantizedParameters
 from gstrim.compress.positions import POSITION_PSNR, choose_position_bits
@@ -152,7 +152,8 @@ def run_stages(job: CompressionJob, until: str | None = None) -> CompressionJob:
             products, seconds = saved["products"], saved["seconds"]
         else:
             t0 = time.perf_counter()
-            products = stage.run(job)
+            with timing.phase(stage.name):
+                products = stage.run(job)
             seconds = time.perf_counter() - t0
             if stage.cached:
                 with atomic_path(cache) as tmp:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.camera import Camera
 from gstrim.data.dataset import BACKGROUNDS, Dataset
 from gstrim.errors import ConfigError, GstrimError
@@ -378,8 +378,9 @@ def virtual_dataset(teacher: GaussianScene, config: ViewConfig, source: Path, de
     backgrounds = _backgrounds(len(cameras), config.target_background, config.seed)
     views = [TeacherCamera(c, teacher, bg, keep) for c, bg in zip(cameras, backgrounds, strict=True)]
     if keep:
-        for view in progress.track(views, "render targets"):
-            view.stored()  # renders and keeps the target
+        with timing.phase("targets"):
+            for view in progress.track(views, "render targets"):
+                view.stored()  # renders and keeps the target
     test = [v for i, v in enumerate(views) if i % HOLD_OUT_EVERY == 0]
     train = [v for i, v in enumerate(views) if i % HOLD_OUT_EVERY != 0]
     background = None if config.target_background == "random" else BACKGROUNDS[config.target_background]

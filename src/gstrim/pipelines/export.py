@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.compress.format_finetune import FormatParameters
 from gstrim.compress.sensitivity import sensitivity
 from gstrim.compress.stages import FINETUNE  # as compress: c3dgs's 5,000 on a GPU, a fifth on the CPU
@@ -154,7 +154,8 @@ class ExportRun(Run):
     def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
         config, fmt = self.config, self.fmt
         t0 = time.perf_counter()
-        quantiser = self._quantiser(folder, scene, dataset)
+        with timing.phase("quantiser"):
+            quantiser = self._quantiser(folder, scene, dataset)
         stages = {"codebooks_s": time.perf_counter() - t0}
         parameterization = FormatParameters(quantiser)
         train_config = TrainConfig(iterations=config.finetune, sh_degree=scene.sh_degree, sh_interval=0,
@@ -163,7 +164,8 @@ class ExportRun(Run):
                           background=dataset.background, parameterization=parameterization)
         stages["finetune_s"] = self.fit(folder, trainer, f"export {fmt.name}")
         t0 = time.perf_counter()
-        parameterization.write(self.target, trainer.params)
+        with timing.phase("write"):
+            parameterization.write(self.target, trainer.params)
         stages["write_s"] = time.perf_counter() - t0
         self.input_ply = FORMATS["ply"].size(len(self.opened.model.scene), self.opened.model.scene.sh_degree)
         record = _record(self.target, fmt, written_size(self.target), self.input_ply, stages) | quantiser.details()

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.data import Dataset, load_dataset
 from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
 from gstrim.errors import ConfigError, GstrimError
@@ -428,35 +428,47 @@ class Run:
 
     # ---- the steps ---------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        with timing.recording() as phases:
+            result = self._execute(phases)
+        progress.log(f"{self.verb}: time: {phases.describe()}")
+        return result
+
+    def _execute(self, phases: timing.Phases) -> RunResult:
         device, control = self.control.device, self.control
-        self.opened = opened = self.open()
-        folder = opened.folder
-        self.config = self.configure(folder.config if folder is not None else None)
-        if folder is None:
-            self.announce()
-        dataset = opened.dataset(device)
-        scene = self.start_scene(opened, dataset)
-        self.prepare(scene, dataset)
+        with timing.phase("load"):
+            self.opened = opened = self.open()
+            folder = opened.folder
+            self.config = self.configure(folder.config if folder is not None else None)
+            if folder is None:
+                self.announce()
+            dataset = opened.dataset(device)
+            scene = self.start_scene(opened, dataset)
+        with timing.phase("setup"):
+            self.prepare(scene, dataset)
+        evaluate_input = control.evaluate and self.evaluates_input
         if folder is None:
             check_free_space(self.out, self.disk_needed(scene), f"the {self.verb} run")
             folder = opened.create_folder(self.out, self.verb, self.settings())
             folder.write_layout(dataset, scene.sh_degree)
-            evaluated = control.evaluate and self.evaluates_input
-            before = folder.evaluate_input(opened.model.scene, dataset, device, self.known_input) if evaluated \
-                else None
+            before = None
         else:
-            before = folder.read_evaluation("input")
-            if before is None and control.evaluate and self.evaluates_input:  # stopped before it was written
+            before = folder.read_evaluation("input")  # None: stopped before it was written
+        if before is None and evaluate_input:
+            with timing.phase("evaluation"):
                 before = folder.evaluate_input(opened.model.scene, dataset, device, self.known_input)
         self.folder = folder
-        outcome = self.work(folder, scene, dataset)
-        after = folder.evaluate(outcome.scene, outcome.label, dataset, device) if control.evaluate else None
+        with timing.phase(self.verb):  # what the verb's own phases (fit, scoring, write...) leave
+            outcome = self.work(folder, scene, dataset)
+        after = None
+        if control.evaluate:
+            with timing.phase("evaluation"):
+                after = folder.evaluate(outcome.scene, outcome.label, dataset, device)
         gaussians_in = len(opened.model.scene) if opened.model is not None else self.initial_gaussians
         summary = RunSummary(self.verb, gaussians_in, len(outcome.scene), scene.sh_degree, outcome.iterations,
                              outcome.wall_s, input=before.metrics() if before else None,
                              output=after.metrics() if after else None,
                              details={**outcome.details, **self.summary_details(opened)}, peak_memory=peak_memory(),
-                             host=where())
+                             host=where(), phases=phases.to_json())
         summary.write(folder.root)
         progress.log(f"{self.verb}: {describe_peak(summary.peak_memory)}")
         return RunResult(folder.root, outcome.scene, before, after, summary, outcome.file)

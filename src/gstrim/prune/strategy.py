@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.camera import Camera
 from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
@@ -240,7 +240,8 @@ class TrimStrategy(Strategy):
 
     def prune(self, params, optimizers, state) -> None:
         n = params["means"].shape[0]
-        opacity, score = self._scores(params, state)
+        with timing.phase("scoring"):
+            opacity, score = self._scores(params, state)
         if self.survivors is not None:
             mask = prune_mask_count(opacity, score, n - self.survivors[state["prunes_done"]])
         else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from gstrim import progress
+from gstrim import progress, timing
 from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import save_scene
@@ -62,10 +62,11 @@ def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
     def wall() -> float:
         return time.perf_counter() - start
 
-    with progress.task(description, total) as advance:
+    with progress.task(description, total) as advance, timing.phase("fit") as fitting:
         advance(trainer.step)
         try:
             while trainer.step < total:
+                fitting.items += 1
                 record = trainer.train_step()
                 values = torch.stack([record["loss"], record["psnr"]])
                 pending, unread = (values if pending is None else pending + values), unread + 1
@@ -86,9 +87,11 @@ def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
                     _append_stats(stats_path, trainer, window, wall())
                     window = []
                 if trainer.step in saves:
-                    save_scene(point_cloud_path(model_dir, trainer.step), trainer.scene())
+                    with timing.phase("write"):
+                        save_scene(point_cloud_path(model_dir, trainer.step), trainer.scene())
                 if trainer.step % checkpoint_every == 0 or trainer.step == total:
-                    save_checkpoint(trainer, model_dir, {"elapsed": wall()})
+                    with timing.phase("checkpoint"):
+                        save_checkpoint(trainer, model_dir, {"elapsed": wall()})
         except KeyboardInterrupt:
             save_checkpoint(trainer, model_dir, {"elapsed": wall()})
             progress.log(f"interrupted at iteration {trainer.step}; checkpoint saved, continue with --resume")

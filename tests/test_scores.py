@@ -20,8 +20,11 @@ def statistics_path(request, monkeypatch):
     if request.param == "device-path":
         from gsplat_stand_ins import run_gsplat_on_cpu
 
+        from gstrim.prune import scores
+
         run_gsplat_on_cpu(monkeypatch)  # the gradient score renders with gsplat there
         monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+        monkeypatch.setattr(scores, "resolve_device", lambda device: torch.device("cpu"))  # not CUDA: no GPU here
     return request.param
 
 

@@ -82,14 +82,14 @@ def test_device_sensitivity_matches_the_cpu_path(rng, monkeypatch):
 
 
 NUMBA_MODULES = ("gstrim.render.cpu_kernels", "gstrim.render.gaussian_kernels", "gstrim.kmeans_kernels",
-                 "gstrim.train.init")
+                 "gstrim.train.knn_kernels")
 
 
 @pytest.fixture
 def gpu_run_on_the_cpu(monkeypatch):
     """A run as on a GPU: rendering through gsplat (its CPU stand-ins), every device decision taking the device
-    path, and every Numba kernel of gstrim raising if anything calls it. The rANS coder of `.gsz` files
-    (io/entropy.py) is left alone: a file is written from host memory whatever the device."""
+    path, and every Numba kernel of gstrim raising if anything calls it. The bit packing of `.gsz` positions
+    (io/bit_kernels.py) is left alone: a file is written from host memory whatever the device."""
     import importlib
 
     from gsplat_stand_ins import run_gsplat_on_cpu

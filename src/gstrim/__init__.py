@@ -11,8 +11,17 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME
                                              / "gstrim" / "numba"))
 
 from gstrim.errors import GstrimError
-from gstrim.scene import GaussianScene
 from gstrim.version import __version__  # noqa: E402
+
+
+def __getattr__(name: str):
+    """`gstrim.GaussianScene` on first use: importing gstrim alone does not import torch (a second or two),
+    so `gstrim --version`-like uses and subprocess workers that need only a submodule start fast."""
+    if name == "GaussianScene":
+        from gstrim.scene import GaussianScene
+
+        return GaussianScene
+    raise AttributeError(f"module 'gstrim' has no attribute {name!r}")
 
 
 def trim(scene: str | Path, output: str | Path, *, data: str | Path | None = None, data_options: dict | None = None,

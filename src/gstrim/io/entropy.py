@@ -16,7 +16,6 @@ import lzma
 import struct
 
 import constriction
-import numba
 import numpy as np
 
 from gstrim.io.limits import Inflating
@@ -71,34 +70,13 @@ def ans_decode(blob: bytes, dtype: np.dtype, count: int) -> np.ndarray:
 # ---- variable-length bit fields ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
-def _pack(values, lengths, out):
-    pos = 0
-    for i in range(len(values)):
-        v, n = values[i], lengths[i]
-        for j in range(n - 1, -1, -1):  # most significant bit first
-            if (v >> np.uint64(j)) & np.uint64(1):
-                out[pos >> 3] |= np.uint8(128 >> (pos & 7))
-            pos += 1
-
-
-@numba.njit(cache=True)
-def _unpack(data, lengths, out):
-    pos = 0
-    for i in range(len(lengths)):
-        v = np.uint64(0)
-        for _ in range(lengths[i]):
-            bit = (data[pos >> 3] >> (7 - (pos & 7))) & 1
-            v = (v << np.uint64(1)) | np.uint64(bit)
-            pos += 1
-        out[i] = v
-
-
 def pack_bits(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The low `lengths[i]` bits of each value, back to back, most significant first, as bytes."""
     total = int(lengths.sum())
     out = np.zeros((total + 7) // 8, np.uint8)
-    _pack(values.astype(np.uint64), lengths.astype(np.int64), out)
+    from gstrim.io.bit_kernels import pack
+
+    pack(values.astype(np.uint64), lengths.astype(np.int64), out)
     return out
 
 
@@ -106,5 +84,7 @@ def unpack_bits(data: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if int(lengths.sum()) > 8 * len(data):
         raise ValueError("bit stream shorter than its lengths say")
     out = np.zeros(len(lengths), np.uint64)
-    _unpack(data.astype(np.uint8), lengths.astype(np.int64), out)
+    from gstrim.io.bit_kernels import unpack
+
+    unpack(data.astype(np.uint8), lengths.astype(np.int64), out)
     return out

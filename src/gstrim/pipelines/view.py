@@ -129,12 +129,18 @@ def _from_sweep(root: Path, runs: list[str]) -> list[Shown]:
     return shown
 
 
-def collect(paths: list[str | Path], runs: list[str]) -> list[Shown]:
-    """Every scene to show, in the order given."""
-    shown: list[Shown] = []
+def existing(paths: list[str | Path]) -> list[Path]:
+    """The paths given, each checked to exist (a typo is named before anything else is looked at)."""
     for given in map(Path, paths):
         if not given.exists():
             raise GstrimError("no such scene file or folder", given)
+    return list(map(Path, paths))
+
+
+def collect(paths: list[str | Path], runs: list[str]) -> list[Shown]:
+    """Every scene to show, in the order given."""
+    shown: list[Shown] = []
+    for given in existing(paths):
         if (given / "table.json").is_file() and (given / "sweep.json").is_file():
             shown += _from_sweep(given, runs)
         elif (given / "meta.json").is_file():  # an unbundled SOG folder
@@ -245,6 +251,7 @@ class Viewing:
 
     def __init__(self, paths: list[str | Path], config: ViewerConfig, *, host: str = "127.0.0.1", port: int = 0,
                  bare: bool = False):
+        existing(paths)
         engine = engine_path()  # before any work: is the renderer there?
         self.shown = collect(paths, config.runs)
         self.manifest = manifest(self.shown, config, bare=bare)

@@ -12,8 +12,8 @@ SRC = Path(gstrim.__file__).parent
 # bottom to top; a module's layer is the first prefix that names it
 LAYERS = [
     ("base", ["gstrim.errors", "gstrim.options", "gstrim.progress", "gstrim.threads", "gstrim.scene", "gstrim.camera",
-              "gstrim.kmeans", "gstrim.kmeans_kernels", "gstrim.devices", "gstrim.timing", "gstrim.resources",
-              "gstrim.version"]),
+              "gstrim.kmeans", "gstrim.kmeans_kernels", "gstrim.devices", "gstrim.timing", "gstrim.kernel_cache",
+              "gstrim.resources", "gstrim.version"]),
     ("io", ["gstrim.io"]),
     ("render", ["gstrim.render"]),
     ("data", ["gstrim.data", "gstrim.example"]),

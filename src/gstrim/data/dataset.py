@@ -92,6 +92,11 @@ def resolve_background(background: str | tuple | None, default: str) -> tuple[fl
     return tuple(float(c) for c in background)
 
 
+def dataset_kind(path: str | Path) -> str:
+    """'blender' (a transforms_train.json) or 'colmap', from the folder's files alone."""
+    return "blender" if (Path(path) / "transforms_train.json").is_file() else "colmap"
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -115,7 +120,7 @@ def load_dataset(
         raise ConfigError(f"{{downscale}} must be >= 1, got {downscale}", "downscale", path=root)
     if missing_images not in ("error", "skip"):
         raise ValueError(f"unknown missing_images policy {missing_images!r}")
-    if (root / "transforms_train.json").is_file():
+    if dataset_kind(root) == "blender":
         bg = resolve_background(background, "white")
         train = blender_cameras(root, "train", bg, downscale, missing_images)
         test = blender_cameras(root, "test", bg, downscale, missing_images) \

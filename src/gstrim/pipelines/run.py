@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from gstrim import progress, timing
-from gstrim.data import Dataset, load_dataset
+from gstrim import devices, kernel_cache, progress, timing
+from gstrim.data import Dataset, dataset_kind, load_dataset
 from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
@@ -130,6 +130,11 @@ class OpenedInputs:
     views: ViewConfig | None = None
     virtual: VirtualViews | None = None  # set by `dataset()` in photo-free runs
     teacher: Path | None = None  # photo-free: the scene whose renders are the targets, when not the input
+
+    @property
+    def data_kind(self) -> str:
+        """What `dataset()` will load: 'virtual' (photo-free views), 'blender' or 'colmap'."""
+        return "virtual" if self.views is not None else dataset_kind(self.data)
 
     def dataset(self, device: str = "auto") -> Dataset:
         """The photos (refused when their cameras do not see the scene) or, photo-free, the virtual views with the
@@ -426,6 +431,10 @@ class Run:
     def before_fit(self, trainer: Trainer) -> None:
         """Called on a trainer that starts from iteration 0 (not restored from a checkpoint)."""
 
+    def cpu_kernels(self) -> tuple[str, ...]:
+        """The Numba kernels (`kernel_cache.SIGNATURES`) a CPU run will call: compiled in parallel up front."""
+        return kernel_cache.RENDERER
+
     # ---- the steps ---------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
         with timing.recording() as phases:
@@ -441,8 +450,13 @@ class Run:
             self.config = self.configure(folder.config if folder is not None else None)
             if folder is None:
                 self.announce()
+            # on the CPU, the kernels the run will use compile in parallel while the data loads
+            cpu = devices.uses_cpu_kernels(resolve_device(device))
+            warming = kernel_cache.start_warming(self.cpu_kernels() if cpu else ())
             dataset = opened.dataset(device)
             scene = self.start_scene(opened, dataset)
+        with timing.phase("compile"):
+            warming.wait()
         with timing.phase("setup"):
             self.prepare(scene, dataset)
         evaluate_input = control.evaluate and self.evaluates_input

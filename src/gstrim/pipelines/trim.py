@@ -11,6 +11,7 @@ from gstrim.data import Dataset
 from gstrim.errors import ConfigError
 from gstrim.io.model import Model
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
+from gstrim.prune.scores import SCORES
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.records import Evaluation
 from gstrim.scene import GaussianScene
@@ -34,6 +35,11 @@ class TrimRun(Run):
         c = self.config
         progress.log(f"trim schedule: {c.preset} preset, {c.steps} prunes {c.every} apart, then {c.finetune:,} "
                      f"fine-tuning iterations ({c.iterations:,} in all)")
+
+    def cpu_kernels(self) -> tuple[str, ...]:
+        config = self.config.with_recipe(self.opened.data_kind)
+        needs = () if config.no_prune else SCORES[config.score].kernels
+        return super().cpu_kernels() + needs
 
     def prepare(self, scene: GaussianScene, dataset: Dataset) -> None:
         if self.config.recipe == "auto":  # `resolved` applied a named recipe already; auto needs the dataset

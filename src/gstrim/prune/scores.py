@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gstrim import progress
+from gstrim import kernel_cache, progress
 from gstrim.camera import Camera
 from gstrim.render import pixel_statistics, rasterize, resolve_device
 from gstrim.render.project import project
@@ -154,19 +154,23 @@ class ImportanceScore:
     fn: Score
     # kept when this score OR `keep_with` is high (eq. 5 of Trimming the Fat: the opacity); None: ranked alone
     keep_with: Score | None = None
+    # the CPU kernels it calls beyond the renderer's (`kernel_cache`), compiled up front by a CPU run
+    kernels: tuple[str, ...] = ()
 
 
 SCORES: dict[str, ImportanceScore] = {}
 
 
-def register_score(name: str, fn: Score, *, keep_with: Score | None = None) -> ImportanceScore:
-    SCORES[name] = ImportanceScore(name, fn, keep_with)
+def register_score(name: str, fn: Score, *, keep_with: Score | None = None,
+                   kernels: tuple[str, ...] = ()) -> ImportanceScore:
+    SCORES[name] = ImportanceScore(name, fn, keep_with, kernels)
     return SCORES[name]
 
 
+PIXELS = kernel_cache.PIXEL_STATISTICS
 register_score("gradient", gradient_score, keep_with=opacity_score)
 register_score("opacity", opacity_score)
-register_score("lightgaussian", lightgaussian_score)
-register_score("pup", pup_score)
+register_score("lightgaussian", lightgaussian_score, kernels=PIXELS)
+register_score("pup", pup_score, kernels=PIXELS)
 # beyond the paper (docs/pruning.md, "closing the synthetic-scene gap")
-register_score("gradient-visibility", gradient_score, keep_with=visibility_score)
+register_score("gradient-visibility", gradient_score, keep_with=visibility_score, kernels=PIXELS)

@@ -1,0 +1,92 @@
+"""Numba's first-use compilation, made parallel: a CPU run compiles the kernels it is about to use in worker
+processes, one per core, while it loads its data, instead of one after the other at their first calls.
+
+On a fresh machine (an empty Numba cache) the CPU renderer's kernels take ~40 s to compile one by one on 2
+cores (docs/scale.md, "Cold start"); with a cache they load in well under a second, and `warm` then starts
+no process. Numba's cache (NUMBA_CACHE_DIR, set in `gstrim/__init__.py`) is what carries the compiled code
+from the workers to the run. Only the float32 signatures are listed (runs compute in float32); a kernel
+called with other types compiles at its first call as before. `tests/test_kernel_cache.py` checks that these
+are the signatures the renderer compiles.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+
+# argument types, in Numba's signature syntax
+_F1, _F2, _F3 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]"
+_I1, _I2, _INT = "int64[::1]", "int64[:, ::1]", "int64"
+_TILES = f"{_F2}, {_F2}, {_F2}, {_F1}, {_F1}, {_I1}, {_I1}, {_INT}, {_INT}, {_INT}, {_F1}"  # the pixel stage's
+_CAMERA = f"{_F2}, {_F2}, {_F2}, {_F3}, {_F3}, {_F2}, {_F1}, float64, float64, float64, float64, {_INT}, {_INT}, " \
+          f"{_F1}, {_INT}, {_F1}"  # the per-Gaussian stage's inputs
+
+SIGNATURES = {  # the longest compilations first (2 cores: 12, 10, 9, 9, 5 and 5 s), so that workers finish together
+    "gstrim.render.gaussian_kernels.project_and_shade_backward":
+        f"({_CAMERA}, int32[::1], {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F3}, {_F3})",
+    "gstrim.render.cpu_kernels.pixel_statistics": f"({_TILES}, {_F2}, {_I2}, {_INT}, {_F2}, {_F2}, {_F3})",
+    "gstrim.render.cpu_kernels.rasterize_forward": f"({_TILES}, {_F3}, {_F2}, {_I2})",
+    "gstrim.render.cpu_kernels.rasterize_backward":
+        f"({_TILES}, {_F2}, {_I2}, {_F3}, {_F2}, {_INT}, {_F3}, {_F3}, {_F3}, {_F2})",
+    "gstrim.render.gaussian_kernels.project_and_shade": f"({_CAMERA}, {_F2}, {_F2}, {_F1}, int32[::1], {_F2})",
+    "gstrim.render.cpu_kernels.bin_gaussians": f"({_F2}, {_I1}, {_F2}, {_F1}, {_I1}, {_INT}, {_INT}, {_INT}, {_INT})",
+}
+RENDERER = tuple(name for name in SIGNATURES if ".pixel_statistics" not in name)  # every CPU render and backward
+PIXEL_STATISTICS = ("gstrim.render.cpu_kernels.pixel_statistics",)  # the scores that count pixels
+
+
+def _dispatcher(name: str):
+    module, _, attribute = name.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _load(name: str, signatures: dict[str, str]) -> bool:
+    """Load the kernel's compiled code from Numba's cache into this process; False if the cache has none."""
+    from numba.core import sigutils
+
+    kernel = _dispatcher(name)
+    if tuple(sigutils.normalize_signature(signatures[name])[0]) in kernel.overloads:  # loaded already
+        return True
+    if kernel._cache.load_overload(signatures[name], kernel.targetctx) is None:  # a look, no compilation
+        return False
+    kernel.compile(signatures[name])  # now a load from the cache
+    return True
+
+
+def _compile(name: str, signatures: dict[str, str]) -> None:
+    _dispatcher(name).compile(signatures[name])  # compiles and writes Numba's cache
+
+
+class Warming:
+    """Kernels compiling in worker processes; `wait()` loads them into this process."""
+
+    def __init__(self, names: list[str], signatures: dict[str, str], futures: list[Future],
+                 pool: ProcessPoolExecutor | None):
+        self.names, self.signatures, self.futures, self.pool = names, signatures, futures, pool
+
+    def wait(self) -> None:
+        if self.pool is None:
+            return
+        try:
+            for future in self.futures:
+                future.result()
+        except Exception:  # noqa: BLE001 - a worker that fails leaves the kernel to compile at its first call
+            pass
+        finally:
+            self.pool.shutdown()
+            self.pool = None
+        for name in self.names:
+            _load(name, self.signatures)
+
+
+def start_warming(names: Iterable[str], signatures: dict[str, str] = SIGNATURES) -> Warming:
+    """Start compiling the kernels `names` that Numba's cache lacks, in parallel worker processes."""
+    missing = [name for name in dict.fromkeys(names) if not _load(name, signatures)]
+    if len(missing) < 2:  # one kernel compiles as fast at its first call
+        return Warming([], signatures, [], None)
+    workers = min(len(missing), os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    return Warming(missing, signatures, [pool.submit(_compile, name, signatures) for name in missing], pool)

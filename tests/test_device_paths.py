@@ -11,10 +11,15 @@ from test_render import make_camera, make_scene
 
 from gstrim import devices
 from gstrim.render import pixel_statistics
+from gstrim.render.gsplat_backend import gsplat_available
+
+# where the device path runs: on the CPU (sent there by patching `devices.uses_cpu_kernels`), and on a GPU
+WHERE = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not gsplat_available(), reason="needs a CUDA GPU"))]
 
 
+@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_device_path_statistics_match_the_cpu_kernel_on_random_scenes(rng, monkeypatch, dtype):
+def test_device_path_statistics_match_the_cpu_kernel_on_random_scenes(rng, monkeypatch, dtype, where):
     """The torch path against the Numba kernel on fresh random scenes of every SH degree, with opaque,
     elongated and off-screen Gaussians, saturating pixels (many layers) and a background."""
     from gstrim.render import pair_statistics
@@ -24,10 +29,13 @@ def test_device_path_statistics_match_the_cpu_kernel_on_random_scenes(rng, monke
         scene = make_scene(rng, n=400, degree=degree, dtype=dtype)
         cam = make_camera(rng, width=61, height=47, dtype=dtype)
         background = torch.tensor(rng.uniform(0, 1, 3), dtype=dtype)
-        monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: True)
         kernel = pixel_statistics(scene, cam, background=background)
-        monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
-        torch_path = pixel_statistics(scene, cam, background=background)
+        with pytest.MonkeyPatch.context() as patch:
+            if where == "cpu":
+                patch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+            found = pixel_statistics(scene.to(where), cam, background=background.to(where))
+        torch_path = type(found)(found.projection, *(t.cpu() for t in (found.hits, found.max_weight,
+                                                                         found.fisher2d)))
         assert kernel.hits.sum() > 1000
         # float32: a pair within rounding of the 1/255 or 1e-4 thresholds may go either way
         tolerance = 0 if dtype == torch.float64 else 2
@@ -62,19 +70,21 @@ def test_seeding_in_rounds_is_as_good_as_kmeans_plus_plus(rng):
     assert costs[False] < 1.1 * costs[True], costs
 
 
-def test_device_sensitivity_matches_the_cpu_path(rng, monkeypatch):
-    """c3dgs's sensitivities through gsplat (its CPU stand-ins) against the CPU pixel stage, on random scenes
-    of opacity below 0.35, where gsplat's opacity-aware box and the CPU's 3-sigma box draw the same pixels."""
-    from gsplat_stand_ins import run_gsplat_on_cpu
-
+@pytest.mark.parametrize("where", WHERE)
+def test_device_sensitivity_matches_the_cpu_path(rng, monkeypatch, where):
+    """c3dgs's sensitivities through gsplat (on CUDA, or its CPU stand-ins) against the CPU pixel stage, on random
+    scenes of opacity below 0.35, where gsplat's opacity-aware box and the CPU's 3-sigma box draw the same pixels."""
     from gstrim.compress.sensitivity import sensitivity
 
     scene = make_scene(rng, n=150, degree=2, dtype=torch.float32, opacities=rng.uniform(-4.0, -0.7, 150))
     cameras = [make_camera(rng, width=40, height=32, dtype=torch.float32) for _ in range(3)]
     cpu = sensitivity(scene, cameras)
-    run_gsplat_on_cpu(monkeypatch)
-    monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
-    device = sensitivity(scene, cameras)
+    if where == "cpu":
+        from gsplat_stand_ins import run_gsplat_on_cpu
+
+        run_gsplat_on_cpu(monkeypatch)
+        monkeypatch.setattr(devices, "uses_cpu_kernels", lambda device: False)
+    device = sensitivity(scene, cameras, device=where)
     assert (cpu.color > 0).sum() > 50
     for name in ("color", "shape", "rest"):
         ours, theirs = getattr(device, name), getattr(cpu, name)

@@ -126,12 +126,12 @@ def main() -> None:
             return False
         status, seconds = gstrim(argv, budget, work / f"{name}.log", share)
         entry = record(folder, verb) if folder is not None else {}
-        note = ""
+        notes = []
         if entry.get("peak_memory", {}).get("cuda_mb"):
-            note = f"peak GPU {entry['peak_memory']['cuda_mb']:,.0f} MB"
+            notes.append(f"peak GPU {entry['peak_memory']['cuda_mb']:,.0f} MB")
         if scaled and (full := extrapolated(entry, scale)) is not None:
-            note += f"; full schedule ~{full:,.0f} s"
-        rows.append((name, status, seconds, describe(entry), note))
+            notes.append(f"full schedule ~{full:,.0f} s")
+        rows.append((name, status, seconds, describe(entry), "; ".join(notes)))
         return status == "ok"
 
     data, baseline = work / "data", work / "baseline"

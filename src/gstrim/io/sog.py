@@ -245,12 +245,17 @@ def fake_quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
 
 
 # ---- images and meta.json -------------------------------------------------------------------------------
+# Lossless WebP's effort (quality and method): its greatest (100, 6) took 37 s for the 7 images of a 25,000-Gaussian
+# SOG and wrote 571.3 kB; (75, 4) 0.15 s and 570.4 kB (the texels are noise-like; bench/gpu_check.py's CPU check)
+WEBP_EFFORT = {"quality": 75, "method": 4}
+
+
 def _webp(texels: np.ndarray, width: int, height: int) -> bytes:
     full = np.zeros((width * height, 4), np.uint8)
     full[: len(texels)] = texels
     buf = io.BytesIO()
     Image.frombuffer("RGBA", (width, height), full.tobytes(), "raw", "RGBA", 0, 1).save(
-        buf, format="WEBP", lossless=True, exact=True, quality=100, method=6)
+        buf, format="WEBP", lossless=True, exact=True, **WEBP_EFFORT)
     return buf.getvalue()
 
 

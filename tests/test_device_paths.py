@@ -215,3 +215,22 @@ def test_fine_tuning_loops_read_the_device_at_most_every_few_iterations(baseline
         code, _, err = run(capsys, *argv, "--device", "cpu")
         assert code == 0, f"{what}: {err}"
         assert sum(reads.values()) <= 50 // READ_EVERY, f"{what}: {dict(reads)}"
+
+
+@pytest.mark.skipif(not gsplat_available(), reason="needs a CUDA GPU")
+def test_evaluation_on_the_gpu_matches_the_cpu(rng):
+    """The metrics of a GPU run are computed on the GPU: the same PSNR, SSIM and LPIPS as on the CPU (the renders
+    differ by gsplat's rules at a few pixels, hence the tolerances)."""
+    from gstrim.errors import GstrimError
+    from gstrim.evaluate import evaluate
+
+    scene = make_scene(rng, n=300, degree=1, dtype=torch.float32)
+    cameras = [make_camera(rng, width=64, height=48, dtype=torch.float32) for _ in range(3)]
+    for cam in cameras:
+        cam.set_image(torch.from_numpy(rng.uniform(0, 1, (48, 64, 3))).float())
+    try:
+        on_cpu, on_gpu = (evaluate(scene, cameras, device=d) for d in ("cpu", "cuda"))
+    except GstrimError as exc:  # the LPIPS weights did not travel to this machine
+        pytest.skip(str(exc))
+    for metric, tolerance in (("PSNR", 0.05), ("SSIM", 2e-3), ("LPIPS", 2e-3)):
+        assert abs(on_cpu.mean(metric) - on_gpu.mean(metric)) < tolerance, metric

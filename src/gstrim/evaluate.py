@@ -43,9 +43,10 @@ def view_name(index: int) -> str:
 
 
 def render_views(scene: GaussianScene, cameras: list[Camera], *, background=None, device: str = "auto",
-                 description: str = "render") -> Iterator[tuple[int, Camera, torch.Tensor, float]]:
-    """(index, camera, 8-bit-quantised render on the CPU, render seconds) per view, without gradients, on
-    the GPU (gsplat) when `device` is 'auto' and one is available."""
+                 description: str = "render", keep_on_device: bool = False
+                 ) -> Iterator[tuple[int, Camera, torch.Tensor, float]]:
+    """(index, camera, 8-bit-quantised render, render seconds) per view, without gradients, on the GPU (gsplat)
+    when `device` is 'auto' and one is available; the render comes back to the CPU unless `keep_on_device`."""
     scene = scene.to(resolve_device(device))
     cuda = scene.means.device.type == "cuda"
     with torch.no_grad():
@@ -57,7 +58,7 @@ def render_views(scene: GaussianScene, cameras: list[Camera], *, background=None
             if cuda:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
-            yield i, cam, quantize(image.cpu()), seconds
+            yield i, cam, quantize(image if keep_on_device else image.cpu()), seconds
 
 
 def write_renders(scene: GaussianScene, cameras: list[Camera], out_dir: Path, *, background=None,
@@ -82,8 +83,8 @@ def conditions(cameras: list[Camera], background, dataset: str | Path | None = N
 def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours", background=None,
              lpips_net: str = "vgg", lpips_input: str = "3dgs", ssim_mode: str = "3dgs",
              device: str = "auto", dataset: str | Path | None = None, split: str = "test") -> Evaluation:
-    """PSNR, SSIM and LPIPS of every view's render against its photo; `dataset` and `split` name the views in
-    the record's conditions."""
+    """PSNR, SSIM and LPIPS of every view's render against its photo, computed where the render is (a GPU run's
+    metrics on the GPU); `dataset` and `split` name the views in the record's conditions."""
     if not cameras:
         raise GstrimError("no views to evaluate (the dataset has no test split?)")
     lpips = LPIPS(lpips_net, lpips_input)
@@ -91,8 +92,8 @@ def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours"
     result = Evaluation(label, len(scene), lpips.label, ssim_mode, conditions=measured)
     with torch.no_grad():
         for i, cam, image, seconds in render_views(scene, cameras, background=background, device=device,
-                                                   description="evaluate"):
-            target = cam.image
+                                                   description="evaluate", keep_on_device=True):
+            target = cam.decode(cam.stored().to(image.device))  # the 8-bit photo, decoded where it is compared
             result.per_view[view_name(i)] = {
                 "PSNR": float(psnr(image, target)), "SSIM": float(ssim(image, target, ssim_mode)),
                 "LPIPS": float(lpips(image, target)), "render_ms": 1000 * seconds,

@@ -104,6 +104,14 @@ class LPIPS:
             raise GstrimError(f"unknown LPIPS input convention {input!r}; use one of {', '.join(LPIPS_INPUTS)}")
         self.net, self.input = net, input
         self.convs, self.linear = _load_weights(net)
+        self._placed: dict[torch.device, tuple] = {}  # the weights on each device they ran on
+
+    def _weights(self, device: torch.device) -> tuple:
+        """(convs, linear, shift, scale) on `device`: the network runs where the images are."""
+        if device not in self._placed:
+            self._placed[device] = ([(w.to(device), b.to(device)) for w, b in self.convs],
+                                    [w.to(device) for w in self.linear], _SHIFT.to(device), _SCALE.to(device))
+        return self._placed[device]
 
     @property
     def label(self) -> str:
@@ -111,12 +119,13 @@ class LPIPS:
         return f"LPIPS-{self.net}" + (" (3DGS [0,1] input convention)" if self.input == "3dgs" else "")
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - _SHIFT) / _SCALE
+        convs, _, shift, scale = self._weights(x.device)
+        x = (x - shift) / scale
         taps, conv = [], 0
         k, s = _POOL[self.net]
         for step in _PLANS[self.net]:
             if step[0] == "conv":
-                w, b = self.convs[conv]
+                w, b = convs[conv]
                 x = F.relu(F.conv2d(x, w, b, stride=step[1], padding=step[2]))
                 conv += 1
             elif step[0] == "pool":
@@ -135,7 +144,7 @@ class LPIPS:
         total = 0.0
         n = x.shape[0]
         taps = self.features(torch.cat([x, y]))  # one network pass for both sides
-        for f, w in zip(taps, self.linear, strict=True):
+        for f, w in zip(taps, self._weights(x.device)[1], strict=True):
             fx, fy = f[:n], f[n:]
             fx = fx / (torch.sqrt(torch.sum(fx * fx, dim=1, keepdim=True)) + 1e-10)
             fy = fy / (torch.sqrt(torch.sum(fy * fy, dim=1, keepdim=True)) + 1e-10)

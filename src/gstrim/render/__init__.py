@@ -112,16 +112,16 @@ def pixel_statistics(scene: GaussianScene, camera: Camera, *, sh_degree: int | N
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_rgb(degree, scene.sh0, scene.shN, scene.means - campos)
         proj = project(scene.means, scene.quats, scene.scales, viewmat, K, camera.width, camera.height)
-        args = (colors, scene.activated_opacities(), camera.width, camera.height, bg, fisher)
+        opacities, size = scene.activated_opacities(), (camera.width, camera.height)
         if devices.uses_cpu_kernels(device):
             from gstrim.render.cpu import pixel_statistics as kernel
 
-            hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, args[1], proj.radii, proj.depths,
-                                                *args[2:])
+            hits, max_weight, fisher2d = kernel(proj.means2d, proj.conics, colors, opacities, proj.radii, proj.depths,
+                                                *size, bg, fisher)
         else:
             from gstrim.render.pair_statistics import pixel_statistics as on_device
 
-            hits, max_weight, fisher2d = on_device(proj, *args)
+            hits, max_weight, fisher2d = on_device(proj, colors, opacities, *size, bg, fisher)
     return PixelStatistics(proj, hits, max_weight, fisher2d)
 
 

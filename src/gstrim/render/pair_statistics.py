@@ -105,17 +105,16 @@ def pixel_statistics(proj: Projection, colors, opacities, width: int, height: in
     background = background.to(device, torch.float64)
     for top, bottom in _bands(drawn, y0, y1, x0, x1, height):
         ids = torch.nonzero(drawn & (y0 < bottom) & (y1 > top)).squeeze(1)
-        rows = (torch.minimum(y1[ids], torch.tensor(bottom, device=device))
-                - torch.maximum(y0[ids], torch.tensor(top, device=device)))
-        cols = x1[ids] - x0[ids]
+        first_row = y0[ids].clamp(min=top)
+        rows, cols = y1[ids].clamp(max=bottom) - first_row, x1[ids] - x0[ids]
         count = rows * cols
         g = torch.repeat_interleave(ids, count)
         if g.numel() == 0:
             continue
         local = torch.arange(g.numel(), device=device) - torch.repeat_interleave(torch.cumsum(count, 0) - count,
                                                                                   count)
-        c = cols[torch.repeat_interleave(torch.arange(len(ids), device=device), count)]
-        py = torch.maximum(y0[g], torch.tensor(top, device=device)) + local // c
+        c = torch.repeat_interleave(cols, count)
+        py = torch.repeat_interleave(first_row, count) + local // c
         px = x0[g] + local % c
         pair = _blend_pairs(proj, opacities, g, px, py, rank, width, n)
         if pair is None:

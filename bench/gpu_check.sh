@@ -22,6 +22,7 @@
 #       constriction==0.4.1 --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any
 # (The LPIPS VGG weights, 59 MB, do not fit a 64 MB transfer beside the wheels: the GPU runs pass --no-eval.)
+# .whl/ is ignored by git: a lent device gets it only when the call carries it (the device tool's carry: [".whl"]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0 PHASE=all COUNT=1000000 DEVICE=cuda FAILED= EXTRA=()

@@ -43,21 +43,29 @@ def _dispatcher(name: str):
     return getattr(importlib.import_module(module), attribute)
 
 
-def _load(name: str, signatures: dict[str, str]) -> bool:
-    """Load the kernel's compiled code from Numba's cache into this process; False if the cache has none."""
+def _signature(name: str, signatures: dict[str, str]) -> tuple:
+    """The argument types, as a call's `typeof` gives them (so that the cache entry is the one a call looks up)."""
     from numba.core import sigutils
 
-    kernel = _dispatcher(name)
-    if tuple(sigutils.normalize_signature(signatures[name])[0]) in kernel.overloads:  # loaded already
+    return tuple(sigutils.normalize_signature(signatures[name])[0])
+
+
+def _cached(name: str, signatures: dict[str, str]) -> bool:
+    """The kernel is compiled in this process or in Numba's cache (a look at the cache's index, nothing loaded)."""
+    kernel, signature = _dispatcher(name), _signature(name, signatures)
+    if signature in kernel.overloads:
         return True
-    if kernel._cache.load_overload(signatures[name], kernel.targetctx) is None:  # a look, no compilation
-        return False
-    kernel.compile(signatures[name])  # now a load from the cache
-    return True
+    try:
+        kernel.targetctx.refresh()
+        key = kernel._cache._index_key(signature, kernel.targetctx.codegen())
+        return key in kernel._cache._cache_file._load_index()
+    except (AttributeError, OSError):  # another Numba's internals: leave it to its first call, as before
+        return True
 
 
 def _compile(name: str, signatures: dict[str, str]) -> None:
-    _dispatcher(name).compile(signatures[name])  # compiles and writes Numba's cache
+    """Compile (in a worker: and write Numba's cache) or, when the cache has it, load it."""
+    _dispatcher(name).compile(_signature(name, signatures))
 
 
 class Warming:
@@ -79,12 +87,12 @@ class Warming:
             self.pool.shutdown()
             self.pool = None
         for name in self.names:
-            _load(name, self.signatures)
+            _compile(name, self.signatures)  # a load from what the workers wrote
 
 
 def start_warming(names: Iterable[str], signatures: dict[str, str] = SIGNATURES) -> Warming:
     """Start compiling the kernels `names` that Numba's cache lacks, in parallel worker processes."""
-    missing = [name for name in dict.fromkeys(names) if not _load(name, signatures)]
+    missing = [name for name in dict.fromkeys(names) if not _cached(name, signatures)]
     if len(missing) < 2:  # one kernel compiles as fast at its first call
         return Warming([], signatures, [], None)
     workers = min(len(missing), os.cpu_count() or 1)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import torch
 from numba.core import sigutils
@@ -36,13 +37,13 @@ def test_warming_compiles_what_the_cache_lacks_in_workers_and_loads_it(tmp_path)
         signatures = {"gstrim.io.bit_kernels.pack": "(uint64[::1], int64[::1], uint8[::1])",
                       "gstrim.io.bit_kernels.unpack": "(uint8[::1], int64[::1], uint64[::1])"}
         warming = kernel_cache.start_warming(signatures, signatures)
-        assert warming.pool is not None and len(warming.futures) == 2
+        assert warming.pool is not None and len(warming.results) == 2
         warming.wait()
         for name in signatures:
             kernel = kernel_cache._dispatcher(name)
             assert kernel_cache._signature(name, signatures) in kernel.overloads, name
             assert not kernel.stats.cache_misses, name  # loaded from what the workers wrote, not compiled here
-        assert not kernel_cache.start_warming(signatures, signatures).futures
+        assert kernel_cache.start_warming(signatures, signatures).pool is None  # all cached: no worker
         print("ok")
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
@@ -61,3 +62,22 @@ def test_warming_compiles_what_the_cache_lacks_in_workers_and_loads_it(tmp_path)
     """)
     done = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_cancelled_warming_stops_its_workers_at_once(tmp_path):
+    """A run that fails before it renders (bad data) cancels the warming: its process ends without waiting for
+    the compilations."""
+    script = textwrap.dedent("""
+        import time
+        from gstrim import kernel_cache
+        warming = kernel_cache.start_warming(kernel_cache.RENDERER)
+        assert warming.pool is not None
+        start = time.perf_counter()
+        warming.cancel()
+        print(round(time.perf_counter() - start, 1))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 5 and time.perf_counter() - start < 20  # the compilations take ~25 s

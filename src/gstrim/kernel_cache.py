@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
 # argument types, in Numba's signature syntax
@@ -69,35 +68,39 @@ def _compile(name: str, signatures: dict[str, str]) -> None:
 
 
 class Warming:
-    """Kernels compiling in worker processes; `wait()` loads them into this process."""
+    """Kernels compiling in worker processes: `wait()` loads them into this process, `cancel()` stops the workers
+    (a run that fails before it renders must not wait for them)."""
 
-    def __init__(self, names: list[str], signatures: dict[str, str], futures: list[Future],
-                 pool: ProcessPoolExecutor | None):
-        self.names, self.signatures, self.futures, self.pool = names, signatures, futures, pool
+    def __init__(self, names: list[str], signatures: dict[str, str], pool=None, results: list | None = None):
+        self.names, self.signatures, self.pool, self.results = names, signatures, pool, results or []
 
     def wait(self) -> None:
         if self.pool is None:
             return
         try:
-            for future in self.futures:
-                future.result()
+            for result in self.results:
+                result.get()
         except Exception:  # noqa: BLE001 - a worker that fails leaves the kernel to compile at its first call
             pass
-        finally:
-            self.pool.shutdown()
-            self.pool = None
+        self.cancel()
         for name in self.names:
             _compile(name, self.signatures)  # a load from what the workers wrote
+
+    def cancel(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
 
 
 def start_warming(names: Iterable[str], signatures: dict[str, str] = SIGNATURES) -> Warming:
     """Start compiling the kernels `names` that Numba's cache lacks, in parallel worker processes."""
     missing = [name for name in dict.fromkeys(names) if not _cached(name, signatures)]
     if len(missing) < 2:  # one kernel compiles as fast at its first call
-        return Warming([], signatures, [], None)
-    workers = min(len(missing), os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-    return Warming(missing, signatures, [pool.submit(_compile, name, signatures) for name in missing], pool)
+        return Warming([], signatures)
+    # spawned, not forked: the run's process holds torch's thread pools; daemonic: they end with the run
+    pool = get_context("spawn").Pool(min(len(missing), os.cpu_count() or 1))
+    return Warming(missing, signatures, pool, [pool.apply_async(_compile, (name, signatures)) for name in missing])
 
 
 def warm_all() -> None:

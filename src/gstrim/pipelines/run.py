@@ -453,8 +453,12 @@ class Run:
             # on the CPU, the kernels the run will use compile in parallel while the data loads
             cpu = devices.uses_cpu_kernels(resolve_device(device))
             warming = kernel_cache.start_warming(self.cpu_kernels() if cpu else ())
-            dataset = opened.dataset(device)
-            scene = self.start_scene(opened, dataset)
+            try:
+                dataset = opened.dataset(device)
+                scene = self.start_scene(opened, dataset)
+            except BaseException:
+                warming.cancel()
+                raise
         with timing.phase("compile"):
             warming.wait()
         with timing.phase("setup"):

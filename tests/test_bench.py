@@ -50,3 +50,4 @@ def test_gsz_decode_bench_runs_at_a_small_size():
                            "--repeats", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT / "bench")
     assert done.returncode == 0, done.stderr
     assert "bits per Gaussian" in done.stdout and "decode" in done.stdout
+

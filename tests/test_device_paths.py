@@ -182,7 +182,7 @@ def host_reads(monkeypatch):
 def test_fine_tuning_loops_read_the_device_at_most_every_few_iterations(baseline, tmp_path, capsys, monkeypatch,
                                                                          gpu_run_on_the_cpu, host_reads):
     """Over 50 iterations of each fine-tuning loop (trim after its prune, compress's quantisation-aware training,
-    .spz and .sog fine-tuning), gstrim reads device values at most every READ_EVERY iterations."""
+    .spz, .sog and compressed .ply fine-tuning), gstrim reads device values at most every READ_EVERY iterations."""
     from test_cli import run
 
     from gstrim.train import Trainer
@@ -209,6 +209,8 @@ def test_fine_tuning_loops_read_the_device_at_most_every_few_iterations(baseline
         "compress": ["compress", model, "-o", tmp_path / "c", *codebooks, "--qat-iterations", "61", "--no-eval"],
         "spz": ["export", model, "-o", tmp_path / "x.spz", "--finetune", "61", "--data", data, "--no-eval"],
         "sog": ["export", model, "-o", tmp_path / "x.sog", "--finetune", "61", "--data", data, "--no-eval"],
+        "compressed-ply": ["export", model, "-o", tmp_path / "x.compressed.ply", "--finetune", "61", "--data", data,
+                           "--no-eval"],
     }
     for what, argv in commands.items():
         reads.clear()

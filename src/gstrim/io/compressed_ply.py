@@ -34,6 +34,7 @@ from gstrim.io.packing import (
     to_uint,
     unit_quats,
 )
+from gstrim.io.quantiser import RoundTrip
 from gstrim.scene import SH_C0, GaussianScene, num_sh_rest, row_chunks, sh_degree_from_rest
 
 CHUNK = 256
@@ -90,13 +91,21 @@ def _unpack_111011(word: torch.Tensor) -> torch.Tensor:
     return torch.stack([_from_unorm(word >> 21, 11), _from_unorm(word >> 11, 10), _from_unorm(word, 11)], dim=1)
 
 
-def encode(scene: GaussianScene) -> CompressedPlyCodes:
+def file_order(scene: GaussianScene) -> torch.Tensor:
+    """The order the file stores the Gaussians in: Morton order of the positions (chunks of neighbours)."""
+    return torch.from_numpy(morton_order(scene.means.detach().cpu().numpy())).to(scene.means.device)
+
+
+def encode(scene: GaussianScene, order: torch.Tensor | None = None) -> CompressedPlyCodes:
+    """The file's codes, on the scene's device; `order` (default `file_order(scene)`): the file's Gaussian order
+    (any order makes a valid file; fine-tuning keeps the one it started with, so what it trains is what it
+    writes)."""
     with torch.no_grad():
-        p = {k: v.detach().cpu() for k, v in scene.params().items()}
+        p = {k: v.detach() for k, v in scene.params().items()}
         n = len(scene)
-        order = torch.from_numpy(morton_order(p["means"].numpy()))
+        order = file_order(scene) if order is None else order
         p = {k: v if k == "shN" else v[order] for k, v in p.items()}  # SH reordered chunk by chunk below
-        chunk_of = torch.arange(n) // CHUNK
+        chunk_of = torch.arange(n, device=order.device) // CHUNK
         means, scales = p["means"].double(), p["scales"].double()
         color = p["sh0"][:, 0].double() * SH_C0 + 0.5
         ranges = [_chunk_ranges(means), _chunk_ranges(scales, clamp=_SCALE_LIMIT), _chunk_ranges(color)]
@@ -113,7 +122,7 @@ def encode(scene: GaussianScene) -> CompressedPlyCodes:
                   | _unorm(alpha, 8))
         packed = torch.stack([_pack_111011(fit(means, ranges[0])), rotation,
                               _pack_111011(fit(scales, ranges[1])), colour], dim=1)
-        sh = torch.empty(n, 3 * p["shN"].shape[1], dtype=torch.uint8)
+        sh = torch.empty(n, 3 * p["shN"].shape[1], dtype=torch.uint8, device=order.device)
         for rows in row_chunks(n):  # float64 temporaries of a chunk, not of the scene
             rest = p["shN"][order[rows]].double().permute(0, 2, 1).reshape(len(sh[rows]), -1)  # channel-major
             sh[rows] = torch.trunc((rest / 8 + 0.5) * 256).clamp_(0, 255)
@@ -124,7 +133,7 @@ def encode(scene: GaussianScene) -> CompressedPlyCodes:
 def decode(codes: CompressedPlyCodes) -> GaussianScene:
     """The stored Gaussians, in file (Morton) order."""
     n = len(codes.packed)
-    c = codes.chunks.double()[torch.arange(n) // CHUNK]
+    c = codes.chunks.double()[torch.arange(n, device=codes.packed.device) // CHUNK]
 
     def lerp(t: torch.Tensor, first: int) -> torch.Tensor:
         lo, hi = c[:, first:first + 3], c[:, first + 3:first + 6]
@@ -148,13 +157,14 @@ def decode(codes: CompressedPlyCodes) -> GaussianScene:
     )
 
 
-def roundtrip(scene: GaussianScene) -> GaussianScene:
-    """What a compressed `.ply` of the scene decodes to, in the scene's own order."""
-    codes = encode(scene)
+def roundtrip(scene: GaussianScene, order: torch.Tensor | None = None) -> GaussianScene:
+    """What a compressed `.ply` of the scene (in `order`, see `encode`) decodes to, in the scene's own order, on
+    its device."""
+    codes = encode(scene, order)
     decoded = decode(codes)
     inverse = torch.empty_like(codes.order)
-    inverse[codes.order] = torch.arange(len(codes.order))
-    return decoded.subset(inverse).to(scene.means.device)
+    inverse[codes.order] = torch.arange(len(codes.order), device=codes.order.device)
+    return decoded.subset(inverse)
 
 
 # ---- bytes ------------------------------------------------------------------------------------------
@@ -170,8 +180,8 @@ def _header(n: int, chunks: int, rest: int) -> bytes:
 def compressed_ply_parts(codes: CompressedPlyCodes) -> list:
     """The file's bytes in pieces (header, chunks, vertices, SH), to be written one after the other."""
     n, rest = len(codes.packed), codes.sh.shape[1]
-    arrays = [codes.chunks.numpy().astype("<f4"), codes.packed.numpy().astype("<u4"),
-              np.ascontiguousarray(codes.sh.numpy(), dtype=np.uint8)]
+    arrays = [codes.chunks.cpu().numpy().astype("<f4"), codes.packed.cpu().numpy().astype("<u4"),
+              np.ascontiguousarray(codes.sh.cpu().numpy(), dtype=np.uint8)]
     return [_header(n, len(codes.chunks), rest)] + [a.reshape(-1).view(np.uint8).data for a in arrays]
 
 
@@ -236,8 +246,16 @@ def read_compressed_ply(path: str | Path, nonfinite: str = "error") -> GaussianS
     return decode(read_codes(path)).check_finite(str(path), nonfinite)
 
 
-def write_compressed_ply(path: str | Path, scene: GaussianScene) -> None:
-    parts = compressed_ply_parts(encode(scene))
+def write_compressed_ply(path: str | Path, scene: GaussianScene, order: torch.Tensor | None = None) -> None:
+    parts = compressed_ply_parts(encode(scene, order))
     with atomic_path(path, expected_bytes=sum(len(part) for part in parts)) as tmp, open(tmp, "wb") as f:
         for part in parts:
             f.write(part)
+
+
+def quantiser(scene: GaussianScene, options, context) -> RoundTrip:
+    """The compressed `.ply` round trip on the scene's device, in the file order of the scene given, kept for the
+    fine-tuning and its file (computing the Morton order every step would copy the positions to the host)."""
+    order = file_order(scene)
+    return RoundTrip(lambda s: roundtrip(s, order), lambda path, s: write_compressed_ply(path, s, order.cpu()),
+                     on_device=True)

@@ -167,7 +167,7 @@ register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_d
 register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read_compressed_ply,
                      compressed_ply.write_compressed_ply, compressed_ply.compressed_ply_size,
                      load_described=_load_described_compressed_ply,
-                     quantiser=_round_trip(compressed_ply.roundtrip, compressed_ply.write_compressed_ply)))
+                     quantiser=compressed_ply.quantiser))
 # a .sog bundle, or a folder named by its meta.json
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
                      options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,

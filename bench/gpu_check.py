@@ -54,6 +54,15 @@ def gstrim(argv: list, budget: Budget, log: Path, share: float = 1.0) -> tuple[s
     return status, time.perf_counter() - start
 
 
+def last_progress(log: Path) -> str:
+    """The step's last progress line (`GSTRIM_PROGRESS_EVERY`), for a step stopped before its record."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if " in " in line and "/" in line]
+    except OSError:
+        return ""
+    return f"last progress: {lines[-1].strip()}" if lines else ""
+
+
 def record(folder: Path, verb: str) -> dict:
     try:
         return json.loads((folder / "results.json").read_text())[verb]
@@ -132,7 +141,7 @@ def main() -> None:
             notes.append(f"peak GPU {entry['peak_memory']['cuda_mb']:,.0f} MB")
         if scaled and (full := extrapolated(entry, scale)) is not None:
             notes.append(f"full schedule ~{full:,.0f} s")
-        rows.append((name, status, seconds, describe(entry), "; ".join(notes)))
+        rows.append((name, status, seconds, describe(entry) or last_progress(work / f"{name}.log"), "; ".join(notes)))
         return status == "ok"
 
     data, baseline = work / "data", work / "baseline"

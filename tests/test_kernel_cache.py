@@ -33,6 +33,8 @@ def test_warming_compiles_what_the_cache_lacks_in_workers_and_loads_it(tmp_path)
     """Two small kernels (the bit packing of .gsz) in a fresh process with an empty cache: compiled by workers,
     then loaded into the process without compiling there; a second warming finds them and starts no worker."""
     script = textwrap.dedent("""
+        import torch
+        torch.set_num_threads(2)  # two workers, whatever the machine
         from gstrim import kernel_cache
         signatures = {"gstrim.io.bit_kernels.pack": "(uint64[::1], int64[::1], uint8[::1])",
                       "gstrim.io.bit_kernels.unpack": "(uint8[::1], int64[::1], uint64[::1])"}
@@ -69,6 +71,8 @@ def test_a_cancelled_warming_stops_its_workers_at_once(tmp_path):
     the compilations."""
     script = textwrap.dedent("""
         import time
+        import torch
+        torch.set_num_threads(2)  # two workers, whatever the machine
         from gstrim import kernel_cache
         warming = kernel_cache.start_warming(kernel_cache.RENDERER)
         assert warming.pool is not None
@@ -81,3 +85,23 @@ def test_a_cancelled_warming_stops_its_workers_at_once(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 5 and time.perf_counter() - start < 20  # the compilations take ~25 s
+
+
+def test_warming_inside_a_daemonic_worker_leaves_the_kernels_to_their_first_calls(tmp_path):
+    """A run inside a multiprocessing pool's worker (daemonic: no children allowed) starts no worker and fails not."""
+    script = textwrap.dedent("""
+        import multiprocessing
+
+        def warm(_):
+            from gstrim import kernel_cache
+            return kernel_cache.start_warming(kernel_cache.RENDERER).pool is None
+
+        if __name__ == "__main__":
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                print(pool.map(warm, [0])[0])
+    """)
+    (tmp_path / "daemonic.py").write_text(script)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(tmp_path / "daemonic.py")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr

@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable
 from multiprocessing import get_context
 
+import torch
+
 # argument types, in Numba's signature syntax
 _F1, _F2, _F3 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]"
 _I1, _I2, _INT = "int64[::1]", "int64[:, ::1]", "int64"
@@ -96,10 +98,15 @@ class Warming:
 def start_warming(names: Iterable[str], signatures: dict[str, str] = SIGNATURES) -> Warming:
     """Start compiling the kernels `names` that Numba's cache lacks, in parallel worker processes."""
     missing = [name for name in dict.fromkeys(names) if not _cached(name, signatures)]
-    if len(missing) < 2:  # one kernel compiles as fast at its first call
+    # one worker per thread the run may use (`--threads`, GSTRIM_THREADS: a batch's share of a node), so that jobs
+    # sharing a machine do not each start one per core; one kernel or one thread: compile at first calls
+    workers = min(len(missing), torch.get_num_threads())
+    if workers < 2:
         return Warming([], signatures)
-    # spawned, not forked: the run's process holds torch's thread pools; daemonic: they end with the run
-    pool = get_context("spawn").Pool(min(len(missing), os.cpu_count() or 1))
+    try:  # spawned, not forked: the run's process holds torch's thread pools; daemonic: they end with the run
+        pool = get_context("spawn").Pool(workers)
+    except (AssertionError, OSError):  # inside a daemonic worker, or no semaphores: compile at first calls
+        return Warming([], signatures)
     return Warming(missing, signatures, pool, [pool.apply_async(_compile, (name, signatures)) for name in missing])
 
 

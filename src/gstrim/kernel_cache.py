@@ -1,5 +1,5 @@
 """Numba's first-use compilation, made parallel: a CPU run compiles the kernels it is about to use in worker
-processes, one per core, while it loads its data, instead of one after the other at their first calls.
+processes, one per thread it may use, while it loads its data, instead of one after the other at their first calls.
 
 On a fresh machine (an empty Numba cache) the CPU renderer's kernels take ~40 s to compile one by one on 2
 cores (docs/scale.md, "Cold start"); with a cache they load in well under a second, and `warm` then starts

@@ -101,6 +101,10 @@ class Camera:
         to a device once and `decode` there on each use."""
         return self._image if self._image is not None else self.pixels
 
+    def image_on(self, device: torch.device | str) -> torch.Tensor:
+        """`image`, decoded on `device` (the stored 8-bit photo is what moves there, a quarter of the float)."""
+        return self.decode(self.stored().to(device))
+
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
         """`stored` (as `stored()` returns it, on any device) -> the float image."""
         return stored if stored.is_floating_point() else decode_pixels(stored, self.background)

@@ -93,7 +93,7 @@ def evaluate(scene: GaussianScene, cameras: list[Camera], *, label: str = "ours"
     with torch.no_grad():
         for i, cam, image, seconds in render_views(scene, cameras, background=background, device=device,
                                                    description="evaluate", keep_on_device=True):
-            target = cam.decode(cam.stored().to(image.device))  # the 8-bit photo, decoded where it is compared
+            target = cam.image_on(image.device)
             result.per_view[view_name(i)] = {
                 "PSNR": float(psnr(image, target)), "SSIM": float(ssim(image, target, ssim_mode)),
                 "LPIPS": float(lpips(image, target)), "render_ms": 1000 * seconds,

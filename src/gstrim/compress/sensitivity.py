@@ -58,10 +58,8 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
 
     scene = scene.to("cpu")
     n = len(scene)
-    with torch.no_grad():
-        ncov = normalized_covariance(scene.quats, scene.scales)
-        norm2 = torch.exp(scene.scales).square().sum(-1)
-        opacities = scene.activated_opacities()
+    ncov, norm2 = _shape_inputs(scene)
+    opacities = scene.activated_opacities().detach()
     dtype = scene.means.dtype
     g_color = torch.zeros(n, 1 + scene.shN.shape[1], 3, dtype=dtype)
     g_shape = torch.zeros(n, 6, dtype=dtype)
@@ -95,16 +93,26 @@ def sensitivity(scene: GaussianScene, cameras: list[Camera], sh_degree: int | No
                 if grad is not None:  # None: nothing of it is drawn (unused SH bands)
                     target += grad.abs()
         pixels += camera.width * camera.height
-    rest = g_color[:, 1:].flatten(1).amax(1) if g_color.shape[1] > 1 else torch.zeros(n, dtype=dtype)
+    return _per_gaussian(g_shape, g_color, pixels)
+
+
+def _shape_inputs(scene: GaussianScene) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised covariance [N, 6], squared scale norm [N]): the covariance is their product."""
+    with torch.no_grad():
+        return normalized_covariance(scene.quats, scene.scales), torch.exp(scene.scales).square().sum(-1)
+
+
+def _per_gaussian(g_shape: torch.Tensor, g_color: torch.Tensor, pixels: int) -> Sensitivity:
+    """The sensitivities of summed |gradients| w.r.t. the 6 covariance entries [N, 6] and the SH coefficients
+    [N, 1 + K, 3] (DC first): each Gaussian's largest, per training pixel."""
+    rest = g_color[:, 1:].flatten(1).amax(1) if g_color.shape[1] > 1 else g_color.new_zeros(len(g_color))
     return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels,
                        rest=rest / pixels)
 
 
 def _sensitivity_on_device(scene: GaussianScene, cameras: list[Camera], degree: int) -> Sensitivity:
     device, dtype = scene.means.device, scene.means.dtype
-    with torch.no_grad():
-        ncov = normalized_covariance(scene.quats, scene.scales)
-        norm2 = torch.exp(scene.scales).square().sum(-1)
+    ncov, norm2 = _shape_inputs(scene)
     leaves = [t.detach().requires_grad_(True) for t in (ncov, scene.sh0, scene.shN)]
     totals = [torch.zeros_like(t) for t in leaves]
     black = torch.zeros(3, dtype=dtype, device=device)
@@ -120,7 +128,4 @@ def _sensitivity_on_device(scene: GaussianScene, cameras: list[Camera], degree: 
                 total += grad.abs()
         pixels += camera.width * camera.height
     g_shape, g_sh0, g_shN = (t.cpu() for t in totals)
-    g_color = torch.cat([g_sh0, g_shN], 1)
-    rest = g_shN.flatten(1).amax(1) if g_shN.shape[1] > 0 else torch.zeros(len(scene), dtype=dtype)
-    return Sensitivity(color=g_color.flatten(1).amax(1) / pixels, shape=g_shape.amax(1) / pixels,
-                       rest=rest / pixels)
+    return _per_gaussian(g_shape, torch.cat([g_sh0, g_shN], 1), pixels)

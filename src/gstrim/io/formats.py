@@ -152,13 +152,14 @@ def _load_described_compressed_ply(path: Path, nonfinite: str) -> tuple[Gaussian
     return scene, {"format": "compressed ply (PlayCanvas, 256-Gaussian chunks)", "extra_properties": []}
 
 
-def _round_trip(roundtrip: Callable[[GaussianScene], GaussianScene], save):
-    """The quantiser of a format without options whose file depends on the scene alone."""
-    return lambda scene, options, context: RoundTrip(roundtrip, save)
+def _round_trip(roundtrip: Callable[[GaussianScene], GaussianScene], save, on_device: bool = False):
+    """The quantiser of a format without options whose file depends on the scene alone (`on_device`: its round
+    trip is torch code, run where the scene is)."""
+    return lambda scene, options, context: RoundTrip(roundtrip, save, on_device)
 
 
 register(SceneFormat("ply", (".ply",), _load_ply, ply.write_ply, ply.ply_size, load_described=_load_described_ply,
-                     quantiser=_round_trip(lambda scene: scene, ply.write_ply)))
+                     quantiser=_round_trip(lambda scene: scene, ply.write_ply, on_device=True)))
 register(SceneFormat("splat", (".splat",), splat.read_splat, splat.write_splat, splat.splat_size, max_sh_degree=0,
                      quantiser=_round_trip(splat.roundtrip, splat.write_splat)))
 register(SceneFormat("spz", (".spz",), spz.read_spz, spz.write_spz, None, load_described=spz.describe_spz,

@@ -191,9 +191,10 @@ def decode(codes: SpzCodes) -> GaussianScene:
     )
 
 
-def roundtrip(scene: GaussianScene, sh1_bits: int = SH1_BITS, sh_rest_bits: int = SH_REST_BITS) -> GaussianScene:
+def roundtrip(scene: GaussianScene, sh1_bits: int = SH1_BITS, sh_rest_bits: int = SH_REST_BITS,
+              fractional_bits: int | None = None) -> GaussianScene:
     """What a `.spz` of the scene decodes to (no gradient; format-aware fine-tuning adds one)."""
-    return decode(encode(scene, sh1_bits=sh1_bits, sh_rest_bits=sh_rest_bits))
+    return decode(encode(scene, fractional_bits, sh1_bits, sh_rest_bits))
 
 
 # ---- bytes ------------------------------------------------------------------------------------------
@@ -326,5 +327,5 @@ def quantiser(scene: GaussianScene, options: SpzOptions | None, context) -> Roun
     moves positions far too little to change them; reading the extent every step would wait for the GPU)."""
     o = options or SpzOptions()
     bits = fractional_bits_for(scene.means)
-    return RoundTrip(lambda s: decode(encode(s, bits, o.sh1_bits, o.sh_rest_bits)),
-                     lambda path, s: write_with(path, s, o), on_device=True)
+    return RoundTrip(lambda s: roundtrip(s, o.sh1_bits, o.sh_rest_bits, bits), lambda path, s: write_with(path, s, o),
+                     on_device=True)

@@ -50,7 +50,7 @@ def gradient_statistics(scene: GaussianScene, cameras: list[Camera], *, backgrou
     for cam in progress.track(cameras, "gradient score"):
         out = rasterize(live, cam, background=background)
         out.means2d.retain_grad()
-        photometric_loss(out.image, cam.decode(cam.stored().to(out.image.device))).backward()  # decoded there
+        photometric_loss(out.image, cam.image_on(out.image.device)).backward()
         accumulate_grad2d(stats, out)
         for p in params.values():
             p.grad = None

@@ -16,9 +16,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.99
-T_MIN = 1e-4
+from gstrim.render.project import ALPHA_MAX, ALPHA_MIN, T_MIN
 
 
 @njit(parallel=True, cache=True)

@@ -19,11 +19,8 @@ import math
 
 import torch
 
-from gstrim.render.project import TILE, Projection
+from gstrim.render.project import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, Projection
 
-ALPHA_MIN = 1.0 / 255.0  # the CPU kernels' constants (cpu_kernels.py, after Kerbl et al. 2023)
-ALPHA_MAX = 0.99
-T_MIN = 1e-4
 PAIR_BUDGET = 1 << 24  # candidate (Gaussian, pixel) pairs per band: ~1.5 GB of temporaries at most
 # (d alpha / d(means2d x, y, conic a, b, c)) products in the order of the kernel's 15 upper-triangle entries
 _UPPER = torch.triu_indices(5, 5)

@@ -13,6 +13,10 @@ NEAR_PLANE = 0.01  # gsplat's default near plane
 DILATION = 0.3  # low-pass filter added to the 2-D covariance diagonal (3DGS)
 SIGMA_EXTENT = 3.0  # screen radius = ceil(3 sqrt(largest eigenvalue)) (3DGS)
 TILE = 16
+# the pixel stage's rules (Kerbl et al. 2023), shared by the CPU kernels and the device pixel statistics:
+ALPHA_MIN = 1.0 / 255.0  # a Gaussian with a smaller alpha at a pixel is skipped there
+ALPHA_MAX = 0.99  # alpha is capped here
+T_MIN = 1e-4  # a pixel stops before the Gaussian that would take its transmittance below this
 
 
 @dataclass

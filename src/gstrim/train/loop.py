@@ -71,7 +71,7 @@ def fit(trainer: Trainer, model_dir: Path, *, checkpoint_every: int = 1_000, sav
                 values = torch.stack([record["loss"], record["psnr"]])
                 pending, unread = (values if pending is None else pending + values), unread + 1
                 fields = {}
-                if trainer.step % READ_EVERY == 0 or trainer.step % STATS_EVERY == 0 or trainer.step == total:
+                if trainer.step % READ_EVERY == 0 or trainer.step == total:
                     loss, psnr = (pending / unread).tolist()
                     window.append((loss, psnr, unread))
                     pending, unread = None, 0

@@ -38,7 +38,8 @@ def test_gpu_check_dry_run_prints_every_step():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for expected in ("nvidia-smi", "pip install", "tests/test_gsplat.py tests/test_device_paths.py -k cuda",
+    for expected in ("nvidia-smi", "pip install",
+                     "tests/test_gsplat.py tests/test_device_paths.py -k cuda or rejects_gpu",
                      "bench/gpu_check.py /tmp/gpu_check --count 1000000 --device cuda --budget"):
         assert expected in out
     bad = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--bogus"], capture_output=True, text=True)

@@ -220,7 +220,7 @@ def test_fine_tuning_loops_read_the_device_at_most_every_few_iterations(baseline
 
 
 @pytest.mark.skipif(not gsplat_available(), reason="needs a CUDA GPU")
-def test_evaluation_on_the_gpu_matches_the_cpu(rng):
+def test_evaluation_on_cuda_matches_the_cpu(rng):
     """The metrics of a GPU run are computed on the GPU: the same PSNR, SSIM and LPIPS as on the CPU (the renders
     differ by gsplat's rules at a few pixels, hence the tolerances)."""
     from gstrim.errors import GstrimError

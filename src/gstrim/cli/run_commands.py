@@ -17,10 +17,12 @@ from gstrim.cli.flags import (
 )
 from gstrim.compress.stages import CompressConfig
 from gstrim.data import DataOptions
+from gstrim.errors import GstrimError
 from gstrim.io.formats import FORMATS, viewer_formats
 from gstrim.pipelines.export import ExportConfig
 from gstrim.pipelines.train import TrainSetup
 from gstrim.prune.strategy import TrimConfig
+from gstrim.records import RunSummary
 from gstrim.train import DensifyConfig, TrainConfig
 
 
@@ -77,6 +79,8 @@ def cmd_trim(args) -> int:
     export = export_config_from_args(args, beside_trim=True, seed=config.seed) if args.format else None
     if args.format:  # every stage's settings checked before the trim starts
         check_trim_export(args.format, export, inputs, control)
+    if args.max_loss is not None and (not config.has_target or not (args.compress or args.format)):
+        return _trim_within_budget(args, inputs, config, export, control)
     if args.compress:
         s, compressed = trim_and_compress(inputs, args.output, config,
                                           config_from_args(args, CompressConfig, seed=config.seed), control)
@@ -88,6 +92,21 @@ def cmd_trim(args) -> int:
     if args.format:
         exported = trim_and_export(args.output, args.format, export, control)
         show.export(exported, s.mb_in)
+    return 0
+
+
+def _trim_within_budget(args, inputs, config: TrimConfig, export: ExportConfig | None, control) -> int:
+    """`trim --max-loss` without a target: the removal level searched with the codec that follows."""
+    from gstrim.pipelines.trim_budget import compress_finish, export_finish, trim_within_budget
+
+    if args.compress and args.format:
+        raise GstrimError("--max-loss searches one final file: give --compress or --format, not both")
+    finish = (compress_finish(config_from_args(args, CompressConfig, seed=config.seed)) if args.compress else
+              export_finish(args.format, export) if args.format else None)
+    out = Path(args.output)
+    record = trim_within_budget(inputs, out, config, args.max_loss, finish, control)
+    show.trim(RunSummary.read(out, "trim"), out)
+    show.trim_budget(record, out)
     return 0
 
 
@@ -161,7 +180,7 @@ def register(sub) -> None:
     g.add_argument("--format", choices=viewer_formats(),
                    help="then fine-tune the trimmed scene through this format's quantiser and write it as "
                         "OUTPUT/scene.<suffix>, ready for a viewer")
-    # --finetune is the trim's; --max-loss the compression's, read by both
+    # --finetune is the trim's; --max-loss the compression's, read by both (and, without a target, by the trim)
     add_config_options(g, ExportConfig, skip=("seed", "finetune", "max_loss"))
     add_format_finetune(g)
     add_format_options(g)

@@ -77,6 +77,24 @@ def budget(record: dict | None) -> None:
         print(f"    | {p['name']} | {p['bytes'] / 1e3:.1f} | {p['proxy_loss']:+.3f} | {verified} |")
 
 
+def trim_budget(record: dict, model_dir: Path) -> None:
+    """The removal levels a `trim --max-loss` search trimmed, and its choice."""
+    settings, chosen = record["settings"], record["chosen"]
+    what = settings["finish"]["name"] if settings["finish"] else "ply"
+    print(f"  budget       {settings['max_loss']:g} dB against the input: chose {chosen}"
+          + ("" if record["within"] else " (nothing within the budget: the closest)")
+          + f" after {len(record['levels'])} trim(s)")
+    print(f"    | removed | Gaussians | trim loss | {what} kB | loss of the file |")
+    print("    |---|---|---|---|---|")
+    for lv in sorted(record["levels"], key=lambda lv: lv["removal"]):
+        kb = f"{lv['bytes'] / 1e3:.1f}" if lv["bytes"] is not None else ""
+        loss = f"{lv['loss']:+.3f}" if lv["loss"] is not None else ""
+        print(f"    | {100 * lv['removal']:.0f} % | {lv['gaussians']:,} | {lv['trim_loss']:+.3f} | {kb} | {loss} |")
+    best = next(lv for lv in record["levels"] if f"removal-{lv['removal']:.2f}" == chosen)
+    if best["file"] is not None:  # None: no level left the codec room, so the trim itself is the result
+        print(f"  file         {model_dir / best['file']}")
+
+
 def export(result, original_mb: float | None = None) -> None:
     how = (f"fine-tuned {result.summary.iterations:,} iterations through its quantiser"
            f"{photo_free_note(result.summary.details)}" if result.summary else "plain")

@@ -96,11 +96,17 @@ def trim_and_compress(inputs: Inputs | str | Path | None, out_dir: str | Path, t
     summary = RunSummary.read(out_dir, "trim") if control.resume else None
     if summary is None:
         summary = trim_scene(inputs, out_dir, trim, control).summary
+    return summary, compress_trimmed(out_dir, compress, control)
+
+
+def compress_trimmed(out_dir: str | Path, compress: CompressConfig, control: RunControl) -> RunResult:
+    """c3dgs on the finished trim in `out_dir`, into `out_dir/compressed` (resumed when `control.resume` finds it
+    started); a `max_loss` budget is against the trim's input, so the compression gets what the trim left."""
+    out_dir = Path(out_dir)
+    summary = RunSummary.read(out_dir, "trim")
     target = out_dir / COMPRESSED_DIR
     again = control.resume and (target / CONFIG_NAME).exists()
     trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if control.evaluate else None
-    if compress is not None and compress.max_loss is not None:
+    if compress.max_loss is not None:
         compress = replace(compress, max_loss=trim_budget_left(compress.max_loss, out_dir))
-    compressed = compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)
-    return summary, compressed
-
+    return compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)

@@ -120,6 +120,11 @@ class TrimConfig:
         return replace(base, preset=preset, **schedule)
 
     @property
+    def has_target(self) -> bool:
+        """A removal level is given (else the default, or a `--max-loss` search, chooses it)."""
+        return any(getattr(self, t) is not None for t in ("gamma", "target_removal", "target_count", "target_mb"))
+
+    @property
     def uses_checkpoint_stats(self) -> bool:
         """The prunes score by a training checkpoint's gradient statistics."""
         return self.stats == "checkpoint" and not self.no_prune

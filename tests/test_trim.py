@@ -208,6 +208,32 @@ def test_restart_lr_jumps_back_at_every_prune_and_decays_to_the_final_rate():
     assert all(means_lr(s, 50, constant.lrs, 2.0, constant.restarts) == pytest.approx(3.2e-6) for s in (0, 9, 10, 49))
 
 
+def test_restart_rates_boost_the_other_rates_after_every_prune_and_decay_back():
+    import torch
+
+    from gstrim.prune.strategy import finetune_parameters
+    from gstrim.train.optim import LearningRates
+
+    config = TrimConfig(restart_rates=4.0, steps=3, every=10, finetune=20)
+    rates = finetune_parameters(config)
+    params = {k: torch.nn.Parameter(torch.zeros(2, 3)) for k in ("means", "scales", "quats", "opacities", "sh0", "shN")}
+    optimizers = rates.make_optimizers(params, extent=2.0)
+    base = LearningRates()
+
+    def lr(step: int, name: str) -> float:
+        rates.update_learning_rates(optimizers, step, config.iterations, 2.0)
+        return optimizers[name].param_groups[0]["lr"]
+
+    for name in ("scales", "quats", "opacities", "sh0", "shN"):
+        for start, end in ((0, 10), (10, 20), (20, 50)):
+            assert lr(start, name) == pytest.approx(4 * getattr(base, name))
+            assert lr(start + (end - start) // 2, name) == pytest.approx(2 * getattr(base, name))  # log-linear
+        assert lr(50, name) == pytest.approx(getattr(base, name))
+    assert lr(0, "means") == lr(30, "means") == pytest.approx(2 * 1.6e-6)  # the position rate stays the recipe's
+    with pytest.raises(Exception, match="restart_rates"):
+        TrimConfig(restart_rates=0.5).validate()
+
+
 def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, capsys):
     from gstrim.prune.strategy import finetune_parameters
 

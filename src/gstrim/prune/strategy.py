@@ -90,6 +90,9 @@ class TrimConfig:
     restart_lr: float | None = option(None, "position learning rate (x extent) to restart at after each prune "
                                       "step, decaying to 1.6e-6 by the next (default: the recipe's; paper: "
                                       "constant 1.6e-6)")
+    restart_rates: float | None = option(None, "restart the opacity, scale, rotation and SH rates too: at this "
+                                         "multiple of their 3DGS values after each prune step, decaying back to "
+                                         "them by the next (default: the recipe's; paper: constant)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -168,6 +171,8 @@ class TrimConfig:
             raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
+        if self.restart_rates is not None and self.restart_rates < 1:
+            raise ConfigError(f"{{restart_rates}} must be at least 1, got {self.restart_rates}", "restart_rates")
         if self.target_mb is not None and self.target_mb <= 0:
             raise ConfigError(f"{{target_mb}} must be positive, got {self.target_mb}", "target_mb")
 
@@ -261,10 +266,10 @@ class TrimStrategy(Strategy):
 
 def finetune_parameters(config: TrimConfig) -> RawParameters:
     """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps); with
-    `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next."""
+    `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next;
+    with `restart_rates`, the other rates restart at that multiple of themselves the same way."""
     final = LearningRates().means_final
     config = config.with_recipe()
-    if config.restart_lr is None:
-        return RawParameters(LearningRates(means=final, means_final=final))
-    return RawParameters(LearningRates(means=config.restart_lr, means_final=final), config.prune_iterations())
-
+    boost = config.restart_rates or 1.0
+    restarts = config.prune_iterations() if config.restart_lr is not None or boost != 1.0 else ()
+    return RawParameters(LearningRates(means=config.restart_lr or final, means_final=final), restarts, boost)

@@ -23,6 +23,13 @@ class LearningRates:
     shN: float = 2.5e-3 / 20
 
 
+def restart_fraction(step: int, total_steps: int, restarts: tuple[int, ...] = ()) -> float:
+    """How far `step` is, from 0 to 1, between the restart before it (or the start) and the next one (or the end)."""
+    start = max((r for r in restarts if r <= step), default=0)
+    end = min((r for r in restarts if r > step), default=total_steps)
+    return min(max((step - start) / max(end - start, 1), 0.0), 1.0)
+
+
 def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float,
              restarts: tuple[int, ...] = ()) -> float:
     """Log-linear decay of the position learning rate from `means` to `means_final` (times the extent)
@@ -30,9 +37,7 @@ def means_lr(step: int, total_steps: int, lrs: LearningRates, extent: float,
     too). Equal initial and final rates give a constant rate, as fine-tuning after pruning uses.
     `restarts`: steps where the rate jumps back to `means` and decays again, reaching `means_final` at the
     next restart (or at the end): warm restarts after each prune step."""
-    start = max((r for r in restarts if r <= step), default=0)
-    end = min((r for r in restarts if r > step), default=total_steps)
-    t = min(max((step - start) / max(end - start, 1), 0.0), 1.0)
+    t = restart_fraction(step, total_steps, restarts)
     return extent * math.exp((1 - t) * math.log(lrs.means) + t * math.log(lrs.means_final))
 
 

@@ -16,7 +16,7 @@ import torch
 
 from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train.ops import Optimizers, Params
-from gstrim.train.optim import ADAM_EPS, LearningRates, means_lr, set_lr
+from gstrim.train.optim import ADAM_EPS, LearningRates, means_lr, restart_fraction, set_lr
 
 
 class Parameterization:
@@ -44,11 +44,14 @@ class Parameterization:
 
 class RawParameters(Parameterization):
     """The raw INRIA parameters, one Adam per tensor (as gsplat does: a Gaussian-count edit then touches
-    one optimizer state per key), position rate decaying over the run (or restarting at `restarts`)."""
+    one optimizer state per key), position rate decaying over the run (or restarting at `restarts`). With
+    `boost` > 1 the other rates restart too: at `boost` times their value at each restart, decaying
+    log-linearly back to it by the next."""
 
-    def __init__(self, lrs: LearningRates | None = None, restarts: tuple[int, ...] = ()):
+    def __init__(self, lrs: LearningRates | None = None, restarts: tuple[int, ...] = (), boost: float = 1.0):
         self.lrs = lrs or LearningRates()
         self.restarts = tuple(restarts)
+        self.boost = boost
 
     def init_params(self, scene: GaussianScene) -> dict[str, torch.Tensor]:
         return scene.params()
@@ -66,3 +69,7 @@ class RawParameters(Parameterization):
 
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
         set_lr(optimizers["means"], means_lr(step, total, self.lrs, extent, self.restarts))
+        if self.boost != 1.0:
+            factor = self.boost ** (1.0 - restart_fraction(step, total, self.restarts))
+            for name in ("scales", "quats", "opacities", "sh0", "shN"):
+                set_lr(optimizers[name], factor * getattr(self.lrs, name))

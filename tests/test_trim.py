@@ -38,6 +38,47 @@ def test_target_count_is_exact(baseline, tmp_path):
     assert results["trim"]["peak_memory"]["rss_mb"] > 100  # this process's peak, at the end of the run
 
 
+def test_reallocation_keeps_the_exact_count_and_moves_gaussians_to_the_highest_gradients(baseline):
+    """Re-allocating 20 %: each prune removes 20 % of its survivors more and clones or splits as many of the
+    highest-gradient survivors, so every step lands on the schedule's count."""
+    from gstrim.prune.keep import survivors_schedule
+    from gstrim.prune.scores import gradient_score
+
+    data, model = baseline
+    scene = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
+    dataset = load_dataset(data)
+    config = TrimConfig(score="gradient", target_removal=0.6, reallocate=0.2, **SMALL)
+    strategy = TrimStrategy(config, dataset.train, dataset.background, len(scene), scene.sh_degree,
+                            extent=dataset.extent)
+    trainer = Trainer(scene, dataset.train, extent=dataset.extent, strategy=strategy,
+                      config=gstrim.train.TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree,
+                                                      sh_interval=0, device="cpu"))
+    schedule = survivors_schedule(len(scene), 3, removal=0.6)
+    # the first prune, on the input itself: survivors, plus a clone or two split children of each chosen one
+    strategy.step_begin(trainer.params, trainer.optimizers, trainer.state, 0, trainer.generator)
+    moved = round(0.2 * schedule[0])
+    gradient = gradient_score(scene, dataset.train, background=dataset.background, device="cpu")
+    kept = ~prune_mask_count(scene.activated_opacities(), gradient, len(scene) - schedule[0] + moved)
+    survivors = torch.nonzero(kept).squeeze(1)
+    chosen = survivors[torch.topk(gradient[kept], moved).indices]
+    means = trainer.params["means"].detach()
+    assert len(means) == schedule[0]
+    untouched = survivors[~torch.isin(survivors, chosen)]
+    assert torch.equal(means[:len(untouched)], scene.means[untouched])  # the rest as they were, in order
+    new = means[len(untouched):]  # clones (at their original's mean) then split children (around it)
+    originals = scene.means[chosen]
+    clones = int(torch.isin(new, originals).all(dim=1).sum())
+    assert clones + (len(new) - clones) // 2 == moved and (len(new) - clones) % 2 == 0
+    # the rest of the run: every later prune also lands on the schedule
+    counts = []
+    while trainer.step < config.iterations:
+        trainer.train_step()
+        counts.append(len(trainer))
+    assert [counts[4 * k] for k in range(3)] == schedule
+    with pytest.raises(Exception, match="reallocate"):
+        TrimConfig(score="opacity", reallocate=0.1).validate()
+
+
 @pytest.mark.parametrize("variant", [
     dict(score="opacity", target_removal=0.5), dict(score="lightgaussian", target_removal=0.5),
     dict(score="pup", target_removal=0.5), dict(one_shot=True, target_removal=0.5), dict(no_prune=True),

@@ -50,7 +50,7 @@ class TrimRun(Run):
         config, model = self.config, self.opened.model
         stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
         strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
-                                len(scene), scene.sh_degree, checkpoint_stats=stats)
+                                len(scene), scene.sh_degree, checkpoint_stats=stats, extent=dataset.extent)
         parameterization = finetune_parameters(config)
         train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
                                    lrs=parameterization.lrs, seed=config.seed, device=self.control.device)

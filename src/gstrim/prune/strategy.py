@@ -24,6 +24,7 @@ from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, s
 from gstrim.prune.scores import SCORES, gradient_score
 from gstrim.scene import GaussianScene
 from gstrim.train import ops
+from gstrim.train.densify import DensifyConfig
 from gstrim.train.optim import LearningRates
 from gstrim.train.parameterization import RawParameters
 from gstrim.train.strategy import Strategy, mean_grad2d
@@ -93,6 +94,9 @@ class TrimConfig:
     restart_rates: float | None = option(None, "restart the opacity, scale, rotation and SH rates too: at this "
                                          "multiple of their 3DGS values after each prune step, decaying back to "
                                          "them by the next (default: the recipe's; paper: constant)")
+    reallocate: float = option(0.0, "re-allocate this share of each prune step's survivors: remove as many more "
+                               "and clone or split the survivors of highest positional gradient (3DGS's rule), "
+                               "so the count stays the schedule's (0: off)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -171,6 +175,11 @@ class TrimConfig:
             raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
+        if not 0.0 <= self.reallocate < 1.0:
+            raise ConfigError(f"{{reallocate}} must be in [0, 1), got {self.reallocate}", "reallocate")
+        if self.reallocate and (self.gamma is not None or SCORES[score].fn is not gradient_score):
+            raise ConfigError("{reallocate} moves Gaussians by their positional gradient at a fixed count: it needs "
+                              "a gradient score (gradient, gradient-visibility) and no {gamma}", "reallocate", "gamma")
         if self.restart_rates is not None and self.restart_rates < 1:
             raise ConfigError(f"{{restart_rates}} must be at least 1, got {self.restart_rates}", "restart_rates")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -208,8 +217,10 @@ class TrimStrategy(Strategy):
     """Prunes at the configured iterations by the configured score; nothing else changes the population."""
 
     def __init__(self, config: TrimConfig, stats_cameras: list[Camera], background, initial_count: int,
-                 sh_degree: int, checkpoint_stats: dict | None = None):
-        """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`."""
+                 sh_degree: int, checkpoint_stats: dict | None = None, extent: float = 1.0):
+        """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`; `extent`:
+        the scene's, which tells a small Gaussian (cloned when re-allocated) from a large one (split)."""
+        self.extent = extent
         config = config.with_recipe()
         config.validate()
         if config.uses_checkpoint_stats and checkpoint_stats is None:
@@ -232,7 +243,7 @@ class TrimStrategy(Strategy):
     def step_begin(self, params, optimizers, state, step, generator) -> None:
         iterations = self.config.prune_iterations()
         if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
-            self.prune(params, optimizers, state)
+            self.prune(params, optimizers, state, generator)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
         """(opacity, score) for the OR rule of eq. 5 (or the score's own `keep_with` in place of the opacity); a
@@ -248,20 +259,37 @@ class TrimStrategy(Strategy):
             return score, score
         return entry.keep_with(scene, self.cameras, **where).cpu(), score
 
-    def prune(self, params, optimizers, state) -> None:
+    def prune(self, params, optimizers, state, generator: torch.Generator | None = None) -> None:
         n = params["means"].shape[0]
         with timing.phase("scoring"):
             opacity, score = self._scores(params, state)
+        moved = 0
         if self.survivors is not None:
-            mask = prune_mask_count(opacity, score, n - self.survivors[state["prunes_done"]])
+            keep = self.survivors[state["prunes_done"]]
+            moved = min(round(self.config.reallocate * keep), keep - 1)
+            mask = prune_mask_count(opacity, score, n - keep + moved)
         else:
             mask = prune_mask_gamma(opacity, score, self.config.gamma)
         if bool(mask.all()):
             raise ConfigError("this prune would remove every Gaussian; choose a smaller {gamma} or target", "gamma")
         state["prunes_done"] += 1
-        mask = mask.to(params["means"].device)
-        ops.remove(params, optimizers, state, mask)
-        progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians")
+        ops.remove(params, optimizers, state, mask.to(params["means"].device))
+        if moved:
+            self.reallocate(params, optimizers, state, score[~mask], moved, generator)
+        progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians"
+                     + (f" ({moved:,} re-allocated)" if moved else ""))
+
+    def reallocate(self, params, optimizers, state, gradient: torch.Tensor, count: int, generator) -> None:
+        """Give `count` more Gaussians to the survivors whose positional gradient is highest (they under-fit
+        most), as 3DGS densifies: a small one (largest scale <= 1 % of the extent) is cloned, a large one split
+        in two (Kerbl et al. 2023, Sec. 5.2); each adds one."""
+        chosen = torch.zeros(len(gradient), dtype=torch.bool)
+        chosen[torch.topk(gradient, count).indices] = True
+        chosen = chosen.to(params["means"].device)
+        small = torch.exp(params["scales"].detach()).amax(dim=1) <= DensifyConfig.percent_dense * self.extent
+        clone, split = chosen & small, chosen & ~small
+        ops.duplicate(params, optimizers, state, clone)
+        ops.split(params, optimizers, state, torch.cat([split, split.new_zeros(int(clone.sum()))]), generator)
 
 
 def finetune_parameters(config: TrimConfig) -> RawParameters:

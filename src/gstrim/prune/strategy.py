@@ -21,8 +21,9 @@ from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
 from gstrim.options import option
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
+from gstrim.prune.mask import MaskedParameters, keep_probability
 from gstrim.prune.scores import SCORES, gradient_score
-from gstrim.scene import GaussianScene
+from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train import ops
 from gstrim.train.densify import DensifyConfig
 from gstrim.train.optim import LearningRates
@@ -97,6 +98,9 @@ class TrimConfig:
     reallocate: float = option(0.0, "re-allocate this share of each prune step's survivors: remove as many more "
                                "and clone or split the survivors of highest positional gradient (3DGS's rule), "
                                "so the count stays the schedule's (0: off)")
+    mask_weight: float = option(0.0, "learn a keep-mask between prunes (Compact 3DGS's straight-through mask on "
+                                "the opacity, sparsity loss of this weight) and prune the Gaussians whose mask "
+                                "fell lowest, OR-ed with the score's gradient (0: off)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -180,6 +184,12 @@ class TrimConfig:
         if self.reallocate and (self.gamma is not None or SCORES[score].fn is not gradient_score):
             raise ConfigError("{reallocate} moves Gaussians by their positional gradient at a fixed count: it needs "
                               "a gradient score (gradient, gradient-visibility) and no {gamma}", "reallocate", "gamma")
+        if self.mask_weight < 0:
+            raise ConfigError(f"{{mask_weight}} must not be negative, got {self.mask_weight}", "mask_weight")
+        if self.mask_weight and (self.one_shot or self.no_prune or (self.steps is not None and self.steps < 2)):
+            raise ConfigError("{mask_weight} learns the mask between prunes: it needs an iterative trim (not "
+                              "{one_shot} or {no_prune}) with {steps} of 2 or more", "mask_weight", "one_shot",
+                              "no_prune", "steps")
         if self.restart_rates is not None and self.restart_rates < 1:
             raise ConfigError(f"{{restart_rates}} must be at least 1, got {self.restart_rates}", "restart_rates")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -248,13 +258,15 @@ class TrimStrategy(Strategy):
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
         """(opacity, score) for the OR rule of eq. 5 (or the score's own `keep_with` in place of the opacity); a
         score ranked alone gives (score, score)."""
-        scene = GaussianScene(**{k: v.detach() for k, v in params.items()})
+        scene = GaussianScene(**{k: params[k].detach() for k in PARAM_NAMES})
         entry = SCORES[self.config.score]
         where = {"background": self.background, "device": str(scene.means.device)}
         if self.config.uses_checkpoint_stats:
             score = mean_grad2d(state["grad2d"], state["count"])
         else:
             score = entry.fn(scene, self.cameras, **where)
+        if self.config.mask_weight and state["prunes_done"] > 0:  # the learned mask in the place of the keep term
+            return keep_probability(params), score
         if entry.keep_with is None:
             return score, score
         return entry.keep_with(scene, self.cameras, **where).cpu(), score
@@ -295,9 +307,13 @@ class TrimStrategy(Strategy):
 def finetune_parameters(config: TrimConfig) -> RawParameters:
     """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps); with
     `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next;
-    with `restart_rates`, the other rates restart at that multiple of themselves the same way."""
+    with `restart_rates`, the other rates restart at that multiple of themselves the same way; with
+    `mask_weight`, a learned keep-mask rides along until the last prune (`prune.mask`)."""
     final = LearningRates().means_final
     config = config.with_recipe()
     boost = config.restart_rates or 1.0
     restarts = config.prune_iterations() if config.restart_lr is not None or boost != 1.0 else ()
-    return RawParameters(LearningRates(means=config.restart_lr or final, means_final=final), restarts, boost)
+    lrs = LearningRates(means=config.restart_lr or final, means_final=final)
+    if config.mask_weight:
+        return MaskedParameters(config.mask_weight, config.prune_iterations()[-1], lrs, restarts, boost)
+    return RawParameters(lrs, restarts, boost)

@@ -342,3 +342,63 @@ def test_results_record_where_the_time_went(baseline, tmp_path):
     assert 0.5 * elapsed < total <= elapsed
     with timing.phase("outside a run") as handle:  # no recording: nothing is timed, nothing fails
         handle.items += 1
+
+
+def test_between_views_lie_between_neighbouring_cameras(baseline, rng):
+    from gstrim.data.between import between_views
+
+    data, _ = baseline
+    cameras = load_dataset(data).train
+    views = between_views(cameras, 12, seed=int(rng.integers(1000)))
+    centres = torch.stack([torch.from_numpy(c.center) for c in cameras])
+    rotations = [c.viewmat[:3, :3].double() for c in cameras]
+
+    def angle(a, b):  # geodesic distance between two rotations
+        return torch.arccos(((a @ b.T).trace() - 1).clamp(-2, 2) / 2)
+
+    for view in views:
+        R, c = view.viewmat[:3, :3].double(), torch.from_numpy(view.center)
+        torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-5, rtol=0)
+        assert float(torch.det(R)) == pytest.approx(1.0, abs=1e-5)
+        found = False
+        for i in range(len(cameras)):  # on the way from some camera to its nearest neighbour, a quarter in or more
+            d = torch.linalg.norm(centres - centres[i], dim=1)
+            d[i] = float("inf")
+            j = int(d.argmin())
+            seg = centres[j] - centres[i]
+            t = float((c - centres[i]) @ seg / (seg @ seg))
+            off = float(torch.linalg.norm(centres[i] + t * seg - c))
+            if off < 1e-4 and 0.25 - 1e-6 <= t <= 0.75 + 1e-6:
+                # and turned between their orientations (the slerp lies on the geodesic)
+                total = angle(rotations[i], rotations[j])
+                assert float(angle(R, rotations[i]) + angle(R, rotations[j])) == pytest.approx(float(total), abs=1e-3)
+                found = True
+        assert found
+        assert (view.width, view.height) == (cameras[0].width, cameras[0].height)
+    assert between_views(cameras, 3, 5)[0].viewmat.equal(between_views(cameras, 3, 5)[0].viewmat)
+
+
+def test_distillation_adds_views_whose_targets_are_the_teachers_renders(baseline, tmp_path):
+    """The teacher is the input unless another scene is named (here the input trimmed by half)."""
+    from gstrim.pipelines.trim import TrimRun
+    from gstrim.render import rasterize
+
+    data, model = baseline
+    dataset = load_dataset(data)
+    untrimmed = load_scene(model / "point_cloud/iteration_40/point_cloud.ply")
+    other = tmp_path / "teacher.ply"
+    save_scene(other, untrimmed.subset(torch.arange(len(untrimmed)) < len(untrimmed) // 2))
+    for teacher, expected_scene in ((None, untrimmed), (other, load_scene(other))):
+        config = TrimConfig(target_removal=0.5, distill_views=5, distill_teacher=teacher and str(other), **SMALL)
+        run = TrimRun(model, tmp_path / f"t{teacher is None}", config, NO_EVAL)
+        result = run.execute()
+        cameras = run.trainer.cameras
+        assert len(cameras) == len(dataset.train) + 5
+        for view in cameras[len(dataset.train):]:
+            expected = rasterize(expected_scene, view, background=dataset.background).image.clamp(0, 1)
+            torch.testing.assert_close(view.image, expected, atol=0.5 / 255 + 1e-6, rtol=0)  # 8 bits, as a PNG
+        assert result.summary.gaussians_out == len(untrimmed) // 2
+    with pytest.raises(gstrim.errors.ConfigError, match="distill_views"):
+        TrimConfig(distill_views=0, **SMALL).resolved("cpu").validate()
+    with pytest.raises(gstrim.errors.ConfigError, match="distill_views"):
+        TrimConfig(distill_teacher="x.ply", **SMALL).resolved("cpu").validate()

@@ -101,6 +101,10 @@ class TrimConfig:
     mask_weight: float = option(0.0, "learn a keep-mask between prunes (Compact 3DGS's straight-through mask on "
                                 "the opacity, sparsity loss of this weight) and prune the Gaussians whose mask "
                                 "fell lowest, OR-ed with the score's gradient (0: off)")
+    distill_views: int | None = option(None, "distillation: add this many views between the training views whose "
+                                       "targets are --distill-teacher's renders (default: none)")
+    distill_teacher: str | None = option(None, "the scene whose renders the distillation views learn: a model "
+                                         "folder or scene file, e.g. a --no-prune run (default: the input)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -184,6 +188,10 @@ class TrimConfig:
         if self.reallocate and (self.gamma is not None or SCORES[score].fn is not gradient_score):
             raise ConfigError("{reallocate} moves Gaussians by their positional gradient at a fixed count: it needs "
                               "a gradient score (gradient, gradient-visibility) and no {gamma}", "reallocate", "gamma")
+        if self.distill_views is not None and self.distill_views < 1:
+            raise ConfigError(f"{{distill_views}} must be at least 1, got {self.distill_views}", "distill_views")
+        if self.distill_teacher is not None and self.distill_views is None:
+            raise ConfigError("{distill_teacher} needs {distill_views}", "distill_teacher", "distill_views")
         if self.mask_weight < 0:
             raise ConfigError(f"{{mask_weight}} must not be negative, got {self.mask_weight}", "mask_weight")
         if self.mask_weight and (self.one_shot or self.no_prune or (self.steps is not None and self.steps < 2)):

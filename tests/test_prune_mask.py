@@ -1,5 +1,5 @@
-"""The learned keep-mask of `trim --mask-weight`: its straight-through gradient against finite differences of
-the dense float64 renderer, its forward pass, and a trim that prunes by it at the schedule's counts."""
+"""The learned keep-gate of `trim --mask-weight`: its gradient against finite differences of the dense float64
+renderer, its forward pass, and a trim that prunes by it at the schedule's counts and bakes it at the end."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from test_render import make_camera, make_scene
 
 from gstrim.data import load_dataset
 from gstrim.io import load_scene
-from gstrim.prune.mask import MASK_THRESHOLD, MaskedParameters, masked_opacities
+from gstrim.prune.mask import MaskedParameters, bake, masked_opacities
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.render.reference import render_dense
 from gstrim.scene import GaussianScene
@@ -23,35 +23,30 @@ def _loss(scene: GaussianScene, opacities: torch.Tensor, camera, weights: torch.
     return (weights * image).sum()
 
 
-def test_the_mask_gradient_matches_finite_differences_of_the_multiplied_opacity(rng):
-    """d loss / d m of the straight-through mask equals the derivative of the relaxation it stands for: the
-    opacity sigmoid(o) x (1 + sigmoid(m) - sigmoid(m0)), differentiated at m0 by central differences."""
+def test_the_gate_gradient_matches_finite_differences_of_the_render(rng):
+    """d loss / d m through the gated opacity logit and the dense float64 renderer, against central
+    differences of the loss."""
     scene = make_scene(rng, n=12)
     camera = make_camera(rng, width=20, height=18)
     weights = torch.tensor(rng.normal(size=(18, 20, 3)))
-    m0 = torch.tensor(rng.normal(2.0, 1.0, len(scene)))
+    m0 = torch.tensor(rng.normal(1.0, 2.0, len(scene)))
     m = m0.clone().requires_grad_(True)
     _loss(scene, masked_opacities(scene.opacities, m), camera, weights).backward()
-
-    def relaxed(mask: torch.Tensor) -> torch.Tensor:
-        share = torch.sigmoid(scene.opacities) * (1 + torch.sigmoid(mask) - torch.sigmoid(m0))
-        return _loss(scene, torch.logit(share), camera, weights)
-
     h = 1e-6
     for i in range(len(scene)):
         step = torch.zeros(len(scene), dtype=torch.float64)
         step[i] = h
-        numeric = (relaxed(m0 + step) - relaxed(m0 - step)) / (2 * h)
+        numeric = (_loss(scene, masked_opacities(scene.opacities, m0 + step), camera, weights)
+                   - _loss(scene, masked_opacities(scene.opacities, m0 - step), camera, weights)) / (2 * h)
         assert float(m.grad[i]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
 
 
-def test_the_forward_pass_is_the_raw_opacity_until_the_mask_falls_under_its_threshold(rng):
-    opacities = torch.tensor(rng.normal(0, 2, 200))
-    logits = torch.tensor(rng.normal(0, 4, 200))
-    out = masked_opacities(opacities, logits)
-    kept = torch.sigmoid(logits) > MASK_THRESHOLD
-    assert torch.equal(out[kept], opacities[kept])  # bit for bit
-    assert bool((torch.sigmoid(out[~kept]) < 1e-3 / 255).all()) and int((~kept).sum()) > 0  # never drawn
+def test_the_gate_multiplies_the_opacity(rng):
+    opacities = torch.tensor(rng.normal(0, 3, 500))
+    logits = torch.tensor(rng.normal(0, 6, 500))
+    gated = torch.sigmoid(masked_opacities(opacities, logits))
+    torch.testing.assert_close(gated, torch.sigmoid(opacities) * torch.sigmoid(logits), rtol=1e-9, atol=1e-12)
+    assert bool(torch.isfinite(masked_opacities(torch.tensor([40.0, -40.0]), torch.tensor([40.0, -40.0]))).all())
 
 
 def test_a_masked_trim_prunes_by_the_mask_at_the_schedules_counts_and_ends_unmasked(baseline):
@@ -84,7 +79,14 @@ def test_a_masked_trim_prunes_by_the_mask_at_the_schedules_counts_and_ends_unmas
         counts.append(len(trainer))
     assert counts[3] == strategy.survivors[1] and counts[4] == counts[-1] == strategy.survivors[2]
     assert not parameterization.active and parameterization.penalty(trainer.params) is None
-    final = trainer.scene()  # after the last prune the scene is the raw parameters, nothing masked
+    final = trainer.scene()  # after the last prune the scene is the raw parameters: the gates were baked in
     assert torch.equal(final.opacities, trainer.params["opacities"].detach().cpu())
     with pytest.raises(Exception, match="mask_weight"):
         TrimConfig(mask_weight=0.1, one_shot=True, target_removal=0.5).validate()
+
+
+def test_baking_the_gates_keeps_the_rendered_opacity(rng):
+    params = {"opacities": torch.tensor(rng.normal(0, 2, 50)), "mask": torch.tensor(rng.normal(2, 2, 50))}
+    before = torch.sigmoid(masked_opacities(params["opacities"], params["mask"]))
+    bake(params)
+    torch.testing.assert_close(torch.sigmoid(params["opacities"]), before, rtol=1e-9, atol=1e-12)

@@ -1,41 +1,34 @@
 """A learned keep-mask while trimming (`trim --mask-weight W`): which Gaussians the loss can do without is
-learned during the fine-tuning between prunes, post hoc from the trained prior, and each prune removes the
-Gaussians whose mask fell lowest.
+learned during the fine-tuning between prunes, post hoc from the trained prior, and each prune after the first
+removes the Gaussians whose mask fell lowest (OR-ed with the gradient score, at the schedule's counts).
 
-The mask follows Compact 3D Gaussian Representation (Lee et al., CVPR 2024, Sec. 3.1): a logit m per
-Gaussian, a hard mask 1[sigmoid(m) > MASK_THRESHOLD] in the forward pass with the straight-through gradient of
-sigmoid(m), the opacity multiplied by the mask, and a sparsity loss W x mean(sigmoid(m)) that pulls every
-mask down while the photometric loss holds up the Gaussians it needs. gstrim masks the opacity only (Lee et
-al. also mask the scale) and keeps the count schedule of the trim: the mask ranks, the schedule decides how
-many go. The mask acts until the last prune; the fine-tuning after it is plain.
-
-The multiplication is made in the logit the renderers take: where the mask is 1 the logit is the raw one
-exactly (so an unmasked scene renders bit for bit as without a mask), and its derivative by the mask is that
-of logit(sigmoid(o) x M) at M = 1, 1 / (1 - sigmoid(o)); a masked Gaussian's logit drops by MASKED_DROP, which
-makes it invisible (its alpha stays far under the renderers' 1/255).
+A gate per Gaussian multiplies its opacity, sigmoid(o) x sigmoid(m), under a sparsity loss W x mean(sigmoid(m))
+that pulls every gate down while the photometric loss holds up the Gaussians it needs: the learnable masks of
+Compact 3D Gaussian Representation (Lee et al., CVPR 2024, Sec. 3.1), whose forward pass is hard (a
+straight-through 0/1 mask). gstrim's gate is soft instead: post hoc, from a converged scene, a hard mask's
+gradient is the first-order change of the loss, which is zero on average at an optimum of the opacity, so it
+ranks by noise; a soft gate lowers the opacity and meets the loss's resistance. The gate is baked into the
+opacity at the last prune (`bake`), so the fine-tuning after it is plain and the scene does not jump.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from gstrim.scene import GaussianScene
 from gstrim.train.ops import Optimizers, Params
 from gstrim.train.optim import ADAM_EPS, LearningRates
 from gstrim.train.parameterization import RawParameters
 
-MASK_INIT = 2.0  # logit of a fresh mask: sigmoid 0.88, far above the threshold (gstrim's choice)
-MASK_LR = 0.01  # Adam rate of the mask logits (gstrim's choice: ~100 iterations to cross from the start)
-MASK_THRESHOLD = 0.01  # sigmoid(m) at or under which the mask is 0 in the forward pass
-MASKED_DROP = 30.0  # logit drop of a masked Gaussian: sigmoid(o - 30) < 1e-9 for any opacity logit o < 9
+MASK_INIT = 6.0  # logit of a fresh gate: sigmoid 0.9975, so the scene starts as it was (gstrim's choice)
+MASK_LR = 0.05  # Adam rate of the gate logits: 3DGS's opacity rate (gstrim's choice)
 
 
 def masked_opacities(opacities: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-    """The opacity logits with the straight-through hard mask applied (see the module's docstring)."""
-    soft = torch.sigmoid(mask_logits)
-    hard = soft > MASK_THRESHOLD
-    through = (soft - soft.detach()) / (1.0 - torch.sigmoid(opacities.detach())).clamp_min(1e-6)
-    return torch.where(hard, opacities + through, opacities.detach() - MASKED_DROP)
+    """logit(sigmoid(o) x sigmoid(m)), from log-sigmoids so that neither underflows."""
+    log_p = F.logsigmoid(opacities) + F.logsigmoid(mask_logits)
+    return log_p - torch.log1p(-torch.exp(log_p).clamp_max(1 - 1e-7))
 
 
 class MaskedParameters(RawParameters):
@@ -70,6 +63,13 @@ class MaskedParameters(RawParameters):
     def penalty(self, params: Params) -> torch.Tensor | None:
         """The sparsity loss, W x mean(sigmoid(m)), while the mask acts."""
         return self.weight * torch.sigmoid(params["mask"]).mean() if self.active else None
+
+
+def bake(params: Params) -> None:
+    """Fold the gates into the opacities at the last prune (the mask is off from then on, `until`): the scene
+    renders the same before and after."""
+    with torch.no_grad():
+        params["opacities"].copy_(masked_opacities(params["opacities"], params["mask"]))
 
 
 def keep_probability(params: Params) -> torch.Tensor:

@@ -21,7 +21,7 @@ from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
 from gstrim.options import option
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
-from gstrim.prune.mask import MaskedParameters, keep_probability
+from gstrim.prune.mask import MaskedParameters, bake, keep_probability
 from gstrim.prune.scores import SCORES, gradient_score
 from gstrim.scene import PARAM_NAMES, GaussianScene
 from gstrim.train import ops
@@ -98,9 +98,9 @@ class TrimConfig:
     reallocate: float = option(0.0, "re-allocate this share of each prune step's survivors: remove as many more "
                                "and clone or split the survivors of highest positional gradient (3DGS's rule), "
                                "so the count stays the schedule's (0: off)")
-    mask_weight: float = option(0.0, "learn a keep-mask between prunes (Compact 3DGS's straight-through mask on "
-                                "the opacity, sparsity loss of this weight) and prune the Gaussians whose mask "
-                                "fell lowest, OR-ed with the score's gradient (0: off)")
+    mask_weight: float = option(0.0, "learn a keep-gate on each opacity between prunes (a Compact 3DGS-style mask "
+                                "under a sparsity loss of this weight) and prune the Gaussians whose gate fell "
+                                "lowest, OR-ed with the score's gradient (0: off)")
     distill_views: int | None = option(None, "distillation: add this many views between the training views whose "
                                        "targets are --distill-teacher's renders (default: none)")
     distill_teacher: str | None = option(None, "the scene whose renders the distillation views learn: a model "
@@ -296,6 +296,8 @@ class TrimStrategy(Strategy):
         ops.remove(params, optimizers, state, mask.to(params["means"].device))
         if moved:
             self.reallocate(params, optimizers, state, score[~mask], moved, generator)
+        if self.config.mask_weight and state["prunes_done"] == len(self.config.prune_iterations()):
+            bake(params)  # the learned gates become the opacities; the fine-tuning after the last prune is plain
         progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians"
                      + (f" ({moved:,} re-allocated)" if moved else ""))
 

@@ -285,7 +285,9 @@ def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, 
         assert (auto.recipe, auto.score, auto.restart_lr) == (recipe, score, rate), kind
     assert TrimConfig().resolved("cpu").recipe == "auto"  # waits for the dataset
     objects = TrimConfig(recipe="objects").resolved("cpu")
-    assert (objects.score, objects.restart_lr) == ("gradient-visibility", 1.6e-4)
+    assert (objects.score, objects.restart_lr, objects.restart_rates) == ("gradient-visibility", 1.6e-4, 3.0)
+    assert TrimConfig().with_recipe("colmap").restart_rates == 1.0  # the paper's rates stay constant
+    assert finetune_parameters(TrimConfig(recipe="objects", steps=3, every=10, finetune=20)).boost == 3.0
     assert finetune_parameters(TrimConfig(recipe="objects", steps=3, every=10, finetune=20)).restarts == (0, 10, 20)
     given = TrimConfig(recipe="objects", score="gradient").resolved("cpu")
     assert (given.score, given.restart_lr) == ("gradient", 1.6e-4)
@@ -293,14 +295,14 @@ def test_a_recipe_sets_score_and_rate_unless_they_are_given(baseline, tmp_path, 
         TrimConfig(recipe="nope").validate()
     # through the command line: the run records what the recipe chose (the example is a Blender dataset)
     data, model = baseline
-    for flags, expected in (([], ("objects", "gradient-visibility", 1.6e-4)),
-                            (["--recipe", "paper"], ("paper", "gradient", None))):
+    for flags, expected in (([], ("objects", "gradient-visibility", 1.6e-4, 3.0)),
+                            (["--recipe", "paper"], ("paper", "gradient", None, 1.0))):
         out = tmp_path / f"t{len(flags)}"
         code, _, err = run(capsys, "trim", model, "-o", out, *flags, "--target-removal", "0.5", "--steps", 2,
                            "--every", 2, "--finetune", 2, "--no-eval")
         assert code == 0, err
         recorded = json.loads((out / "config.json").read_text())["trim"]
-        assert (recorded["recipe"], recorded["score"], recorded["restart_lr"]) == expected
+        assert (recorded["recipe"], recorded["score"], recorded["restart_lr"], recorded["restart_rates"]) == expected
 
 
 def test_a_run_recorded_by_an_older_gstrim_resumes_unless_it_used_a_retired_setting(baseline, tmp_path):
@@ -314,6 +316,8 @@ def test_a_run_recorded_by_an_older_gstrim_resumes_unless_it_used_a_retired_sett
     recorded["trim"] |= {"fade": None, "regrow": None}  # settings of an older version, unset
     before_recipes = {k: v for k, v in recorded["trim"].items() if k != "recipe"}
     assert from_record(TrimConfig, before_recipes).recipe == "paper"  # what runs did before recipes existed
+    before_rates = {k: v for k, v in recorded["trim"].items() if k != "restart_rates"}
+    assert from_record(TrimConfig, before_rates).restart_rates == 1.0  # an older objects run keeps its rates
     (out / "config.json").write_text(json.dumps(recorded))
     again = trim_scene(None, out, control=RunControl(resume=True, no_eval=True))
     assert torch.equal(again.scene.means, first.scene.means)

@@ -48,9 +48,10 @@ class TrimRun(Run):
     def prepare(self, scene: GaussianScene, dataset: Dataset) -> None:
         if self.config.recipe == "auto":  # `resolved` applied a named recipe already; auto needs the dataset
             self.config = self.config.with_recipe(dataset.kind)  # recorded concrete, so a resume does the same
-            progress.log(f"trim recipe: {self.config.recipe} (score {self.config.score}, position rate "
-                         + (f"restarted at {self.config.restart_lr:g} after each prune)" if self.config.restart_lr
-                            else "constant)"))
+            c = self.config
+            progress.log(f"trim recipe: {c.recipe} (score {c.score}, position rate "
+                         + (f"restarted at {c.restart_lr:g} after each prune" if c.restart_lr else "constant")
+                         + (f", the other rates at {c.restart_rates:g}x" if c.restart_rates else "") + ")")
         config, model = self.config, self.opened.model
         stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
         strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,

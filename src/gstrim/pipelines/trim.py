@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from gstrim import progress
 from gstrim.data import Dataset
-from gstrim.data.between import between_views
-from gstrim.data.virtual import TeacherCamera
 from gstrim.errors import ConfigError
-from gstrim.io.model import Model, load_model
+from gstrim.io.model import Model
 from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
 from gstrim.prune.scores import SCORES
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.records import Evaluation
-from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene
 from gstrim.train.trainer import TrainConfig, Trainer
 
@@ -51,36 +47,16 @@ class TrimRun(Run):
             c = self.config
             progress.log(f"trim recipe: {c.recipe} (score {c.score}, position rate "
                          + (f"restarted at {c.restart_lr:g} after each prune" if c.restart_lr else "constant")
-                         + (f", the other rates at {c.restart_rates:g}x" if c.restart_rates else "") + ")")
+                         + (f", the other rates at {c.restart_rates:g}x" if (c.restart_rates or 1) != 1 else "") + ")")
         config, model = self.config, self.opened.model
         stats = _checkpoint_stats(model, len(scene)) if config.uses_checkpoint_stats else None
         strategy = TrimStrategy(config, _stats_cameras(dataset, config.stats_views, config.seed), dataset.background,
-                                len(scene), scene.sh_degree, checkpoint_stats=stats, extent=dataset.extent)
+                                len(scene), scene.sh_degree, checkpoint_stats=stats)
         parameterization = finetune_parameters(config)
         train_config = TrainConfig(iterations=config.iterations, sh_degree=scene.sh_degree, sh_interval=0,
                                    lrs=parameterization.lrs, seed=config.seed, device=self.control.device)
-        cameras = dataset.train + self.distillation_views(scene, dataset)
-        self.trainer = Trainer(scene, cameras, extent=dataset.extent, config=train_config, strategy=strategy,
+        self.trainer = Trainer(scene, dataset.train, extent=dataset.extent, config=train_config, strategy=strategy,
                                background=dataset.background, parameterization=parameterization)
-
-    def distillation_views(self, scene: GaussianScene, dataset: Dataset) -> list:
-        """`distill_views` views between the training views whose targets are the teacher's renders (the input
-        unless `distill_teacher` names another scene, such as the input fine-tuned without pruning)."""
-        config = self.config
-        if config.distill_views is None:
-            return []
-        if dataset.kind == "virtual":
-            raise ConfigError("{distill_views}: a photo-free run learns from a scene's renders already",
-                              "distill_views")
-        if config.distill_teacher is not None:  # recorded absolute, so a resume from elsewhere finds it
-            self.config = replace(config, distill_teacher=str(Path(config.distill_teacher).resolve()))
-        teacher = scene if config.distill_teacher is None else load_model(config.distill_teacher).scene
-        teacher = teacher.to(resolve_device(self.control.device))  # the targets render on the run's device
-        views = [TeacherCamera(c, teacher, dataset.background or (0.0, 0.0, 0.0), keep=True)
-                 for c in between_views(dataset.train, config.distill_views, config.seed)]
-        for view in progress.track(views, "distillation targets"):
-            view.stored()
-        return views
 
     def work(self, folder: RunFolder, scene: GaussianScene, dataset: Dataset) -> Outcome:
         config, trainer = self.config, self.trainer

@@ -21,11 +21,9 @@ from gstrim.errors import ConfigError
 from gstrim.io.formats import FORMATS
 from gstrim.options import option
 from gstrim.prune.keep import check_gamma, prune_mask_count, prune_mask_gamma, survivors_schedule
-from gstrim.prune.mask import MaskedParameters, bake, keep_probability
 from gstrim.prune.scores import SCORES, gradient_score
-from gstrim.scene import PARAM_NAMES, GaussianScene
+from gstrim.scene import GaussianScene
 from gstrim.train import ops
-from gstrim.train.densify import DensifyConfig
 from gstrim.train.optim import LearningRates
 from gstrim.train.parameterization import RawParameters
 from gstrim.train.strategy import Strategy, mean_grad2d
@@ -97,16 +95,6 @@ class TrimConfig:
     restart_rates: float | None = option(None, "restart the opacity, scale, rotation and SH rates too: at this "
                                          "multiple of their 3DGS values after each prune step, decaying back to "
                                          "them by the next (default: the recipe's; paper: 1, constant)")
-    reallocate: float = option(0.0, "re-allocate this share of each prune step's survivors: remove as many more "
-                               "and clone or split the survivors of highest positional gradient (3DGS's rule), "
-                               "so the count stays the schedule's (0: off)")
-    mask_weight: float = option(0.0, "learn a keep-gate on each opacity between prunes (a Compact 3DGS-style mask "
-                                "under a sparsity loss of this weight) and prune the Gaussians whose gate fell "
-                                "lowest, OR-ed with the score's gradient (0: off)")
-    distill_views: int | None = option(None, "distillation: add this many views between the training views whose "
-                                       "targets are --distill-teacher's renders (default: none)")
-    distill_teacher: str | None = option(None, "the scene whose renders the distillation views learn: a model "
-                                         "folder or scene file, e.g. a --no-prune run (default: the input)")
     stats: str = option("refresh", "refresh the gradient score before each prune, or reuse a training "
                         "checkpoint's statistics", choices=STATS)
     stats_views: int | None = option(None, "training views per gradient refresh (default: all)")
@@ -185,21 +173,6 @@ class TrimConfig:
             raise ConfigError(f"{{stats_views}} must be at least 1, got {self.stats_views}", "stats_views")
         if self.restart_lr is not None and self.restart_lr <= 0:
             raise ConfigError(f"{{restart_lr}} must be positive, got {self.restart_lr}", "restart_lr")
-        if not 0.0 <= self.reallocate < 1.0:
-            raise ConfigError(f"{{reallocate}} must be in [0, 1), got {self.reallocate}", "reallocate")
-        if self.reallocate and (self.gamma is not None or SCORES[score].fn is not gradient_score):
-            raise ConfigError("{reallocate} moves Gaussians by their positional gradient at a fixed count: it needs "
-                              "a gradient score (gradient, gradient-visibility) and no {gamma}", "reallocate", "gamma")
-        if self.distill_views is not None and self.distill_views < 1:
-            raise ConfigError(f"{{distill_views}} must be at least 1, got {self.distill_views}", "distill_views")
-        if self.distill_teacher is not None and self.distill_views is None:
-            raise ConfigError("{distill_teacher} needs {distill_views}", "distill_teacher", "distill_views")
-        if self.mask_weight < 0:
-            raise ConfigError(f"{{mask_weight}} must not be negative, got {self.mask_weight}", "mask_weight")
-        if self.mask_weight and (self.one_shot or self.no_prune or (self.steps is not None and self.steps < 2)):
-            raise ConfigError("{mask_weight} learns the mask between prunes: it needs an iterative trim (not "
-                              "{one_shot} or {no_prune}) with {steps} of 2 or more", "mask_weight", "one_shot",
-                              "no_prune", "steps")
         if self.restart_rates is not None and self.restart_rates < 1:
             raise ConfigError(f"{{restart_rates}} must be at least 1, got {self.restart_rates}", "restart_rates")
         if self.target_mb is not None and self.target_mb <= 0:
@@ -237,10 +210,8 @@ class TrimStrategy(Strategy):
     """Prunes at the configured iterations by the configured score; nothing else changes the population."""
 
     def __init__(self, config: TrimConfig, stats_cameras: list[Camera], background, initial_count: int,
-                 sh_degree: int, checkpoint_stats: dict | None = None, extent: float = 1.0):
-        """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`; `extent`:
-        the scene's, which tells a small Gaussian (cloned when re-allocated) from a large one (split)."""
-        self.extent = extent
+                 sh_degree: int, checkpoint_stats: dict | None = None):
+        """`checkpoint_stats`: {"grad2d", "count"} of a training checkpoint, for `stats="checkpoint"`."""
         config = config.with_recipe()
         config.validate()
         if config.uses_checkpoint_stats and checkpoint_stats is None:
@@ -263,69 +234,45 @@ class TrimStrategy(Strategy):
     def step_begin(self, params, optimizers, state, step, generator) -> None:
         iterations = self.config.prune_iterations()
         if state["prunes_done"] < len(iterations) and step >= iterations[state["prunes_done"]]:
-            self.prune(params, optimizers, state, generator)
+            self.prune(params, optimizers, state)
 
     def _scores(self, params, state) -> tuple[torch.Tensor, torch.Tensor]:
         """(opacity, score) for the OR rule of eq. 5 (or the score's own `keep_with` in place of the opacity); a
         score ranked alone gives (score, score)."""
-        scene = GaussianScene(**{k: params[k].detach() for k in PARAM_NAMES})
+        scene = GaussianScene(**{k: v.detach() for k, v in params.items()})
         entry = SCORES[self.config.score]
         where = {"background": self.background, "device": str(scene.means.device)}
         if self.config.uses_checkpoint_stats:
             score = mean_grad2d(state["grad2d"], state["count"])
         else:
             score = entry.fn(scene, self.cameras, **where)
-        if self.config.mask_weight and state["prunes_done"] > 0:  # the learned mask in the place of the keep term
-            return keep_probability(params), score
         if entry.keep_with is None:
             return score, score
         return entry.keep_with(scene, self.cameras, **where).cpu(), score
 
-    def prune(self, params, optimizers, state, generator: torch.Generator | None = None) -> None:
+    def prune(self, params, optimizers, state) -> None:
         n = params["means"].shape[0]
         with timing.phase("scoring"):
             opacity, score = self._scores(params, state)
-        moved = 0
         if self.survivors is not None:
-            keep = self.survivors[state["prunes_done"]]
-            moved = min(round(self.config.reallocate * keep), keep - 1)
-            mask = prune_mask_count(opacity, score, n - keep + moved)
+            mask = prune_mask_count(opacity, score, n - self.survivors[state["prunes_done"]])
         else:
             mask = prune_mask_gamma(opacity, score, self.config.gamma)
         if bool(mask.all()):
             raise ConfigError("this prune would remove every Gaussian; choose a smaller {gamma} or target", "gamma")
         state["prunes_done"] += 1
-        ops.remove(params, optimizers, state, mask.to(params["means"].device))
-        if moved:
-            self.reallocate(params, optimizers, state, score[~mask], moved, generator)
-        if self.config.mask_weight and state["prunes_done"] == len(self.config.prune_iterations()):
-            bake(params)  # the learned gates become the opacities; the fine-tuning after the last prune is plain
-        progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians"
-                     + (f" ({moved:,} re-allocated)" if moved else ""))
-
-    def reallocate(self, params, optimizers, state, gradient: torch.Tensor, count: int, generator) -> None:
-        """Give `count` more Gaussians to the survivors whose positional gradient is highest (they under-fit
-        most), as 3DGS densifies: a small one (largest scale <= 1 % of the extent) is cloned, a large one split
-        in two (Kerbl et al. 2023, Sec. 5.2); each adds one."""
-        chosen = torch.zeros(len(gradient), dtype=torch.bool)
-        chosen[torch.topk(gradient, count).indices] = True
-        chosen = chosen.to(params["means"].device)
-        small = torch.exp(params["scales"].detach()).amax(dim=1) <= DensifyConfig.percent_dense * self.extent
-        clone, split = chosen & small, chosen & ~small
-        ops.duplicate(params, optimizers, state, clone)
-        ops.split(params, optimizers, state, torch.cat([split, split.new_zeros(int(clone.sum()))]), generator)
+        mask = mask.to(params["means"].device)
+        ops.remove(params, optimizers, state, mask)
+        progress.log(f"prune {state['prunes_done']}: {n:,} -> {params['means'].shape[0]:,} Gaussians")
 
 
 def finetune_parameters(config: TrimConfig) -> RawParameters:
     """3DGS rates with the position rate held at its final value, 1.6e-6 x extent (as after 30k steps); with
     `restart_lr`, the position rate restarts there at every prune step and decays back to 1.6e-6 by the next;
-    with `restart_rates`, the other rates restart at that multiple of themselves the same way; with
-    `mask_weight`, a learned keep-mask rides along until the last prune (`prune.mask`)."""
+    with `restart_rates`, the other rates restart at that multiple of themselves the same way."""
     final = LearningRates().means_final
     config = config.with_recipe()
     boost = config.restart_rates or 1.0
     restarts = config.prune_iterations() if config.restart_lr is not None or boost != 1.0 else ()
     lrs = LearningRates(means=config.restart_lr or final, means_final=final)
-    if config.mask_weight:
-        return MaskedParameters(config.mask_weight, config.prune_iterations()[-1], lrs, restarts, boost)
     return RawParameters(lrs, restarts, boost)

@@ -34,10 +34,6 @@ class Parameterization:
     def update_learning_rates(self, optimizers: Optimizers, step: int, total: int, extent: float) -> None:
         """Set this step's learning rates (schedules)."""
 
-    def penalty(self, params: Params) -> torch.Tensor | None:
-        """A loss term of the parameters themselves, added to the photometric loss (None: none)."""
-        return None
-
     def state_dict(self) -> dict:
         """State of its own that a checkpoint must keep (observers of fake quantisation, fixed indices)."""
         return {}

@@ -110,8 +110,7 @@ class Trainer:
         self.strategy.step_pre_backward(self.params, self.optimizers, self.state, self.step, out)
         target = self._target(camera)
         loss = photometric_loss(out.image, target, cfg.ssim_weight)
-        penalty = self.parameterization.penalty(self.params)
-        (loss if penalty is None else loss + penalty).backward()
+        loss.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -145,11 +144,8 @@ class Trainer:
 
     def load_optimizer_state(self, states: dict) -> None:
         """Adam moments and step counts from a checkpoint of the same parameters; the learning rates stay
-        this trainer's (a fine-tuning run continues a training run's moments at its own rates); a parameter the
-        checkpoint lacks (a trim's keep-mask) starts fresh."""
+        this trainer's (a fine-tuning run continues a training run's moments at its own rates)."""
         for k, opt in self.optimizers.items():
-            if k not in states:
-                continue
             rates = [group["lr"] for group in opt.param_groups]
             opt.load_state_dict(states[k])
             for group, lr in zip(opt.param_groups, rates, strict=True):

@@ -66,3 +66,49 @@ def test_gstrim_reads_splat_transform_files(tmp_path, name):
     _convert(source, out)
     _convert(out, tmp_path / "back.ply")
     _assert_same(load_scene(out), read_ply(tmp_path / "back.ply"))
+
+
+def _matched(a: GaussianScene, b: GaussianScene) -> GaussianScene:
+    """`b` reordered to `a`'s rows by nearest position (two readers may list a level's chunks in other orders)."""
+    nearest = torch.cdist(a.means.double(), b.means.double()).argmin(1)
+    assert len(set(nearest.tolist())) == len(b)
+    return b.subset(nearest)
+
+
+def _select_lod(index: Path, level: int, dst: Path) -> GaussianScene:
+    subprocess.run([str(TOOL), "-q", "-w", str(index), "--select-lod", str(level), str(dst)], check=True, timeout=300)
+    return read_ply(dst)
+
+
+def test_splat_transform_reads_every_level_of_gstrim_streamed_sog(tmp_path):
+    from gstrim.io.streamed_sog import StreamedSogOptions, read_streamed_sog, write_streamed_sog
+
+    full = _scene(3000, degree=1)
+    full.means.mul_(10)
+    levels = [full, full.subset(torch.arange(0, 3000, 2)), full.subset(torch.arange(0, 3000, 8))]
+    index = tmp_path / "lod" / "lod-meta.json"
+    index.parent.mkdir()
+    write_streamed_sog(index, levels, StreamedSogOptions(chunk_count=1, chunk_extent=8.0, chunk_min=1))
+    for k, level in enumerate(levels):
+        theirs = _select_lod(index, k, tmp_path / f"back{k}.ply")
+        ours = read_streamed_sog(index, k)
+        assert len(theirs) == len(ours) == len(level)
+        _assert_same(ours, _matched(ours, theirs))
+
+
+def test_gstrim_reads_every_level_of_splat_transform_streamed_sog(tmp_path):
+    from gstrim.io.streamed_sog import level_counts, read_streamed_sog
+
+    full = _scene(3000, degree=1)
+    paths = []
+    for k, step in enumerate((1, 3)):
+        paths.append(tmp_path / f"l{k}.ply")
+        save_scene(paths[-1], full.subset(torch.arange(0, 3000, step)))
+    index = tmp_path / "st" / "lod-meta.json"
+    index.parent.mkdir()
+    subprocess.run([str(TOOL), "-q", "-w", "-g", "cpu", str(paths[0]), "-l", "0", str(paths[1]), "-l", "1",
+                    str(index)], check=True, timeout=300)
+    assert level_counts(index) == [3000, 1000]
+    for k in range(2):
+        ours = read_streamed_sog(index, k)
+        _assert_same(ours, _matched(ours, _select_lod(index, k, tmp_path / f"back{k}.ply")))

@@ -19,7 +19,9 @@ from gstrim.compress.stages import CompressConfig
 from gstrim.data import DataOptions
 from gstrim.errors import GstrimError
 from gstrim.io.formats import FORMATS, viewer_formats
+from gstrim.io.streamed_sog import StreamedSogOptions
 from gstrim.pipelines.export import ExportConfig
+from gstrim.pipelines.lod import LodConfig
 from gstrim.pipelines.train import TrainSetup
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import RunSummary
@@ -156,6 +158,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_lod(args) -> int:
+    from gstrim.pipelines.lod import levels_markdown, make_levels
+
+    rows = make_levels(inputs_from_args(args, "scene"), args.output, config_from_args(args, LodConfig),
+                       config_from_args(args, TrimConfig), config_from_args(args, StreamedSogOptions),
+                       control_from_args(args))
+    out = Path(args.output)
+    print(levels_markdown(rows), end="")
+    print(f"levels in {out / 'levels.md'}; Streamed SOG in {out / 'lod-meta.json'} "
+          f"(gstrim view {out / 'lod-meta.json'})")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a 3DGS scene from photos (vanilla 3DGS with densification)")
     p.add_argument("data", help="COLMAP or Blender dataset folder")
@@ -185,6 +200,17 @@ def register(sub) -> None:
     add_format_finetune(g)
     add_format_options(g)
     p.set_defaults(func=cmd_trim)
+
+    p = sub.add_parser("lod", help="levels of detail from one trim, each fine-tuned, written as a Streamed SOG "
+                                   "(lod-meta.json) with a table of every level")
+    add_inputs(p, "scene", photo_free=True)
+    add_output(p, "folder to write: level-K/ (a trim run per level), levels.md, lod-meta.json and its chunks")
+    add_run_control(p)
+    add_config_options(p, LodConfig)
+    add_config_options(p.add_argument_group("each level's trim"), TrimConfig,
+                       skip=("gamma", "target_removal", "target_count", "target_mb", "one_shot", "no_prune"))
+    add_config_options(p.add_argument_group("Streamed SOG chunks"), StreamedSogOptions)
+    p.set_defaults(func=cmd_lod)
 
     p = sub.add_parser("compress", help="compress a scene (c3dgs: codebooks, quantisation-aware fine-tuning) to .gsz")
     add_inputs(p, photo_free=True)

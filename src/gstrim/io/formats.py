@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz
+from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz, streamed_sog
 from gstrim.io.atomic import copy_atomic
 from gstrim.io.quantiser import Quantiser, QuantiserContext, RoundTrip
 from gstrim.resources import check_free_space
@@ -47,6 +47,12 @@ class SceneFormat:
     budget_options: Callable[[int], list[dict]] | None = None
     # the files a scene's named file needs beside it (an unbundled SOG's images), which a copy takes first
     companions: Callable[[Path], list[Path]] | None = None
+
+    def file_name(self, stem: str) -> str:
+        """The file a run writes in this format under `stem` ("scene" -> scene.spz; a folder format named by its
+        index file: scene/lod-meta.json)."""
+        suffix = self.suffixes[0]
+        return f"{stem}{suffix}" if suffix.startswith(".") else f"{stem}/{suffix}"
 
     def default_options(self) -> Any:
         return self.options() if self.options is not None else None
@@ -99,7 +105,9 @@ def copy_scene(source: str | Path, target: str | Path) -> None:
     source, target = Path(source), Path(target)
     fmt = format_of(source)
     for companion in fmt.companions(source) if fmt.companions is not None else []:
-        copy_atomic(companion, target.parent / companion.name)
+        copy = target.parent / companion.relative_to(source.parent)  # a Streamed SOG's chunks are in subfolders
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy_atomic(companion, copy)
     copy_atomic(source, target)
 
 
@@ -173,6 +181,11 @@ register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
                      options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
                      written_size=sog.written_size, budget_options=sog.budget_options, companions=sog.companions))
+# a folder of SOG chunks at levels of detail, named by its index; reading gives level 0 (the finest)
+register(SceneFormat("streamed-sog", (streamed_sog.INDEX_NAME,), streamed_sog.read_level0, streamed_sog.write_with,
+                     None, load_described=streamed_sog.describe, options=streamed_sog.StreamedSogOptions,
+                     write=streamed_sog.write_with, written_size=streamed_sog.written_size,
+                     companions=streamed_sog.companions))
 register(SceneFormat("gsz", (".gsz",), _load_gsz, _save_gsz, None, load_described=_load_described_gsz, viewer=False))
 
 

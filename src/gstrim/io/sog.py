@@ -268,15 +268,17 @@ def _rgba(*channels: np.ndarray, alpha: np.ndarray | int = 255) -> np.ndarray:
     return out
 
 
-def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator: str = "gstrim") -> dict[str, bytes]:
-    """The files of a SOG (meta.json and the WebP images) of a scene."""
+def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator: str = "gstrim",
+              keep_order: bool = False) -> dict[str, bytes]:
+    """The files of a SOG (meta.json and the WebP images) of a scene, its Gaussians in Morton order (in the
+    scene's own order with `keep_order`: a Streamed SOG chunk, whose index addresses rows by offset)."""
     n = len(scene)
     width, height = image_size(n)
     if width > MAX_SIDE or height > MAX_SIDE:
         raise GstrimError(f"{n:,} Gaussians exceed SOG's {MAX_SIDE} x {MAX_SIDE} images")
     books = books if books is not None else fit_codebooks(scene)
     p = {k: v.detach().cpu() for k, v in scene.params().items()}
-    order = torch.from_numpy(morton_order(p["means"].numpy()))
+    order = torch.arange(n) if keep_order else torch.from_numpy(morton_order(p["means"].numpy()))
     labels = books.labels.cpu()[order] if len(books.labels) else books.labels
     p = {k: v[order] for k, v in p.items() if k != "shN"}  # the SH are the palette's, by label
     lo, hi = _means_range(p["means"])
@@ -338,11 +340,12 @@ def is_folder_output(path: Path) -> bool:
     return path.name.lower().endswith("meta.json")
 
 
-def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None = None) -> None:
+def write_sog(path: str | Path, scene: GaussianScene, books: SogCodebooks | None = None,
+              keep_order: bool = False) -> None:
     """A `.sog` bundle, or a folder when `path` is a `meta.json` (its images beside it, meta.json last)."""
     path = Path(path)
     try:
-        files = sog_files(scene, books)
+        files = sog_files(scene, books, keep_order=keep_order)
     except GstrimError as exc:
         raise GstrimError(exc.message, path) from None
     if is_folder_output(path):

@@ -259,7 +259,7 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     `OUT/scene.<suffix>` (its run in `OUT/scene.<suffix>.finetune`), on the trim's dataset."""
     out_dir, control = Path(out_dir), control or RunControl()
     fmt = FORMATS[format_name]
-    target = out_dir / f"scene{fmt.suffixes[0]}"
+    target = out_dir / fmt.file_name("scene")
     config = (config or ExportConfig()).resolved(resolve_device(control.device))
     again = control.resume and (run_dir_of(target) / "config.json").exists()
     if config.max_loss is not None:  # against the trim's input: the file gets what the trim left

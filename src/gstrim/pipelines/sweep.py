@@ -116,7 +116,7 @@ class PlannedRun:
 
     def file(self, root: Path) -> Path:
         """Format runs: the file they write."""
-        return root / "runs" / self.source / f"scene{FORMATS[self.format].suffixes[0]}"
+        return root / "runs" / self.source / FORMATS[self.format].file_name("scene")
 
 
 def _level_name(config: SweepConfig, level: float) -> str:

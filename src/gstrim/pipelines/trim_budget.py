@@ -22,7 +22,7 @@ from gstrim import progress
 from gstrim.compress.stages import CompressConfig
 from gstrim.errors import ConfigError
 from gstrim.io.atomic import write_text_atomic
-from gstrim.io.formats import FORMATS
+from gstrim.io.formats import FORMATS, written_size
 from gstrim.io.model import CONFIG_NAME, relative_to_folder, resolve_recorded
 from gstrim.pipelines.budget import checked_search
 from gstrim.pipelines.compress import compress_trimmed
@@ -144,7 +144,7 @@ def trim_within_budget(inputs: Inputs, out_dir: str | Path, config: TrimConfig, 
             level.file, level.bytes, level.loss = str(ply.relative_to(root)), ply.stat().st_size, level.trim_loss
         elif level.trim_loss <= max_loss - reserve:
             file, psnr = finish.run(root, control)
-            level.file, level.bytes, level.loss = str(file.relative_to(root)), _size(file), input_psnr - psnr
+            level.file, level.bytes, level.loss = str(file.relative_to(root)), written_size(file), input_psnr - psnr
         progress.log(f"budget: {100 * removal:.0f} % removed: trim {level.trim_loss:+.3f} dB"
                      + (f", {finish.name if finish else 'ply'} {level.bytes / 1e3:.1f} kB at {level.loss:+.3f} dB"
                         if level.loss is not None else ", no room left for the codec"))
@@ -156,11 +156,6 @@ def trim_within_budget(inputs: Inputs, out_dir: str | Path, config: TrimConfig, 
         f": nothing within {max_loss:g} dB; the closest"))
     promote(out_dir / SEARCH_DIR / best.name, out_dir)
     return save(chosen=best.name, within=within)
-
-
-def _size(file: Path) -> int:
-    """Bytes of a scene file, or of an unbundled SOG's folder (meta.json and its images)."""
-    return sum(p.stat().st_size for p in file.parent.iterdir()) if file.name == "meta.json" else file.stat().st_size
 
 
 def _inputs_record(inputs: Inputs) -> dict:

@@ -1,0 +1,229 @@
+"""`gstrim lod`: levels of detail from one trim, published as a Streamed SOG.
+
+An iterative trim passes through every coarser count on its way down, so one pass makes every level: level k
+is a trim of level k-1 (of the input for the first) to its count, with the prune steps of the trim's schedule
+shared among the levels by how far each one goes (log of its count ratio) and `level_finetune` iterations
+after each level's prunes (the coarsest gets the schedule's whole `finetune`). Each level is thus a subset of
+the finer one (nested), fine-tuned after its own prunes. `chain independent` trims every level from the input
+with the whole schedule instead, for comparison (docs/lod.md has both measured).
+
+    OUT/lod.json                 what was asked (input, counts, settings); a resume must ask the same
+    OUT/level-K/                 each level a trim run folder (INRIA layout, results.json), resumable
+    OUT/levels.json, levels.md   level, Gaussians, MB, PSNR / SSIM / LPIPS, FPS, wall time
+    OUT/lod-meta.json, OUT/L_i/  the Streamed SOG: level 0 the input, level K the K-th trim
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from gstrim import progress
+from gstrim.errors import ConfigError, GstrimError
+from gstrim.io.atomic import write_text_atomic
+from gstrim.io.formats import FORMATS
+from gstrim.io.model import CONFIG_NAME, load_model
+from gstrim.io.streamed_sog import (
+    INDEX_NAME,
+    StreamedSogOptions,
+    level_counts,
+    level_sizes,
+    write_streamed_sog,
+)
+from gstrim.io.streamed_sog import written_size as streamed_size
+from gstrim.options import differing, option
+from gstrim.pipelines.run import Inputs, RunControl, refuse_nonempty, runs_photo_free
+from gstrim.pipelines.trim import trim_scene
+from gstrim.prune.strategy import TrimConfig
+from gstrim.records import Evaluation, RunSummary
+from gstrim.render import resolve_device
+
+RECORD_NAME = "lod.json"
+CHAINS = ("nested", "independent")
+DEFAULT_LEVELS = [0.5, 0.25, 0.125, 0.0625]  # halving per level, as splat-transform's decimated chains
+
+
+@dataclass
+class LodConfig:
+    levels: list[float] = option(DEFAULT_LEVELS, "fraction of the input's Gaussians each level keeps, finest "
+                                 "first", exclusive="levels", metavar="F")
+    level_counts: list[int] | None = option(None, "Gaussians of each level instead, finest first",
+                                            exclusive="levels", metavar="N")
+    chain: str = option("nested", "nested: each level trimmed from the finer one in one pass down; independent: "
+                        "each level trimmed from the input with the whole schedule", choices=CHAINS)
+    level_finetune: int | None = option(None, "fine-tuning iterations after each nested level's prunes but the "
+                                        "coarsest's, which gets the trim's --finetune (default: an eighth of it)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def counts(self, n: int) -> list[int]:
+        """The Gaussians of each level for an input of `n`, checked: strictly decreasing, 1..n-1."""
+        counts = list(self.level_counts) if self.level_counts else [round(n * f) for f in self.levels]
+        if self.level_counts is None and not all(0 < f < 1 for f in self.levels):
+            raise ConfigError("{levels} are fractions of the input in (0, 1)", "levels")
+        if not counts or any(not 1 <= c < n for c in counts):
+            raise ConfigError(f"each level needs 1 to {n - 1:,} Gaussians (the input has {n:,}); got "
+                              + ", ".join(f"{c:,}" for c in counts), "levels", "level_counts")
+        if any(b >= a for a, b in zip(counts, counts[1:], strict=False)):
+            raise ConfigError("levels must get strictly coarser: " + " > ".join(f"{c:,}" for c in counts),
+                              "levels", "level_counts")
+        return counts
+
+    def validate(self) -> None:
+        if self.chain not in CHAINS:
+            raise ConfigError(f"unknown {{chain}} {self.chain!r}; use nested or independent", "chain")
+        if self.level_finetune is not None and self.level_finetune < 0:
+            raise ConfigError(f"{{level_finetune}} must not be negative, got {self.level_finetune}", "level_finetune")
+
+
+def share_steps(steps: int, counts: list[int], n: int) -> list[int]:
+    """The prune steps of each nested level: `steps` shared by the log of each level's count ratio (largest
+    remainders), at least one each."""
+    ratios = [math.log(a / b) for a, b in zip([n, *counts], counts, strict=False)]
+    exact = [max(steps, len(counts)) * r / sum(ratios) for r in ratios]
+    shares = [max(1, math.floor(e)) for e in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: (shares[i] - exact[i], -i))
+    for i in by_remainder[: max(0, max(steps, len(counts)) - sum(shares))]:
+        shares[i] += 1
+    return shares
+
+
+def level_configs(lod: LodConfig, trim: TrimConfig, counts: list[int], n: int) -> list[TrimConfig]:
+    """Each level's trim settings (`trim` resolved: its schedule concrete)."""
+    base = replace(trim, gamma=None, target_removal=None, target_mb=None, one_shot=False, no_prune=False)
+    if lod.chain == "independent":
+        return [replace(base, target_count=c) for c in counts]
+    between = lod.level_finetune if lod.level_finetune is not None else trim.finetune // 8
+    steps = share_steps(trim.steps, counts, n)
+    last = len(counts) - 1
+    return [replace(base, target_count=c, steps=s, finetune=trim.finetune if k == last else between)
+            for k, (c, s) in enumerate(zip(counts, steps, strict=True))]
+
+
+@dataclass
+class LevelRow:
+    level: int
+    gaussians: int
+    ply_mb: float
+    sog_mb: float | None
+    psnr: float | None
+    ssim: float | None
+    lpips: float | None
+    fps: float | None
+    wall_s: float | None
+    folder: str | None
+
+
+def _flat(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in record.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _checked_record(path: Path, settings: dict, resume: bool) -> None:
+    """Write what the run asks, or (resuming) check that the recorded run asked the same: never reused silently."""
+    if path.exists():
+        saved = json.loads(path.read_text()).get("settings", {})
+        changed = differing(_flat(saved), _flat(settings))
+        if changed:
+            raise GstrimError(f"holds levels made with other settings ({', '.join(changed)}); choose another output "
+                              "or remove it", path)
+        return
+    write_text_atomic(path, json.dumps({"settings": settings}, indent=1))
+
+
+def _inputs_record(inputs: Inputs) -> dict:
+    return {"scene": str(Path(inputs.scene).resolve()), "data": str(Path(inputs.data).resolve()) if inputs.data
+            else None, "data_options": inputs.data_options, "iteration": inputs.iteration,
+            "photo_free": inputs.photo_free}
+
+
+def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = None, trim: TrimConfig | None = None,
+                streamed: StreamedSogOptions | None = None, control: RunControl | None = None) -> list[LevelRow]:
+    """Trim `inputs` into every level of `lod` in `out_dir`, then write the table and the Streamed SOG."""
+    out, control = Path(out_dir), control or RunControl()
+    lod, streamed = lod or LodConfig(), streamed or StreamedSogOptions()
+    lod.validate()
+    streamed.validate()
+    trim = (trim or TrimConfig()).resolved(resolve_device(control.device))
+    trim.validate()
+    if inputs.scene is None:
+        raise ConfigError("gstrim lod needs a scene")
+    if not control.resume:
+        refuse_nonempty(out)
+    source = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    n = len(source.scene)
+    counts = lod.counts(n)
+    configs = level_configs(lod, trim, counts, n)
+    out.mkdir(parents=True, exist_ok=True)
+    _checked_record(out / RECORD_NAME, {"input": _inputs_record(inputs), "counts": counts, "lod": lod.to_dict(),
+                                        "trim": trim.to_dict(), "streamed": asdict(streamed)}, control.resume)
+    photo_free = runs_photo_free(inputs)
+    progress.log(f"lod: {len(counts)} levels of {n:,} Gaussians ({lod.chain}): "
+                 + " > ".join(f"{c:,}" for c in counts))
+    summaries, known, previous = [], None, None
+    for k, (count, config) in enumerate(zip(counts, configs, strict=True), start=1):
+        folder = out / f"level-{k}"
+        level_inputs = inputs
+        if lod.chain == "nested" and previous is not None:  # from the finer level, on the same targets
+            level_inputs = (Inputs(previous, photo_free=True, views=inputs.views, teacher=inputs.scene)
+                            if photo_free else Inputs(previous, data=inputs.data, data_options=inputs.data_options))
+        summary = RunSummary.read(folder, "trim") if (folder / CONFIG_NAME).exists() else None
+        if summary is None:
+            progress.log(f"lod: level {k} of {len(counts)}: {count:,} Gaussians ({config.steps} prunes, then "
+                         f"{config.finetune:,} iterations)")
+            known_input = known if lod.chain == "independent" else None
+            summary = trim_scene(level_inputs, folder, config, replace(control, resume=(folder / CONFIG_NAME).exists()),
+                                 known_input).summary
+        if lod.chain == "independent":
+            known = Evaluation.read(folder, "input")
+        summaries.append(summary)
+        previous = folder
+    return _publish(out, source, summaries, streamed)
+
+
+def _publish(out: Path, source, summaries: list[RunSummary], streamed: StreamedSogOptions) -> list[LevelRow]:
+    """The Streamed SOG of the input and every level, and the table."""
+    folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]
+    scenes = [source.scene] + [load_model(f).scene for f in folders]
+    index = out / INDEX_NAME
+    expected = [len(s) for s in scenes]
+    if not index.exists() or level_counts(index) != expected:
+        progress.log(f"lod: writing the Streamed SOG ({sum(expected):,} Gaussians in {len(scenes)} levels)")
+        write_streamed_sog(index, scenes, streamed)
+    sog_bytes = level_sizes(index)
+    first = summaries[0]
+    rows = [_row(0, first.gaussians_in, first.sh_degree, sog_bytes[0], first.input, None, None)]
+    for k, (summary, folder) in enumerate(zip(summaries, folders, strict=True), start=1):
+        rows.append(_row(k, summary.gaussians_out, summary.sh_degree, sog_bytes[k], summary.output, summary.wall_s,
+                         folder.name))
+    write_text_atomic(out / "levels.json", json.dumps({"levels": [asdict(r) for r in rows],
+                                                       "streamed_sog": INDEX_NAME,
+                                                       "streamed_sog_bytes": streamed_size(index)}, indent=1))
+    write_text_atomic(out / "levels.md", levels_markdown(rows))
+    return rows
+
+
+def _row(level: int, gaussians: int, sh_degree: int, sog_bytes: int, metrics, wall: float | None,
+         folder: str | None) -> LevelRow:
+    ply = FORMATS["ply"].size(gaussians, sh_degree) / 1e6
+    if metrics is None:
+        return LevelRow(level, gaussians, ply, sog_bytes / 1e6, None, None, None, None, wall, folder)
+    return LevelRow(level, gaussians, ply, sog_bytes / 1e6, metrics.psnr, metrics.ssim, metrics.lpips, metrics.fps,
+                    wall, folder)
+
+
+def levels_markdown(rows: list[LevelRow]) -> str:
+    def num(v, fmt):
+        return "" if v is None else format(v, fmt)
+    lines = ["| level | Gaussians | .ply MB | SOG MB | PSNR | SSIM | LPIPS | FPS | wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = "0 (input)" if r.level == 0 else str(r.level)
+        lines.append(f"| {name} | {r.gaussians:,} | {r.ply_mb:.2f} | {num(r.sog_mb, '.3f')} | {num(r.psnr, '.3f')} "
+                     f"| {num(r.ssim, '.4f')} | {num(r.lpips, '.4f')} | {num(r.fps, '.1f')} | {num(r.wall_s, '.0f')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""`gstrim lod`: the level schedule (counts exact, steps shared, nested from the finer level), the run folders,
+the table, the Streamed SOG of every level, resume and refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from test_cli import assert_one_line_error, run
+from test_trim_budget import SHORT
+
+from gstrim.io.model import load_model, resolve_recorded
+from gstrim.io.streamed_sog import level_counts
+from gstrim.pipelines.lod import LodConfig, level_configs, share_steps
+from gstrim.prune.strategy import TrimConfig
+
+
+def test_steps_are_shared_by_how_far_each_level_goes():
+    assert share_steps(10, [500, 250, 125, 62], 1000) == [2, 2, 3, 3]  # ties: the extra prunes go to coarse levels
+    assert share_steps(10, [100, 50], 1000) == [8, 2]  # 10x then 2x: most of the way is the first level's
+    assert share_steps(2, [500, 250, 125], 1000) == [1, 1, 1]  # at least one prune per level
+
+
+def test_nested_levels_get_a_short_finetune_but_the_coarsest_the_whole():
+    trim = TrimConfig().resolved("cpu")
+    counts = LodConfig().counts(1000)
+    assert counts == [500, 250, 125, 62]
+    nested = level_configs(LodConfig(), trim, counts, 1000)
+    assert [c.target_count for c in nested] == counts
+    assert [c.finetune for c in nested] == [trim.finetune // 8] * 3 + [trim.finetune]
+    assert sum(c.steps for c in nested) == trim.steps and all(c.every == trim.every for c in nested)
+    independent = level_configs(LodConfig(chain="independent"), trim, counts, 1000)
+    assert all(c.steps == trim.steps and c.finetune == trim.finetune for c in independent)
+
+
+@pytest.mark.parametrize("lod, message", [
+    (LodConfig(levels=[0.5, 0.6]), "coarser"),
+    (LodConfig(levels=[1.5]), "fractions"),
+    (LodConfig(level_counts=[0]), "1 to"),
+])
+def test_bad_levels_are_refused(lod, message):
+    from gstrim.errors import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        lod.counts(1000)
+
+
+def test_lod_makes_every_level_and_its_streamed_sog(baseline, tmp_path, capsys):
+    data, model = baseline
+    n = len(load_model(model).scene)
+    out = tmp_path / "lod"
+    code, printed, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT)
+    assert code == 0, err
+    counts = [round(n * 0.5), round(n * 0.25)]
+    table = json.loads((out / "levels.json").read_text())
+    assert [row["gaussians"] for row in table["levels"]] == [n, *counts]
+    assert all(row["psnr"] is not None for row in table["levels"])
+    assert level_counts(out / "lod-meta.json") == [n, *counts]
+    # nested: level 2 is a trim of level 1, on the input's dataset
+    config = json.loads((out / "level-2" / "config.json").read_text())
+    assert resolve_recorded(config["input"], out / "level-2").parent.parent.parent == (out / "level-1").resolve()
+    assert resolve_recorded(config["data"]["path"], out / "level-2") == data.resolve()
+    assert len(load_model(out / "level-2").scene) == counts[1]
+    assert "| 2 |" in printed and "lod-meta.json" in printed
+    # finished: a resume trims nothing again
+    stamp = os.stat(out / "level-1" / "results.json").st_mtime_ns
+    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT, "--resume")
+    assert code == 0, err
+    assert os.stat(out / "level-1" / "results.json").st_mtime_ns == stamp
+    # other settings, or no --resume, are refused in one line
+    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.2", *SHORT, "--resume")
+    assert_one_line_error(code, err, "other settings")
+    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT)
+    assert_one_line_error(code, err, "not empty")

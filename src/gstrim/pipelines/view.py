@@ -31,6 +31,7 @@ from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import format_of, save_scene, written_size
 from gstrim.io.model import load_model, read_cameras_json, read_json, resolve_recorded, shipped_scene
+from gstrim.io.streamed_sog import level_counts
 from gstrim.options import option
 from gstrim.pipelines.export import run_dir_of
 from gstrim.report.table import read_table
@@ -54,6 +55,9 @@ class ViewerConfig:
     background: str = option("auto", "colour behind the scenes (auto: the recorded dataset's)",
                              choices=("auto", *BACKGROUNDS))
     camera: int | None = option(None, "start at this camera of cameras.json (0-based)", metavar="N")
+    budget: int | None = option(None, "Gaussians the engine draws at most from a Streamed SOG (lod-meta.json): its LOD "
+                                "streaming picks each chunk's level to fit (default: the engine's 1,000,000); the "
+                                "page has a control for it", metavar="N")
     panels: bool = option(True, "leave out the panels (file, size, scores) and the lines between the views: the "
                                 "scenes alone, as in a screenshot to compare with renders", flag="--no-panels")
 
@@ -73,9 +77,15 @@ class Shown:
         """The file as the panel names it: within the folder given, or its name."""
         return str(self.file.relative_to(self.source)) if self.source.is_dir() else self.file.name
 
+    def levels(self) -> list[int] | None:
+        """Gaussians per level of a Streamed SOG (drawn by the engine's LOD streaming); None for one level."""
+        return level_counts(self.file) if format_of(self.file).name == "streamed-sog" else None
+
     def facts(self) -> list[str]:
         size = written_size(self.file)
         lines = [f"{format_of(self.file).name} \u00b7 {len(self.scene):,} Gaussians \u00b7 {size / 1e6:.3f} MB"]
+        if self.levels():
+            lines.append("levels " + " / ".join(f"{c:,}" for c in self.levels()) + " (streamed within the budget)")
         if self.metrics:
             lines.append(" \u00b7 ".join(f"{k} {self.metrics[k]:.{p}f}" for k, p in
                                          (("PSNR", 2), ("SSIM", 4), ("LPIPS", 4)) if k in self.metrics))
@@ -224,9 +234,9 @@ def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) ->
         "background": list(_background(config.background, shown[0])),
         "centre": [float(v) for v in centre], "radius": radius, "clip": [radius * 1e-3, radius * 1e3],
         "cameras": engine_cameras, "home": home,
-        "scenes": [{"name": s.name, "file": s.file_label(), "facts": s.facts()} for s in shown],
+        "scenes": [{"name": s.name, "file": s.file_label(), "facts": s.facts(), "levels": s.levels()} for s in shown],
         "start": {"mode": config.mode if len(shown) == 2 else "side", "camera": config.camera, "bare": bare,
-                  "panels": config.panels, "settle_frames": 8},
+                  "panels": config.panels, "settle_frames": 8, "budget": config.budget},
     }
 
 

@@ -3,7 +3,7 @@
 
 Chosen over Spark (npm `@sparkjsdev/spark`) by measurement, docs/viewer.md: it loads and draws a 98k-Gaussian
 scene 40 times and 5 times faster in headless Chromium, is the smaller download and is what SuperSplat draws
-with; it reads .ply, compressed .ply and .sog, and gstrim converts the rest.
+with; it reads .ply, compressed .ply, .sog and Streamed SOG, and gstrim converts the rest.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ ENGINE_VERSION = "2.23.3"
 ENGINE_VARIABLE = "GSTRIM_VIEWER_ENGINE"
 _INSTALLED = Path(__file__).resolve().parents[3] / ".tools" / "viewer" / "node_modules" / "playcanvas" / "build" \
     / "playcanvas.min.mjs"
-# the file formats (registry names) the engine reads itself; gstrim converts the others to .ply for it
-ENGINE_READS = ("ply", "compressed-ply", "sog")
+# the file formats (registry names) the engine reads itself; gstrim converts the others to .ply for it. A Streamed
+# SOG is drawn with the engine's LOD streaming (its octree loader picks each chunk's level within a Gaussian budget)
+ENGINE_READS = ("ply", "compressed-ply", "sog", "streamed-sog")
 
 
 def engine_path() -> Path:

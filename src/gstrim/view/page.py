@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
+from gstrim.io.formats import format_of
+
 STATIC = Path(__file__).with_name("static")
 
 
@@ -19,6 +21,9 @@ def page_routes(manifest: dict, scene_files: list[Path], engine: Path) -> dict[s
     scenes = []
     for i, (scene, file) in enumerate(zip(manifest["scenes"], scene_files, strict=True)):
         routes[f"/scenes/{i}/{file.name}"] = file  # the server matches decoded paths
+        fmt = format_of(file)
+        for companion in fmt.companions(file) if fmt.companions is not None else []:  # a Streamed SOG's chunks
+            routes[f"/scenes/{i}/{companion.relative_to(file.parent).as_posix()}"] = companion
         url = f"scenes/{i}/{quote(file.name)}"  # a name with '#', '%' or '?' is still one path
         scenes.append({**scene, "url": url})
     routes["/manifest.json"] = json.dumps({**manifest, "scenes": scenes}).encode()

@@ -33,6 +33,17 @@ const app = new pc.Application(canvas, {
 app.graphicsDevice.maxPixelRatio = manifest.start.bare ? 1 : window.devicePixelRatio;
 app.setCanvasFillMode(pc.FILLMODE_NONE);
 app.setCanvasResolution(pc.RESOLUTION_AUTO);
+// a Streamed SOG's levels are picked by the engine's LOD streaming within this many Gaussians (engine default: 1M)
+state.setBudget = (gaussians) => {
+  app.scene.gsplat.splatBudget = gaussians;
+  $("budget").value = String(gaussians);
+  changed();
+};
+const streamed = manifest.scenes.some((scene) => scene.levels);
+$("budget-control").hidden = !streamed;
+if (manifest.start.budget) state.setBudget(manifest.start.budget);
+else $("budget").value = String(app.scene.gsplat.splatBudget);
+$("budget").addEventListener("change", (e) => state.setBudget(Math.max(1, Number(e.target.value) || 1)));
 const resize = () => app.resizeCanvas(views.clientWidth, views.clientHeight);
 window.addEventListener("resize", resize);
 resize();
@@ -141,8 +152,20 @@ const cameras = manifest.scenes.map((scene, i) => {
   divider.className = "divider";
   divider.hidden = i === 0 || !manifest.start.panels;
   views.appendChild(divider);
-  return { camera, panel, divider };
+  return { camera, panel, divider, layer: layer.id, streamed: Boolean(scene.levels) };
 });
+
+// a Streamed SOG keeps loading chunks after its index has loaded: the engine says per layer when a frame is
+// complete (no chunk pending, the LOD choice made), and the page is ready only once every such layer is
+const complete = {};
+app.systems.gsplat.on("frame:ready", (camera, layer, ready, loading) => {
+  const done = ready && loading === 0;
+  if (complete[layer.id] !== done) {
+    complete[layer.id] = done;
+    changed();
+  }
+});
+const streamingDone = () => cameras.every(({ layer, streamed }) => !streamed || complete[layer] === true);
 
 function layout() {
   const n = cameras.length;
@@ -250,7 +273,7 @@ app.on("update", () => {
 app.on("frameend", () => {
   if (state.loaded === cameras.length) state.settled += 1;
   // a few frames after the last change, so that the engine's sort (in a worker) has caught up
-  state.ready = state.loaded === cameras.length && state.settled >= manifest.start.settle_frames;
+  state.ready = state.loaded === cameras.length && streamingDone() && state.settled >= manifest.start.settle_frames;
 });
 
 state.setMode(manifest.start.mode);

@@ -8,7 +8,7 @@ import numpy as np
 
 from gstrim.io import gsz
 from gstrim.io.container import read_container
-from gstrim.io.formats import format_of
+from gstrim.io.formats import format_of, written_size
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -33,12 +33,13 @@ def scene_info(path: str | Path, nonfinite: str = "error") -> dict:
         "format": details["format"],
         "count": len(scene),
         "sh_degree": scene.sh_degree,
-        "size_mb": path.stat().st_size / 1e6,
+        "size_mb": written_size(path) / 1e6,  # a folder format's files together
         "bbox_min": means[finite].min(axis=0).tolist() if finite.any() else [float("nan")] * 3,
         "bbox_max": means[finite].max(axis=0).tolist() if finite.any() else [float("nan")] * 3,
         "opacity": _stats(scene.activated_opacities().numpy()),
         "scale": _stats(scene.activated_scales().max(dim=1).values.numpy() if len(scene) else np.zeros(0)),
         "extra_properties": details["extra_properties"],
+        **({"levels": details["levels"]} if "levels" in details else {}),  # a Streamed SOG's Gaussians per level
     }
 
 

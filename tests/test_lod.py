@@ -72,3 +72,19 @@ def test_lod_makes_every_level_and_its_streamed_sog(baseline, tmp_path, capsys):
     assert_one_line_error(code, err, "other settings")
     code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT)
     assert_one_line_error(code, err, "not empty")
+
+
+def test_photo_free_levels_all_learn_from_the_input(baseline, tmp_path, capsys):
+    _, model = baseline
+    scene = tmp_path / "scene.ply"
+    from gstrim.io.formats import save_scene
+    save_scene(scene, load_model(model).scene)
+    out = tmp_path / "lod"
+    code, _, err = run(capsys, "lod", scene, "-o", out, "--levels", "0.5", "0.25", *SHORT, "--views", "4",
+                       "--resolution", "24")
+    assert code == 0, err
+    config = json.loads((out / "level-2" / "config.json").read_text())
+    assert "virtual" in config["data"]
+    assert resolve_recorded(config["data"]["teacher"], out / "level-2") == scene.resolve()  # not level 1
+    rows = json.loads((out / "levels.json").read_text())["levels"]
+    assert rows[2]["psnr"] is not None and rows[0]["psnr"] is None  # the input is the reference itself

@@ -161,11 +161,11 @@ def streamed_layout(levels: Sequence[GaussianScene], options: StreamedSogOptions
     return index, chunks
 
 
-def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene], options: StreamedSogOptions | None = None,
-                       importance: Sequence[torch.Tensor | None] | None = None) -> None:
+def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene],
+                       options: StreamedSogOptions | None = None) -> None:
     """Write `levels` (the finest first) as a Streamed SOG named by `path` (`.../lod-meta.json`): the chunks
-    first, the index last, so that a folder without its index was never finished. `importance`: per level, the
-    weights of its chunks' codebook fits (default: every Gaussian alike)."""
+    first, the index last, so that a folder without its index was never finished. Each chunk's codebooks are
+    fitted to its Gaussians, every Gaussian weighted alike."""
     path = Path(path)
     if path.name.lower() != INDEX_NAME:
         raise GstrimError(f"a Streamed SOG is named by its index file, {INDEX_NAME}", path)
@@ -180,8 +180,7 @@ def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene], option
             target = path.parent / name
             target.parent.mkdir(parents=True, exist_ok=True)
             scene = levels[level].subset(rows).to("cpu")
-            weights = importance[level][rows] if importance is not None and importance[level] is not None else None
-            books = sog.fit_codebooks(scene, weights, seed=o.seed)
+            books = sog.fit_codebooks(scene, seed=o.seed)
             sog.write_sog(target, scene, books, keep_order=True)
             written.append(target)
         with atomic_path(path) as tmp:

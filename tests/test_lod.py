@@ -49,12 +49,21 @@ def test_lod_makes_every_level_and_its_streamed_sog(baseline, tmp_path, capsys):
     data, model = baseline
     n = len(load_model(model).scene)
     out = tmp_path / "lod"
-    code, printed, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT)
+    code, printed, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT,
+                             "--sog-finetune", "2")
     assert code == 0, err
     counts = [round(n * 0.5), round(n * 0.25)]
     table = json.loads((out / "levels.json").read_text())
     assert [row["gaussians"] for row in table["levels"]] == [n, *counts]
     assert all(row["psnr"] is not None for row in table["levels"])
+    # each trimmed level fine-tuned through SOG, and chunked with that SOG's own tables
+    assert all((out / f"level-{k}" / "scene.sog").exists() for k in (1, 2))
+    assert all(row["sog_psnr"] is not None for row in table["levels"][1:])
+    from gstrim.io.sog import read_sog
+    from gstrim.io.streamed_sog import read_streamed_sog
+    finetuned, chunked = read_sog(out / "level-2" / "scene.sog"), read_streamed_sog(out / "lod-meta.json", 2)
+    for name in ("scales", "opacities", "sh0"):  # the same stored values (positions: each chunk's own grid)
+        assert sorted(getattr(finetuned, name).flatten().tolist()) == sorted(getattr(chunked, name).flatten().tolist())
     assert level_counts(out / "lod-meta.json") == [n, *counts]
     # nested: level 2 is a trim of level 1, on the input's dataset
     config = json.loads((out / "level-2" / "config.json").read_text())
@@ -64,11 +73,13 @@ def test_lod_makes_every_level_and_its_streamed_sog(baseline, tmp_path, capsys):
     assert "| 2 |" in printed and "lod-meta.json" in printed
     # finished: a resume trims nothing again
     stamp = os.stat(out / "level-1" / "results.json").st_mtime_ns
-    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT, "--resume")
+    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT, "--sog-finetune", "2",
+                       "--resume")
     assert code == 0, err
     assert os.stat(out / "level-1" / "results.json").st_mtime_ns == stamp
     # other settings, or no --resume, are refused in one line
-    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.2", *SHORT, "--resume")
+    code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.2", *SHORT, "--sog-finetune", "2",
+                       "--resume")
     assert_one_line_error(code, err, "other settings")
     code, _, err = run(capsys, "lod", model, "-o", out, "--levels", "0.5", "0.25", *SHORT)
     assert_one_line_error(code, err, "not empty")

@@ -539,6 +539,12 @@ def _codebook(meta: dict, key: str, path: Path) -> torch.Tensor:
 
 
 def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
+    return read_sog_books(path, nonfinite)[0]
+
+
+def read_sog_books(path: str | Path, nonfinite: str = "error") -> tuple[GaussianScene, SogCodebooks]:
+    """The scene a SOG decodes to and the tables it was written with (file order), from which the same codes
+    are written again (`write_sog(..., books)`: each stored value is its own nearest entry)."""
     path = Path(path)
     meta, load, stored_bytes = open_sog(path)
     if meta.get("version") != VERSION:
@@ -567,6 +573,7 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         if int(labels[:, :3].max(initial=0)) >= len(book):
             raise GstrimError(f"SOG {key} labels point past the end of its codebook in meta.json", path)
     shN = torch.zeros(n, 0, 3)
+    sh_book, palette, palette_labels = torch.zeros(0), torch.zeros(0, 0, 3), torch.zeros(n, dtype=torch.int64)
     if "shN" in meta:
         sh_meta = meta["shN"]
         bands, count = sh_meta.get("bands"), sh_meta.get("count")
@@ -586,11 +593,13 @@ def read_sog(path: str | Path, nonfinite: str = "error") -> GaussianScene:
         valid = label < count
         values = book[entries.clamp(max=len(book) - 1)]
         shN = torch.where(valid[:, None, None], values[label.clamp(max=count - 1)], torch.zeros(()))
+        sh_book, palette, palette_labels = book, values.float(), label.clamp(max=count - 1)
     scene = GaussianScene(
         means=means, scales=scales_book[torch.from_numpy(s[:, :3])], quats=quats,
         opacities=sigmoid_logit_clamped(torch.from_numpy(c[:, 3]).double() / 255).float(),
         sh0=sh0_book[torch.from_numpy(c[:, :3])][:, None, :], shN=shN)
-    return scene.check_finite(str(path), nonfinite)
+    books = SogCodebooks(scales_book, sh0_book, sh_book, palette, palette_labels)
+    return scene.check_finite(str(path), nonfinite), books
 
 
 def describe_sog(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:

@@ -161,11 +161,22 @@ def streamed_layout(levels: Sequence[GaussianScene], options: StreamedSogOptions
     return index, chunks
 
 
-def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene],
-                       options: StreamedSogOptions | None = None) -> None:
+def chunk_books(books: sog.SogCodebooks, rows: torch.Tensor) -> sog.SogCodebooks:
+    """A level's tables for the chunk holding its `rows`: the same codebooks, the SH palette cut to the entries
+    the chunk's Gaussians use."""
+    labels = books.labels[rows]
+    if not len(books.palette):
+        return sog.SogCodebooks(books.scales, books.sh0, books.sh, books.palette, labels)
+    used, relabelled = torch.unique(labels, return_inverse=True)
+    return sog.SogCodebooks(books.scales, books.sh0, books.sh, books.palette[used], relabelled)
+
+
+def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene], options: StreamedSogOptions | None = None,
+                       books: Sequence[sog.SogCodebooks | None] | None = None) -> None:
     """Write `levels` (the finest first) as a Streamed SOG named by `path` (`.../lod-meta.json`): the chunks
-    first, the index last, so that a folder without its index was never finished. Each chunk's codebooks are
-    fitted to its Gaussians, every Gaussian weighted alike."""
+    first, the index last, so that a folder without its index was never finished. `books`: per level, the SOG
+    tables to write it with (a level fine-tuned through the SOG quantiser: `sog.read_sog_books` of its file),
+    else None: codebooks fitted to each chunk, every Gaussian weighted alike."""
     path = Path(path)
     if path.name.lower() != INDEX_NAME:
         raise GstrimError(f"a Streamed SOG is named by its index file, {INDEX_NAME}", path)
@@ -180,8 +191,9 @@ def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene],
             target = path.parent / name
             target.parent.mkdir(parents=True, exist_ok=True)
             scene = levels[level].subset(rows).to("cpu")
-            books = sog.fit_codebooks(scene, seed=o.seed)
-            sog.write_sog(target, scene, books, keep_order=True)
+            given = books[level] if books is not None else None
+            tables = chunk_books(given, rows) if given is not None else sog.fit_codebooks(scene, seed=o.seed)
+            sog.write_sog(target, scene, tables, keep_order=True)
             written.append(target)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(index, separators=(",", ":")))

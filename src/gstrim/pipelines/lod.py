@@ -9,6 +9,7 @@ with the whole schedule instead, for comparison (docs/lod.md has both measured).
 
     OUT/lod.json                 what was asked (input, counts, settings); a resume must ask the same
     OUT/level-K/                 each level a trim run folder (INRIA layout, results.json), resumable
+    OUT/level-K/scene.sog        with photos, the level fine-tuned through the SOG quantiser (`export`)
     OUT/levels.json, levels.md   level, Gaussians, MB, PSNR / SSIM / LPIPS, FPS, wall time
     OUT/lod-meta.json, OUT/L_i/  the Streamed SOG: level 0 the input, level K the K-th trim
 """
@@ -25,6 +26,7 @@ from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
 from gstrim.io.model import CONFIG_NAME, load_model
+from gstrim.io.sog import read_sog_books
 from gstrim.io.streamed_sog import (
     INDEX_NAME,
     StreamedSogOptions,
@@ -34,6 +36,7 @@ from gstrim.io.streamed_sog import (
 )
 from gstrim.io.streamed_sog import written_size as streamed_size
 from gstrim.options import differing, option
+from gstrim.pipelines.export import ExportConfig, run_dir_of, trim_and_export
 from gstrim.pipelines.run import Inputs, RunControl, refuse_nonempty, runs_photo_free
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -55,6 +58,9 @@ class LodConfig:
                         "each level trimmed from the input with the whole schedule", choices=CHAINS)
     level_finetune: int | None = option(None, "fine-tuning iterations after each nested level's prunes but the "
                                         "coarsest's, which gets the trim's --finetune (default: an eighth of it)")
+    sog_finetune: int | None = option(None, "iterations of fine-tuning each trimmed level through the SOG quantiser "
+                                      "before it is chunked, as `export --finetune` (default with photos: export's, "
+                                      "1000 on the CPU, 5000 on a GPU; photo-free: 0, plain SOG)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +81,9 @@ class LodConfig:
     def validate(self) -> None:
         if self.chain not in CHAINS:
             raise ConfigError(f"unknown {{chain}} {self.chain!r}; use nested or independent", "chain")
-        if self.level_finetune is not None and self.level_finetune < 0:
-            raise ConfigError(f"{{level_finetune}} must not be negative, got {self.level_finetune}", "level_finetune")
+        for name in ("level_finetune", "sog_finetune"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{{{name}}} must not be negative, got {getattr(self, name)}", name)
 
 
 def share_steps(steps: int, counts: list[int], n: int) -> list[int]:
@@ -115,6 +122,7 @@ class LevelRow:
     fps: float | None
     wall_s: float | None
     folder: str | None
+    sog_psnr: float | None = None  # of the level fine-tuned through SOG, as its file decodes
 
 
 def _flat(record: dict, prefix: str = "") -> dict:
@@ -183,24 +191,43 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
             known = Evaluation.read(folder, "input")
         summaries.append(summary)
         previous = folder
-    return _publish(out, source, summaries, streamed)
-
-
-def _publish(out: Path, source, summaries: list[RunSummary], streamed: StreamedSogOptions) -> list[LevelRow]:
-    """The Streamed SOG of the input and every level, and the table."""
     folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]
-    scenes = [source.scene] + [load_model(f).scene for f in folders]
+    default_finetune = 0 if photo_free else ExportConfig().resolved(resolve_device(control.device)).finetune
+    finetune = lod.sog_finetune if lod.sog_finetune is not None else default_finetune
+    levels = [(load_model(f).scene, None, None) for f in folders] if finetune == 0 else \
+        [_sog_level(f, ExportConfig(finetune=finetune, seed=trim.seed), control) for f in folders]
+    return _publish(out, source, summaries, levels, streamed)
+
+
+def _sog_level(folder: Path, config: ExportConfig, control: RunControl):
+    """(the level as its SOG decodes, the SOG's tables, the file's test metrics): the trimmed level fine-tuned
+    through the SOG quantiser into `folder/scene.sog` (done once; a finished file is read again)."""
+    target = folder / FORMATS["sog"].file_name("scene")
+    if not target.exists():
+        progress.log(f"lod: {folder.name}: fine-tuning through SOG ({config.finetune:,} iterations)")
+        trim_and_export(folder, "sog", config, control)
+    scene, books = read_sog_books(target)
+    export = RunSummary.read(run_dir_of(target), "export")
+    return scene, books, export.output if export is not None else None
+
+
+def _publish(out: Path, source, summaries: list[RunSummary], levels: list, streamed: StreamedSogOptions
+             ) -> list[LevelRow]:
+    """The Streamed SOG of the input and every level (`levels`: (scene, SOG tables or None, SOG metrics or None)
+    of each trimmed level), and the table."""
+    folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]
+    scenes = [source.scene] + [scene for scene, _, _ in levels]
     index = out / INDEX_NAME
     expected = [len(s) for s in scenes]
     if not index.exists() or level_counts(index) != expected:
         progress.log(f"lod: writing the Streamed SOG ({sum(expected):,} Gaussians in {len(scenes)} levels)")
-        write_streamed_sog(index, scenes, streamed)
+        write_streamed_sog(index, scenes, streamed, [None] + [books for _, books, _ in levels])
     sog_bytes = level_sizes(index)
     first = summaries[0]
-    rows = [_row(0, first.gaussians_in, first.sh_degree, sog_bytes[0], first.input, None, None)]
-    for k, (summary, folder) in enumerate(zip(summaries, folders, strict=True), start=1):
+    rows = [_row(0, first.gaussians_in, first.sh_degree, sog_bytes[0], first.input, None, None, None)]
+    for k, (summary, folder, level) in enumerate(zip(summaries, folders, levels, strict=True), start=1):
         rows.append(_row(k, summary.gaussians_out, summary.sh_degree, sog_bytes[k], summary.output, summary.wall_s,
-                         folder.name))
+                         folder.name, level[2]))
     write_text_atomic(out / "levels.json", json.dumps({"levels": [asdict(r) for r in rows],
                                                        "streamed_sog": INDEX_NAME,
                                                        "streamed_sog_bytes": streamed_size(index)}, indent=1))
@@ -209,21 +236,23 @@ def _publish(out: Path, source, summaries: list[RunSummary], streamed: StreamedS
 
 
 def _row(level: int, gaussians: int, sh_degree: int, sog_bytes: int, metrics, wall: float | None,
-         folder: str | None) -> LevelRow:
+         folder: str | None, sog_metrics) -> LevelRow:
     ply = FORMATS["ply"].size(gaussians, sh_degree) / 1e6
+    sog_psnr = sog_metrics.psnr if sog_metrics is not None else None
     if metrics is None:
-        return LevelRow(level, gaussians, ply, sog_bytes / 1e6, None, None, None, None, wall, folder)
+        return LevelRow(level, gaussians, ply, sog_bytes / 1e6, None, None, None, None, wall, folder, sog_psnr)
     return LevelRow(level, gaussians, ply, sog_bytes / 1e6, metrics.psnr, metrics.ssim, metrics.lpips, metrics.fps,
-                    wall, folder)
+                    wall, folder, sog_psnr)
 
 
 def levels_markdown(rows: list[LevelRow]) -> str:
     def num(v, fmt):
         return "" if v is None else format(v, fmt)
-    lines = ["| level | Gaussians | .ply MB | SOG MB | PSNR | SSIM | LPIPS | FPS | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| level | Gaussians | .ply MB | SOG MB | PSNR | SSIM | LPIPS | SOG PSNR | FPS | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = "0 (input)" if r.level == 0 else str(r.level)
         lines.append(f"| {name} | {r.gaussians:,} | {r.ply_mb:.2f} | {num(r.sog_mb, '.3f')} | {num(r.psnr, '.3f')} "
-                     f"| {num(r.ssim, '.4f')} | {num(r.lpips, '.4f')} | {num(r.fps, '.1f')} | {num(r.wall_s, '.0f')} |")
+                     f"| {num(r.ssim, '.4f')} | {num(r.lpips, '.4f')} | {num(r.sog_psnr, '.3f')} | {num(r.fps, '.1f')} "
+                     f"| {num(r.wall_s, '.0f')} |")
     return "\n".join(lines) + "\n"

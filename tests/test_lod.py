@@ -70,6 +70,8 @@ def test_lod_makes_every_level_and_its_streamed_sog(baseline, tmp_path, capsys):
     assert resolve_recorded(config["input"], out / "level-2").parent.parent.parent == (out / "level-1").resolve()
     assert resolve_recorded(config["data"]["path"], out / "level-2") == data.resolve()
     assert len(load_model(out / "level-2").scene) == counts[1]
+    level_1, level_2 = (json.loads((out / f"level-{k}" / "results.json").read_text()) for k in (1, 2))
+    assert level_2["trim"]["input"]["PSNR"] == level_1["trim"]["output"]["PSNR"]  # evaluated once, not again
     assert "| 2 |" in printed and "lod-meta.json" in printed
     # finished: a resume trims nothing again
     stamp = os.stat(out / "level-1" / "results.json").st_mtime_ns

@@ -184,11 +184,10 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
         if summary is None:
             progress.log(f"lod: level {k} of {len(counts)}: {count:,} Gaussians ({config.steps} prunes, then "
                          f"{config.finetune:,} iterations)")
-            known_input = known if lod.chain == "independent" else None
             summary = trim_scene(level_inputs, folder, config, replace(control, resume=(folder / CONFIG_NAME).exists()),
-                                 known_input).summary
-        if lod.chain == "independent":
-            known = Evaluation.read(folder, "input")
+                                 known).summary
+        # the next level's input was evaluated already: the input itself, or (nested) this level's output
+        known = Evaluation.read(folder, "input" if lod.chain == "independent" else f"ours_{summary.iterations}")
         summaries.append(summary)
         previous = folder
     folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]

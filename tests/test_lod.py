@@ -22,13 +22,14 @@ def test_steps_are_shared_by_how_far_each_level_goes():
     assert share_steps(2, [500, 250, 125], 1000) == [1, 1, 1]  # at least one prune per level
 
 
-def test_nested_levels_get_a_short_finetune_but_the_coarsest_the_whole():
+def test_nested_levels_share_one_trims_iterations():
     trim = TrimConfig().resolved("cpu")
     counts = LodConfig().counts(1000)
     assert counts == [500, 250, 125, 62]
     nested = level_configs(LodConfig(), trim, counts, 1000)
     assert [c.target_count for c in nested] == counts
-    assert [c.finetune for c in nested] == [trim.finetune // 8] * 3 + [trim.finetune]
+    assert [c.finetune for c in nested] == [trim.finetune // 8] * 3 + [trim.finetune - 3 * (trim.finetune // 8)]
+    assert sum(c.iterations for c in nested) == trim.iterations  # the chain costs one trim's iterations
     assert sum(c.steps for c in nested) == trim.steps and all(c.every == trim.every for c in nested)
     independent = level_configs(LodConfig(chain="independent"), trim, counts, 1000)
     assert all(c.steps == trim.steps and c.finetune == trim.finetune for c in independent)

@@ -3,9 +3,9 @@
 An iterative trim passes through every coarser count on its way down, so one pass makes every level: level k
 is a trim of level k-1 (of the input for the first) to its count, with the prune steps of the trim's schedule
 shared among the levels by how far each one goes (log of its count ratio) and `level_finetune` iterations
-after each level's prunes (the coarsest gets the schedule's whole `finetune`). Each level is thus a subset of
-the finer one (nested), fine-tuned after its own prunes. `chain independent` trims every level from the input
-with the whole schedule instead, for comparison (docs/lod.md has both measured).
+after each level's prunes, taken out of the coarsest level's: the chain runs as many iterations as one trim.
+Each level is thus a subset of the finer one (nested), fine-tuned after its own prunes. `chain independent`
+trims every level from the input with the whole schedule instead, for comparison (docs/lod.md has both).
 
     OUT/lod.json                 what was asked (input, counts, settings); a resume must ask the same
     OUT/level-K/                 each level a trim run folder (INRIA layout, results.json), resumable
@@ -57,7 +57,8 @@ class LodConfig:
     chain: str = option("nested", "nested: each level trimmed from the finer one in one pass down; independent: "
                         "each level trimmed from the input with the whole schedule", choices=CHAINS)
     level_finetune: int | None = option(None, "fine-tuning iterations after each nested level's prunes but the "
-                                        "coarsest's, which gets the trim's --finetune (default: an eighth of it)")
+                                        "coarsest's, which gets the rest of the trim's --finetune (default: an "
+                                        "eighth of it)")
     sog_finetune: int | None = option(None, "iterations of fine-tuning each trimmed level through the SOG quantiser "
                                       "before it is chunked, as `export --finetune` (default with photos: export's, "
                                       "1000 on the CPU, 5000 on a GPU; photo-free: 0, plain SOG)")
@@ -106,7 +107,9 @@ def level_configs(lod: LodConfig, trim: TrimConfig, counts: list[int], n: int) -
     between = lod.level_finetune if lod.level_finetune is not None else trim.finetune // 8
     steps = share_steps(trim.steps, counts, n)
     last = len(counts) - 1
-    return [replace(base, target_count=c, steps=s, finetune=trim.finetune if k == last else between)
+    # the chain runs the schedule's iterations once: the finer levels' fine-tuning comes out of the coarsest's
+    coarsest = max(trim.finetune - last * between, between)
+    return [replace(base, target_count=c, steps=s, finetune=coarsest if k == last else between)
             for k, (c, s) in enumerate(zip(counts, steps, strict=True))]
 
 

@@ -33,7 +33,7 @@ SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/
 
 def splat_transform(*args: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([str(SPLAT_TRANSFORM), "-q", "-w", *args], check=True)
+    subprocess.run([str(SPLAT_TRANSFORM), "-q", "-w", "-g", "cpu", *args], check=True)  # no GPU here
     return time.perf_counter() - t0
 
 
@@ -103,7 +103,7 @@ def main() -> None:
         tagged = [str(input_ply), "-l", "0"]
         for k, mode in enumerate(best, start=1):
             tagged += [str(chains[mode][k - 1]), "-l", str(k)]
-        splat_transform("-g", "cpu", *tagged, str(st_index))
+        splat_transform(*tagged, str(st_index))
     ours_index = lod_out / "lod-meta.json"
     st_sizes, our_sizes = level_sizes(st_index), level_sizes(ours_index)
     for k in range(len(counts) + 1):

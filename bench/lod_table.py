@@ -6,9 +6,11 @@ splat-transform's chain is what SuperSplat publishes: each level decimated from 
 uniform, and `--decimate-adaptive`), the better of the two per level counted. Every level is scored twice:
 as its .ply, and as the Streamed SOG stores it (read back from lod-meta.json, SOG-quantised).
 
-Usage: python bench/lod_table.py LOD_OUT [--work DIR] [--plot FILE.png]
-LOD_OUT: a finished `gstrim lod` output. Finished rows in DIR (default LOD_OUT/bench) are reused. Prints a
-Markdown table and writes DIR/table.md and DIR/table.json.
+Usage: python bench/lod_table.py LOD_OUT [--work DIR] [--plot FILE.png] [--reuse]
+LOD_OUT: a finished `gstrim lod` output. `--reuse` takes the input's and gstrim's levels' .ply scores from
+LOD_OUT/levels.json (the lod run evaluated them on the same views) and scores splat-transform's Streamed SOG by
+its bytes only: 10 evaluations fewer, for scenes with many test views. Finished rows in DIR (default
+LOD_OUT/bench) are reused. Prints a Markdown table and writes DIR/table.md and DIR/table.json.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("lod_out")
     parser.add_argument("--work")
     parser.add_argument("--plot", help="write the PSNR-vs-Gaussians figure here")
+    parser.add_argument("--reuse", action="store_true", help="the lod run's own scores of the input and its levels")
     args = parser.parse_args()
     lod_out = Path(args.lod_out)
     work = Path(args.work) if args.work else lod_out / "bench"
@@ -79,7 +82,12 @@ def main() -> None:
     input_ply = work / "input.ply"
     if not input_ply.exists():
         save_scene(input_ply, source.scene)
-    row("input", lambda: score(source.scene))
+    recorded = json.loads((lod_out / "levels.json").read_text())["levels"] if args.reuse else None
+
+    def from_lod(k: int) -> dict:
+        r = recorded[k]
+        return {"gaussians": r["gaussians"], "psnr": r["psnr"], "ssim": r["ssim"], "lpips": r["lpips"]}
+    row("input", lambda: from_lod(0) if recorded else score(source.scene))
     # splat-transform's chains: each level decimated from the one before
     chains = {}
     for mode, flag in (("uniform", "--decimate"), ("adaptive", "--decimate-adaptive")):
@@ -107,10 +115,11 @@ def main() -> None:
     ours_index = lod_out / "lod-meta.json"
     st_sizes, our_sizes = level_sizes(st_index), level_sizes(ours_index)
     for k in range(len(counts) + 1):
-        row(f"st-sog-{k}", lambda k=k: score(read_streamed_sog(st_index, k), bytes=st_sizes[k]))
+        row(f"st-sog-{k}", lambda k=k: {"psnr": float("nan"), "bytes": st_sizes[k]} if recorded else
+            score(read_streamed_sog(st_index, k), bytes=st_sizes[k]))
         row(f"gstrim-sog-{k}", lambda k=k: score(read_streamed_sog(ours_index, k), bytes=our_sizes[k]))
     for k in range(1, len(counts) + 1):
-        row(f"gstrim-{k}", lambda k=k: score(load_model(lod_out / f"level-{k}").scene))
+        row(f"gstrim-{k}", lambda k=k: from_lod(k) if recorded else score(load_model(lod_out / f"level-{k}").scene))
     lines = [f"Test views: {len(dataset.test)} ({dataset.kind}). splat-transform: the better of its uniform and "
              "adaptive decimation chains per level; SOG: each level as its Streamed SOG stores it.", "",
              "| level | Gaussians | splat-transform PSNR (mode) | gstrim PSNR | gain | splat-transform SOG | "

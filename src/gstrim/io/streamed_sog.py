@@ -280,9 +280,12 @@ def _references(index: dict, path: Path | None = None):
 
 def level_counts(path: str | Path) -> list[int]:
     """The Gaussians of each level, as the tree references them."""
-    index = read_index(path)
+    return _level_counts(read_index(path), Path(path))
+
+
+def _level_counts(index: dict, path: Path) -> list[int]:
     counts = [0] * index["lodLevels"]
-    for level, ref, _ in _references(index, Path(path)):
+    for level, ref, _ in _references(index, path):
         counts[level] += ref["count"]
     return counts
 
@@ -348,7 +351,7 @@ def read_level0(path: Path, nonfinite: str) -> GaussianScene:
 def describe(path: Path, nonfinite: str) -> tuple[GaussianScene, dict]:
     scene = read_streamed_sog(path, 0, nonfinite)
     index = read_index(path)
-    counts = level_counts(path)
+    counts = _level_counts(index, path)
     details = (f"streamed sog (version {VERSION}, {len(counts)} level{'s' * (len(counts) > 1)}: "
                + " / ".join(f"{c:,}" for c in counts) + f" Gaussians, {len(index['filenames'])} chunks; "
                "level 0 shown)")

@@ -147,12 +147,6 @@ def _checked_record(path: Path, settings: dict, resume: bool) -> None:
     write_text_atomic(path, json.dumps({"settings": settings}, indent=1))
 
 
-def _inputs_record(inputs: Inputs) -> dict:
-    return {"scene": str(Path(inputs.scene).resolve()), "data": str(Path(inputs.data).resolve()) if inputs.data
-            else None, "data_options": inputs.data_options, "iteration": inputs.iteration,
-            "photo_free": inputs.photo_free}
-
-
 def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = None, trim: TrimConfig | None = None,
                 streamed: StreamedSogOptions | None = None, control: RunControl | None = None) -> list[LevelRow]:
     """Trim `inputs` into every level of `lod` in `out_dir`, then write the table and the Streamed SOG."""
@@ -171,14 +165,15 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
     counts = lod.counts(n)
     configs = level_configs(lod, trim, counts, n)
     out.mkdir(parents=True, exist_ok=True)
-    _checked_record(out / RECORD_NAME, {"input": _inputs_record(inputs), "counts": counts, "lod": lod.to_dict(),
-                                        "trim": trim.to_dict(), "streamed": asdict(streamed)}, control.resume)
+    asked = {"input": {**inputs.record(), "photo_free": inputs.photo_free}, "counts": counts, "lod": lod.to_dict(),
+             "trim": trim.to_dict(), "streamed": asdict(streamed)}
+    _checked_record(out / RECORD_NAME, asked, control.resume)
     photo_free = runs_photo_free(inputs)
     progress.log(f"lod: {len(counts)} levels of {n:,} Gaussians ({lod.chain}): "
                  + " > ".join(f"{c:,}" for c in counts))
+    folders = [out / f"level-{k}" for k in range(1, len(counts) + 1)]
     summaries, known, previous = [], None, None
-    for k, (count, config) in enumerate(zip(counts, configs, strict=True), start=1):
-        folder = out / f"level-{k}"
+    for k, (count, config, folder) in enumerate(zip(counts, configs, folders, strict=True), start=1):
         level_inputs = inputs
         if lod.chain == "nested" and previous is not None:  # from the finer level, on the same targets
             level_inputs = (Inputs(previous, photo_free=True, views=inputs.views, teacher=inputs.scene)
@@ -193,12 +188,11 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
         known = Evaluation.read(folder, "input" if lod.chain == "independent" else f"ours_{summary.iterations}")
         summaries.append(summary)
         previous = folder
-    folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]
     default_finetune = 0 if photo_free else ExportConfig().resolved(resolve_device(control.device)).finetune
     finetune = lod.sog_finetune if lod.sog_finetune is not None else default_finetune
     levels = [(load_model(f).scene, None, None) for f in folders] if finetune == 0 else \
         [_sog_level(f, ExportConfig(finetune=finetune, seed=trim.seed), control) for f in folders]
-    return _publish(out, source, summaries, levels, streamed)
+    return _publish(out, source, summaries, folders, levels, streamed)
 
 
 def _sog_level(folder: Path, config: ExportConfig, control: RunControl):
@@ -213,11 +207,10 @@ def _sog_level(folder: Path, config: ExportConfig, control: RunControl):
     return scene, books, export.output if export is not None else None
 
 
-def _publish(out: Path, source, summaries: list[RunSummary], levels: list, streamed: StreamedSogOptions
-             ) -> list[LevelRow]:
+def _publish(out: Path, source, summaries: list[RunSummary], folders: list[Path], levels: list,
+             streamed: StreamedSogOptions) -> list[LevelRow]:
     """The Streamed SOG of the input and every level (`levels`: (scene, SOG tables or None, SOG metrics or None)
-    of each trimmed level), and the table."""
-    folders = [out / f"level-{k}" for k in range(1, len(summaries) + 1)]
+    of each trimmed level, run in `folders`), and the table."""
     scenes = [source.scene] + [scene for scene, _, _ in levels]
     index = out / INDEX_NAME
     expected = [len(s) for s in scenes]

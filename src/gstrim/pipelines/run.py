@@ -69,6 +69,12 @@ class Inputs:
     photo_free: bool = False
     teacher: str | Path | None = None  # photo-free: the scene whose renders are the targets (default: `scene`)
 
+    def record(self) -> dict:
+        """The input as a resumed search or chain must find it again."""
+        return {"scene": str(Path(self.scene).resolve()), "data": str(Path(self.data).resolve()) if self.data
+                else None, "data_options": self.data_options, "iteration": self.iteration,
+                "nonfinite": self.nonfinite}
+
     @classmethod
     def of(cls, value: Inputs | str | Path | None, **fields) -> Inputs:
         """`value` itself, or a scene path made into Inputs (with `fields`)."""

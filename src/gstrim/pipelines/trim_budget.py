@@ -112,7 +112,7 @@ def trim_within_budget(inputs: Inputs, out_dir: str | Path, config: TrimConfig, 
     record_path = out_dir / SEARCH_DIR / "search.json"
     if not control.resume:
         refuse_nonempty(out_dir)
-    settings = {"input": _inputs_record(inputs), "max_loss": max_loss, "trim": config.to_dict(),
+    settings = {"input": inputs.record(), "max_loss": max_loss, "trim": config.to_dict(),
                 "finish": {"name": finish.name, **finish.settings} if finish else None}
     saved = checked_search(record_path, settings, resume=True) if control.resume else {}
     if saved.get("chosen"):
@@ -156,13 +156,6 @@ def trim_within_budget(inputs: Inputs, out_dir: str | Path, config: TrimConfig, 
         f": nothing within {max_loss:g} dB; the closest"))
     promote(out_dir / SEARCH_DIR / best.name, out_dir)
     return save(chosen=best.name, within=within)
-
-
-def _inputs_record(inputs: Inputs) -> dict:
-    """The input as a resumed search must find it again."""
-    return {"scene": str(Path(inputs.scene).resolve()), "data": str(Path(inputs.data).resolve()) if inputs.data
-            else None, "data_options": inputs.data_options, "iteration": inputs.iteration,
-            "nonfinite": inputs.nonfinite}
 
 
 def compress_finish(compress: CompressConfig) -> Finish:

@@ -12,6 +12,7 @@ as `.ply` into a temporary folder first. The cameras to jump between are the fir
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import tempfile
@@ -77,6 +78,7 @@ class Shown:
         """The file as the panel names it: within the folder given, or its name."""
         return str(self.file.relative_to(self.source)) if self.source.is_dir() else self.file.name
 
+    @functools.cached_property
     def levels(self) -> list[int] | None:
         """Gaussians per level of a Streamed SOG (drawn by the engine's LOD streaming); None for one level."""
         return level_counts(self.file) if format_of(self.file).name == "streamed-sog" else None
@@ -84,8 +86,8 @@ class Shown:
     def facts(self) -> list[str]:
         size = written_size(self.file)
         lines = [f"{format_of(self.file).name} \u00b7 {len(self.scene):,} Gaussians \u00b7 {size / 1e6:.3f} MB"]
-        if self.levels():
-            lines.append("levels " + " / ".join(f"{c:,}" for c in self.levels()) + " (streamed within the budget)")
+        if self.levels:
+            lines.append("levels " + " / ".join(f"{c:,}" for c in self.levels) + " (streamed within the budget)")
         if self.metrics:
             lines.append(" \u00b7 ".join(f"{k} {self.metrics[k]:.{p}f}" for k, p in
                                          (("PSNR", 2), ("SSIM", 4), ("LPIPS", 4)) if k in self.metrics))
@@ -234,7 +236,7 @@ def manifest(shown: list[Shown], config: ViewerConfig, *, bare: bool = False) ->
         "background": list(_background(config.background, shown[0])),
         "centre": [float(v) for v in centre], "radius": radius, "clip": [radius * 1e-3, radius * 1e3],
         "cameras": engine_cameras, "home": home,
-        "scenes": [{"name": s.name, "file": s.file_label(), "facts": s.facts(), "levels": s.levels()} for s in shown],
+        "scenes": [{"name": s.name, "file": s.file_label(), "facts": s.facts(), "levels": s.levels} for s in shown],
         "start": {"mode": config.mode if len(shown) == 2 else "side", "camera": config.camera, "bare": bare,
                   "panels": config.panels, "settle_frames": 8, "budget": config.budget},
     }

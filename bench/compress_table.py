@@ -26,7 +26,8 @@ from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.model import load_model
 from gstrim.pipelines.run import Inputs
-from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs, run_sweep
+from gstrim.pipelines.sweep import run_sweep
+from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.prune.strategy import PRESETS, TrimConfig
 
 SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/node_modules/.bin/splat-transform"

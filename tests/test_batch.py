@@ -22,7 +22,7 @@ import gstrim.pipelines.executors as executors
 from gstrim.pipelines.batch import run_batch, scene_names, scenes_with_data
 from gstrim.pipelines.executors import ExecutorConfig, Job, LocalExecutor, drive
 from gstrim.pipelines.run import Inputs, RunControl
-from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs
+from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.prune.strategy import TrimConfig
 from gstrim.report.table import TABLE_NAME
 

@@ -14,10 +14,12 @@ from PIL import Image
 from test_cli import assert_one_line_error, run
 
 import gstrim.pipelines.run
-import gstrim.pipelines.sweep
+import gstrim.pipelines.run_kinds
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.pipelines.run import Inputs
-from gstrim.pipelines.sweep import SweepConfig, SweepRunConfigs, parse_variant, plan, run_sweep
+from gstrim.pipelines.run_kinds import plan
+from gstrim.pipelines.sweep import run_sweep
+from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs, parse_variant
 from gstrim.prune.strategy import TrimConfig
 from gstrim.report.page import write_report
 from gstrim.report.table import read_table
@@ -75,7 +77,7 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
     assert summary["iterations"] == SMALL.steps * SMALL.every + SMALL.finetune
 
     # a second sweep trims nothing and evaluates the input no more
-    monkeypatch.setattr(gstrim.pipelines.sweep, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran again"))
+    monkeypatch.setattr(gstrim.pipelines.run_kinds, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran"))
     monkeypatch.setattr(gstrim.pipelines.run, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
     again = run_sweep(model, out, config, SweepRunConfigs(SMALL))
     assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
@@ -187,3 +189,54 @@ def test_every_seed_is_compared_with_its_own_no_prune_model(baseline, tmp_path):
     assert not list((tmp_path / "sweep" / "claims").glob("*.claim"))  # every claim released
 
 
+
+
+def test_a_new_run_kind_is_one_registration(baseline, tmp_path, monkeypatch):
+    """A toy kind (the method's trims copied to .splat) is planned, run, skipped when finished and given its row
+    with no edit to the sweep."""
+    from gstrim.io.formats import save_scene, written_size
+    from gstrim.io.model import load_model
+    from gstrim.pipelines import run_kinds
+    from gstrim.records import RunSummary
+
+    class CopyKind(run_kinds.RunKind):
+        name = verb = "copy"
+
+        def plan_from_run(self, config, run):
+            if not run_kinds.is_method_trim(config, run):
+                return []
+            return [run_kinds.PlannedRun(f"{run.name}+copy", self.name, run.variant, run.config,
+                                         f"{run.group}+copy", run.name)]
+
+        def folder(self, run, root):
+            return root / "runs" / run.source / "copy"
+
+        def path(self, run, root):
+            return run.folder(root) / "scene.splat"
+
+        def execute(self, sweep, run, control, known):
+            trim = sweep.source_of(run)
+            scene = load_model(trim).scene
+            save_scene(self.path(run, sweep.root), scene)
+            trimmed = RunSummary.read(trim, "trim")
+            summary = RunSummary(self.verb, len(scene), len(scene), scene.sh_degree, 0, 0.0, output=trimmed.output,
+                                 details={"mb": written_size(self.path(run, sweep.root)) / 1e6})
+            summary.write(run.folder(sweep.root))
+            return summary
+
+        def settings(self, sweep, run, recorded):
+            return {}, {}
+
+    monkeypatch.setattr(run_kinds, "RUN_KINDS", dict(run_kinds.RUN_KINDS))
+    run_kinds.register_run_kind(CopyKind())
+    _, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5], scores=["opacity"], baseline=False, **QUICK)
+    rows = {r.name: r for r in run_sweep(model, out, config, SweepRunConfigs(SMALL)).rows}
+    assert list(rows) == ["input", "opacity-0.5", "opacity-0.5+copy"]
+    copy = rows["opacity-0.5+copy"]
+    assert copy.kind == "copy" and copy.path == "runs/opacity-0.5/copy/scene.splat" and copy.fps > 0
+    assert copy.gaussians == rows["opacity-0.5"].gaussians and copy.psnr == rows["opacity-0.5"].psnr
+    assert copy.mb * 1e6 == pytest.approx((out / copy.path).stat().st_size)
+    monkeypatch.setattr(CopyKind, "execute", lambda *a: pytest.fail("a finished run ran again"))
+    assert [r.name for r in run_sweep(model, out, config, SweepRunConfigs(SMALL)).rows] == list(rows)

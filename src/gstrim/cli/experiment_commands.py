@@ -25,13 +25,13 @@ from gstrim.data import DataOptions
 from gstrim.pipelines.ablate import AblationConfig
 from gstrim.pipelines.executors import ExecutorConfig
 from gstrim.pipelines.export import ExportConfig
-from gstrim.pipelines.sweep import PER_RUN_FIELDS, SweepConfig
+from gstrim.pipelines.sweep_config import PER_RUN_FIELDS, SweepConfig
 from gstrim.prune.strategy import TrimConfig
 
 
 def sweep_settings_from_args(args):
     """(SweepConfig, SweepRunConfigs, RunControl, ExecutorConfig) of a sweep or batch command line."""
-    from gstrim.pipelines.sweep import SweepRunConfigs, parse_variant
+    from gstrim.pipelines.sweep_config import SweepRunConfigs, parse_variant
 
     per_run_defaults = {f: getattr(TrimConfig(), f) for f in PER_RUN_FIELDS}  # the sweep's own flags set these
     config = config_from_args(args, SweepConfig, variants=dict(parse_variant(v) for v in args.variant))

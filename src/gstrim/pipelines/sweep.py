@@ -5,6 +5,9 @@ under `SWEEP/runs/`, so a finished run is skipped, an interrupted one resumed, a
 every other verb. The input is evaluated once (`SWEEP/input/`), render speed is re-measured side by side for
 every row at the end (`metrics.fps`), and the table goes to `SWEEP/table.{json,csv,md}`.
 
+What runs is planned by the registered run kinds (`pipelines.run_kinds`); the settings are in
+`pipelines.sweep_config`.
+
 Layout: SWEEP/sweep.json (what was asked), input/, runs/<name>/ (a trim; its compressed/ and scene.<ext>
 exports inside, as `gstrim trim --compress/--format` writes them), runs/input+compress/, table.*; the rows
 of `gstrim ablate ... -o SWEEP/ablations/<name>` join the table when the sweep runs again.
@@ -12,179 +15,32 @@ of `gstrim ablate ... -o SWEEP/ablations/<name>` join the table when the sweep r
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import re
-import typing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from gstrim import progress
-from gstrim.compress.stages import CompressConfig
 from gstrim.data import Dataset, load_dataset
 from gstrim.data.virtual import ViewConfig, virtual_dataset
-from gstrim.errors import ConfigError, GstrimError
+from gstrim.errors import GstrimError
 from gstrim.io import load_scene
 from gstrim.io.atomic import holds_other_files, write_text_atomic
-from gstrim.io.formats import FORMATS, viewer_formats
 from gstrim.io.model import CONFIG_NAME, Model, load_model, read_config, relative_to_folder, resolve_recorded
 from gstrim.metrics.fps import measure_fps
-from gstrim.options import differing, from_record, option
-from gstrim.pipelines.ablate import read_ablation
+from gstrim.options import differing
 from gstrim.pipelines.claims import holding, try_claim
-from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
 from gstrim.pipelines.executors import Executor, ExecutorConfig, drive, make_executor
-from gstrim.pipelines.export import ExportConfig, export_model, run_dir_of
 from gstrim.pipelines.jobs import Job, Report, first_failure
 from gstrim.pipelines.run import Inputs, RunControl, RunFolder, model_dataset
-from gstrim.pipelines.trim import trim_scene
-from gstrim.prune.scores import SCORES
-from gstrim.prune.strategy import TrimConfig
+from gstrim.pipelines.run_kinds import INPUT, PlannedRun, Table, plan, ran_on
+from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs, check_sweep_settings
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.report.table import Row, write_table
 
 SWEEP_RECORD = "gstrim.sweep/1"
 SWEEP_NAME = "sweep.json"
-# fields a sweep sets per run; the others (schedule, statistics, restarts) are shared by all its trims
-PER_RUN_FIELDS = ("score", "gamma", "target_removal", "target_count", "target_mb", "one_shot", "no_prune", "seed")
-
-
-@dataclass
-class SweepConfig:
-    removals: list[float] = option([0.8, 0.9], "fractions of the Gaussians to remove", metavar="R",
-                                   exclusive="levels")
-    gammas: list[float] | None = option(None, "quantile levels per prune step instead", metavar="G",
-                                        exclusive="levels")
-    scores: list[str] = option(["gradient", "opacity"], "importance scores, each pruned iteratively",
-                               choices=lambda: list(SCORES))
-    one_shot: bool = option(False, "also one-shot runs of the first score")
-    seeds: list[int] = option([0], "seeds of every run")
-    baseline: bool = option(True, "leave out the unpruned model fine-tuned as long (the no-prune reference)",
-                            flag="--no-baseline")
-    compress: bool = option(False, "also c3dgs compression of the input and of the first score's iterative trims")
-    formats: list[str] = option([], "also export the first score's iterative trims to these viewer formats, "
-                                "fine-tuned through their quantisers", choices=viewer_formats)
-    # named sets of TrimConfig fields, each run like the first score's iterative trims at every level and seed
-    variants: dict[str, dict] = field(default_factory=dict)
-    fps_views: int = option(20, "test views timed per row")
-    fps_repeats: int = option(3, "renders of each timed view")
-
-    def validate(self) -> None:
-        for score in self.scores:
-            if score not in SCORES:
-                raise ConfigError(f"unknown score {score!r}; use one of {', '.join(SCORES)}", "scores")
-        if not self.scores:
-            raise ConfigError("give at least one score", "scores")
-        for fmt in self.formats:
-            if fmt not in viewer_formats():
-                raise ConfigError(f"unknown viewer format {fmt!r}", "formats")
-        for removal in self.removals:
-            if not 0 < removal < 1:
-                raise ConfigError(f"removal fractions must be in (0, 1), got {removal}", "removals")
-        if not self.seeds:
-            raise ConfigError("give at least one seed", "seeds")
-        for name, overrides in self.variants.items():
-            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-                raise ConfigError(f"variant name {name!r}: use letters, digits, '.', '_' and '-' only", "variant")
-            unknown = set(overrides) - {f.name for f in dataclasses.fields(TrimConfig)}
-            if unknown:
-                raise ConfigError(f"variant {name!r}: unknown trim settings {', '.join(sorted(unknown))}", "variant")
-
-
-@dataclass
-class PlannedRun:
-    name: str  # unique in the sweep: trims by their setting, files as <trim>+compress, <trim>+<format>
-    kind: str  # trim, compress or format
-    variant: str  # iterative, one-shot, no-prune, input or a variant's name
-    config: TrimConfig  # the trim's settings (for a file: those of the trim it is made from)
-    group: str  # the name without the seed
-    source: str | None = None  # files: the trim run they are made from ("input": the input scene)
-    format: str | None = None  # format runs: the viewer format
-
-    def folder(self, root: Path) -> Path:
-        """Where the run works: its run folder (format runs: the fine-tuning folder beside the file)."""
-        if self.kind == "trim":
-            return root / "runs" / self.name
-        if self.source == "input":
-            return root / "runs" / "input+compress"
-        if self.kind == "compress":
-            return root / "runs" / self.source / COMPRESSED_DIR
-        return run_dir_of(self.file(root))
-
-    def file(self, root: Path) -> Path:
-        """Format runs: the file they write."""
-        return root / "runs" / self.source / FORMATS[self.format].file_name("scene")
-
-
-def _level_name(config: SweepConfig, level: float) -> str:
-    return f"g{level:g}" if config.gammas is not None else f"{level:g}"
-
-
-def plan(config: SweepConfig, base: TrimConfig) -> list[PlannedRun]:
-    """Every run of the sweep in the order they run: the trims (the no-prune references first), then the files
-    made from the first score's iterative trims (Table 2: compressed, viewer formats), then the compressed input.
-    A file's run comes after the trim it is made from."""
-    levels = config.gammas if config.gammas is not None else config.removals
-    target = "gamma" if config.gammas is not None else "target_removal"
-    trims = []
-
-    def add(group: str, variant: str, seed: int, **settings) -> None:
-        name = group if seed == 0 else f"{group}-s{seed}"
-        run_config = replace(base, seed=seed, **settings)
-        if run_config.recipe == "auto":  # a sweep makes the paper's tables: its recipe unless another is named
-            run_config = replace(run_config, recipe="paper")
-        trims.append(PlannedRun(name, "trim", variant, run_config, group))
-
-    for seed in config.seeds:
-        if config.baseline:
-            add("no-prune", "no-prune", seed, no_prune=True)
-        for level in levels:
-            lv = _level_name(config, level)
-            for score in config.scores:
-                add(f"{score}-{lv}", "iterative", seed, score=score, **{target: level})
-            if config.one_shot:
-                add(f"{config.scores[0]}-oneshot-{lv}", "one-shot", seed, score=config.scores[0], one_shot=True,
-                    **{"target_removal": level} if target == "target_removal" else {"gamma": level})
-            for name, overrides in config.variants.items():
-                # a variant naming a recipe prunes by the recipe's score unless it names one
-                score = None if "recipe" in overrides else config.scores[0]
-                add(f"{config.scores[0]}-{lv}-{name}", name, seed, **{"score": score, target: level, **overrides})
-    files = []
-    for trim in trims:
-        if trim.variant != "iterative" or trim.config.score != config.scores[0]:
-            continue
-        for suffix in (["compress"] if config.compress else []) + list(config.formats):
-            kind = "compress" if suffix == "compress" else "format"
-            files.append(PlannedRun(f"{trim.name}+{suffix}", kind, trim.variant, trim.config,
-                                    f"{trim.group}+{suffix}", trim.name, None if kind == "compress" else suffix))
-    if config.compress:
-        files.append(PlannedRun("input+compress", "compress", "input", replace(base, no_prune=True),
-                                "input+compress", "input"))
-    return trims + files
-
-
-def parse_variant(tokens: list[str]) -> tuple[str, dict]:
-    """`NAME KEY=VALUE ...` (the command line's --variant) -> (NAME, TrimConfig fields typed)."""
-    if len(tokens) < 2:
-        raise ConfigError("--variant takes a name and at least one KEY=VALUE trim setting", "variant")
-    hints = typing.get_type_hints(TrimConfig)
-    settings = {}
-    for token in tokens[1:]:
-        key, sep, value = token.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or key not in hints or key in ("seed",):
-            raise ConfigError(f"--variant {tokens[0]}: {token!r} is not KEY=VALUE of a trim setting", "variant")
-        kinds = [t for t in typing.get_args(hints[key]) if t is not type(None)] or [hints[key]]
-        kind = kinds[0]
-        try:
-            settings[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
-        except ValueError:
-            raise ConfigError(f"--variant {tokens[0]}: {key} needs a {kind.__name__}, got {value!r}",
-                              "variant") from None
-    return tokens[0], settings
 
 
 @dataclass
@@ -218,9 +74,6 @@ class SweepStep:
 
     def __call__(self) -> str:
         return Sweep(self.spec).step(self.name)
-
-
-INPUT = "input"  # the job that evaluates the input, which every run compares against
 
 
 class Sweep:
@@ -294,67 +147,31 @@ class Sweep:
         return RunFolder(self.root / INPUT, {}).read_evaluation(INPUT)
 
     def finished(self, run: PlannedRun) -> RunSummary | None:
-        verb = "trim" if run.kind == "trim" else ("compress" if run.kind == "compress" else "export")
-        return RunSummary.read(run.folder(self.root), verb)
+        return RunSummary.read(run.folder(self.root), run.type.verb)
 
-    def execute(self, run: PlannedRun, known: Evaluation) -> RunSummary:
+    def source_of(self, run: PlannedRun) -> Path:
+        """The scene a run starts from: the input's source, or the folder of the planned run it is made from."""
+        if run.source == INPUT:
+            return self.spec.source
+        return next(r for r in self.runs if r.name == run.source).folder(self.root)
+
+    def execute(self, run: PlannedRun, known: Evaluation | None) -> RunSummary:
         """One run, started or resumed in its folder."""
         out = run.folder(self.root)
         again = (out / CONFIG_NAME).is_file()
         progress.log(f"== {out.relative_to(self.root)} ({'resuming' if again else 'starting'})")
-        control = replace(self.control, resume=again)
-        if run.kind == "trim":
-            return trim_scene(Inputs() if again else self.spec.inputs, out, run.config, control, known).summary
-        source = self.spec.source if run.source == INPUT else self.root / "runs" / run.source
-        views = self.spec.views
-        if again:
-            inputs = Inputs()
-        elif views is not None:  # scored, like the trims, against the input's renders
-            inputs = Inputs(source, views=views, photo_free=True, teacher=self.spec.source)
-        elif run.source == INPUT:
-            inputs = Inputs(source, self.data, self.data_options)
-        else:
-            inputs = Inputs(source)  # a trim folder records its dataset
-        if run.kind == "compress":
-            trimmed = known if run.source == INPUT or views is not None else \
-                Evaluation.read(source, f"ours_{self.finished_trim(run)}")
-            return compress_model(inputs, out, self.configs.compress, control, trimmed).summary
-        export = self.configs.export.resolved(resolve_device(self.control.device))
-        return export_model(inputs, run.file(self.root), export, control).summary
-
-    def finished_trim(self, run: PlannedRun) -> int:
-        return RunSummary.read(self.root / "runs" / run.source, "trim").iterations
+        return run.type.execute(self, run, replace(self.control, resume=again), known)
 
     def _checked(self, run: PlannedRun) -> RunSummary | None:
         """A finished run's summary; a run made with other settings than the sweep asks for now is refused, naming
         them (a run started with other settings is never resumed or counted with these)."""
         out = run.folder(self.root)
         if (out / CONFIG_NAME).is_file():
-            recorded, wanted = self._recorded_and_wanted(run, read_config(out) or {})
-            changed = differing(recorded, wanted)
+            changed = differing(*run.type.settings(self, run, read_config(out) or {}))
             if changed:
                 raise GstrimError(f"this run was made with other {run.kind} settings than the sweep asks for now "
                                   f"({', '.join(changed)}); sweep into another folder or remove the run", out)
         return self.finished(run)
-
-    def _recorded_and_wanted(self, run: PlannedRun, config: dict) -> tuple[dict, dict]:
-        """The settings `config` (a run's config.json) records and those the sweep would give the run, as flat
-        dicts (a run recorded before an option existed reads as that option's default, so it matches)."""
-        device = resolve_device(self.control.device)
-        if run.kind == "trim":
-            recorded = _recorded_trim(config)
-            return (asdict(recorded) if recorded else {"trim": None}), asdict(run.config.resolved(device))
-        if run.kind == "compress":
-            try:
-                recorded = asdict(from_record(CompressConfig, config.get("compress") or {}))
-            except GstrimError:
-                recorded = {"compress": None}
-            return recorded, asdict(self.configs.compress.resolved(device))
-        wanted = self.configs.export.resolved(device).record(FORMATS[run.format])
-        recorded = dict(config.get("export") or {})
-        options, wanted_options = recorded.pop("options", {}) or {}, wanted.pop("options")
-        return ({**recorded, **{f"options.{k}": v for k, v in options.items()}},
-                {**wanted, **{f"options.{k}": v for k, v in wanted_options.items()}})
 
     # ---- collect --------------------------------------------------------------------------------------
     def collect(self, known: Evaluation, summaries: dict[str, RunSummary]) -> tuple[list[Row], dict[str, Path]]:
@@ -363,18 +180,13 @@ class Sweep:
                      if run.variant == "no-prune"}
         table = Table(self.model, known, reference)
         rows, scenes = [table.input_row()], {}
-        files = []
+        from_input = []  # rows of files made from the input itself follow the input's row
         for run in self.runs:
             s = summaries[run.name]
-            if run.kind == "trim":
-                rows.append(table.trim_row(run, s))
-                scenes[run.name] = run.folder(self.root)
-                continue
-            path = run.folder(self.root) if run.kind == "compress" else run.file(self.root)
-            row = table.file_row(run, s, str(path.relative_to(self.root)))
-            (rows.insert(1, row) if run.source == "input" else files.append(row))
-            scenes[run.name] = path / s.details["file"] if run.kind == "compress" else path
-        rows += files
+            row = run.type.row(table, run, s, self.root)
+            (from_input if run.source == INPUT else rows).append(row)
+            scenes[run.name] = run.type.scene(run, self.root, s)
+        rows[1:1] = from_input
         for folder in sorted((self.root / "ablations").glob("*/")):
             row = table.ablation_row(folder, self.root)
             if row is not None:
@@ -411,106 +223,6 @@ class Sweep:
         self.measure_fps(rows, scenes)
         write_table(self.root, rows, self.meta())
         return SweepResult(self.root, rows)
-
-
-class Table:
-    """Rows of a sweep's table, each PSNR also against the no-prune model of its own seed."""
-
-    def __init__(self, model: Model, known: Evaluation | None, reference: dict[int, float]):
-        self.gaussians = len(model.scene)
-        self.input_mb = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree) / 1e6
-        self.reference = reference
-        # photo-free (no evaluation of the input), the references are the input's renders: identical by definition
-        m = known.metrics() if known is not None else None
-        self.input_metrics = (m.psnr, m.ssim, m.lpips) if m is not None else (math.inf, 1.0, 0.0)
-
-    def dpsnr(self, psnr: float, seed: int) -> float:
-        """Against the no-prune model of the same seed (the input when the sweep has none)."""
-        return psnr - self.reference.get(seed, self.input_metrics[0])
-
-    def input_row(self) -> Row:
-        psnr, ssim, lpips = self.input_metrics
-        return Row("input", "input", "input", "", None, "none", 0, self.gaussians, self.input_mb, 1.0, 0.0,
-                   psnr, ssim, lpips, self.dpsnr(psnr, 0), path="input", group="input")
-
-    @staticmethod
-    def _target(config: TrimConfig) -> tuple[float | None, str]:
-        if config.gamma is not None:
-            return config.gamma, "gamma"
-        if config.no_prune:
-            return None, "none"
-        return config.target_removal, "removal"
-
-    def trim_row(self, run: PlannedRun, s: RunSummary) -> Row:
-        o = s.output
-        target, kind = self._target(run.config)
-        return Row(run.name, "no-prune" if run.variant == "no-prune" else "trim", run.variant,
-                   "" if run.variant == "no-prune" else run.config.with_recipe().score, target, kind, run.config.seed,
-                   s.gaussians_out, s.mb_out, self.input_mb / s.mb_out, s.removed, o.psnr, o.ssim, o.lpips,
-                   self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=f"runs/{run.name}", group=run.group,
-                   stages_s={"trim_s": round(s.wall_s, 1)}, host=ran_on(s.host))
-
-    def file_row(self, run: PlannedRun, s: RunSummary, path: str) -> Row:
-        """The row of a file made from a trim's scene (or the input's): its compressed or viewer-format file."""
-        o = s.output
-        target, target_kind = self._target(run.config)
-        mb = s.details["mb"]
-        score = run.config.with_recipe().score if run.variant != "input" else ""
-        return Row(run.name, run.kind, run.variant, score, target, target_kind, run.config.seed, s.gaussians_out, mb,
-                   self.input_mb / mb, 1.0 - s.gaussians_out / self.gaussians, o.psnr, o.ssim, o.lpips,
-                   self.dpsnr(o.psnr, run.config.seed), wall_s=s.wall_s, path=path, group=run.group,
-                   stages_s=s.details.get("stages_s", {}), host=ran_on(s.host))
-
-    def ablation_row(self, folder: Path, root: Path) -> Row | None:
-        """The row of a `gstrim ablate` run kept in SWEEP/ablations/ (None when it has not finished)."""
-        a = read_ablation(folder)
-        if a is None:
-            return None
-        return Row(folder.name, "ablation", a["ablation"], "", None, "none", a["settings"].get("seed", 0),
-                   a["gaussians"], a["mb"], self.input_mb / a["mb"], 1.0 - a["gaussians"] / self.gaussians,
-                   a["psnr"], a["ssim"], a["lpips"], self.dpsnr(a["psnr"], 0), wall_s=a["wall_s"],
-                   path=str(folder.relative_to(root)), group=folder.name)
-
-
-def ran_on(host: dict) -> str:
-    """`host` or `host/node` (the first 8 characters of a Ray node id) of a run summary's `host` record."""
-    if not host:
-        return ""
-    node = host.get("node")
-    return host["host"] + (f"/{node[:8]}" if node else "")
-
-
-def _recorded_trim(config: dict | None) -> TrimConfig | None:
-    settings = (config or {}).get("trim")
-    if not isinstance(settings, dict):
-        return None
-    try:
-        return from_record(TrimConfig, settings)
-    except GstrimError:  # a setting this version no longer has changed what the run did
-        return None
-
-
-@dataclass
-class SweepRunConfigs:
-    """The settings every run of a sweep shares: the trims' (but what the sweep sets per run), the
-    compressions' and the viewer formats'."""
-    trim: TrimConfig = field(default_factory=TrimConfig)
-    compress: CompressConfig = field(default_factory=CompressConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-
-
-def check_sweep_settings(config: SweepConfig, configs: SweepRunConfigs) -> None:
-    """Every setting of every run the sweep will make, checked before the first run starts."""
-    config.validate()
-    if config.compress:
-        configs.compress.validate()
-    if config.formats:
-        configs.export.validate()
-    given = {f: getattr(configs.trim, f) for f in PER_RUN_FIELDS
-             if getattr(configs.trim, f) != getattr(TrimConfig(), f)}
-    if given:
-        raise ConfigError(f"a sweep sets {', '.join(given)} per run; give its levels, scores and seeds instead",
-                          *given)
 
 
 def prepare_sweep(inputs: Inputs | str | Path, out_dir: str | Path, config: SweepConfig | None = None,

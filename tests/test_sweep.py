@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from conftest import interrupt_training_at
@@ -240,3 +241,26 @@ def test_a_new_run_kind_is_one_registration(baseline, tmp_path, monkeypatch):
     assert copy.mb * 1e6 == pytest.approx((out / copy.path).stat().st_size)
     monkeypatch.setattr(CopyKind, "execute", lambda *a: pytest.fail("a finished run ran again"))
     assert [r.name for r in run_sweep(model, out, config, SweepRunConfigs(SMALL)).rows] == list(rows)
+
+
+def test_a_sweep_adds_the_inputs_levels_of_detail(baseline, tmp_path, monkeypatch):
+    from gstrim.io.streamed_sog import level_counts
+    from gstrim.pipelines.export import ExportConfig
+
+    _, model = baseline
+    out = tmp_path / "sweep"
+    config = SweepConfig(removals=[0.5], scores=["opacity"], baseline=False, lod=True, **QUICK)
+    configs = SweepRunConfigs(SMALL, export=ExportConfig(finetune=2))
+    rows = {r.name: r for r in run_sweep(model, out, config, configs).rows}
+    assert list(rows) == ["input", "opacity-0.5", "lod-1", "lod-2", "lod-3", "lod-4"]
+    n = rows["input"].gaussians
+    counts = [rows[f"lod-{k}"].gaussians for k in range(1, 5)]
+    assert counts == [round(n * f) for f in (0.5, 0.25, 0.125, 0.0625)]
+    assert level_counts(out / "runs" / "lod" / "lod-meta.json") == [n, *counts]
+    assert all(rows[f"lod-{k}"].kind == "lod" and rows[f"lod-{k}"].fps > 0 for k in range(1, 5))
+    write_report(out)  # the figures take a kind they have not met: one line for the chain
+    monkeypatch.setattr(gstrim.pipelines.run_kinds.lod, "make_levels", lambda *a, **k: pytest.fail("made again"))
+    assert [r.name for r in run_sweep(model, out, config, configs).rows] == list(rows)
+    with pytest.raises(GstrimError, match="other lod settings"):  # the chain is never reused with other settings
+        run_sweep(model, out, replace(config, removals=[0.3]),
+                  SweepRunConfigs(TrimConfig(steps=3, every=3, finetune=4), export=ExportConfig(finetune=2)))

@@ -12,6 +12,7 @@ trims every level from the input with the whole schedule instead, for comparison
     OUT/level-K/scene.sog        with photos, the level fine-tuned through the SOG quantiser (`export`)
     OUT/levels.json, levels.md   level, Gaussians, MB, PSNR / SSIM / LPIPS, FPS, wall time
     OUT/lod-meta.json, OUT/L_i/  the Streamed SOG: level 0 the input, level K the K-th trim
+    OUT/results.json             the chain's summary ("lod"), written last
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 
 RECORD_NAME = "lod.json"
+VERB = "lod"
 CHAINS = ("nested", "independent")
 DEFAULT_LEVELS = [0.5, 0.25, 0.125, 0.0625]  # halving per level, as splat-transform's decimated chains
 
@@ -227,6 +229,12 @@ def _publish(out: Path, source, summaries: list[RunSummary], folders: list[Path]
                                                        "streamed_sog": INDEX_NAME,
                                                        "streamed_sog_bytes": streamed_size(index)}, indent=1))
     write_text_atomic(out / "levels.md", levels_markdown(rows))
+    last = summaries[-1]
+    # the chain's summary, as every verb leaves one: what a sweep's lod row reads to know the chain is done
+    RunSummary(VERB, first.gaussians_in, last.gaussians_out, first.sh_degree, sum(s.iterations for s in summaries),
+               sum(s.wall_s for s in summaries), first.input, last.output,
+               details={"counts": [r.gaussians for r in rows[1:]], "streamed_sog_bytes": streamed_size(index)}
+               ).write(out)
     return rows
 
 

@@ -4,11 +4,13 @@ resumes, which settings it records (so a run made with other settings is refused
 the table. The sweep itself never branches on a kind's name: a new kind of row is one `RunKind` subclass.
 
 Registered here: `trim` (the paper's runs and the no-prune reference), `compress` (c3dgs of the first score's
-iterative trims and of the input) and `format` (those trims exported to viewer formats through their quantisers).
+iterative trims and of the input), `format` (those trims exported to viewer formats through their quantisers)
+and `lod` (the input's levels of detail, a row per level).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,8 +19,9 @@ from typing import TYPE_CHECKING, ClassVar
 from gstrim.compress.stages import CompressConfig
 from gstrim.errors import GstrimError
 from gstrim.io.formats import FORMATS
-from gstrim.io.model import Model
+from gstrim.io.model import CONFIG_NAME, Model, read_config
 from gstrim.options import from_record
+from gstrim.pipelines import lod
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
 from gstrim.pipelines.export import export_model, run_dir_of
@@ -90,8 +93,20 @@ class RunKind:
         dicts (a run recorded before an option existed reads as that option's default, so it matches)."""
         raise NotImplementedError
 
-    def row(self, table: Table, run: PlannedRun, summary: RunSummary, root: Path) -> Row:
-        return table.file_row(run, summary, str(self.path(run, root).relative_to(root)))
+    def started(self, run: PlannedRun, root: Path) -> bool:
+        """Whether the run has recorded its settings (so it resumes, and is checked against the sweep's)."""
+        return (run.folder(root) / CONFIG_NAME).is_file()
+
+    def recorded_settings(self, sweep: Sweep, run: PlannedRun) -> tuple[dict, dict] | None:
+        """(recorded, wanted) settings of a run that has started; None before it starts."""
+        if not self.started(run, sweep.root):
+            return None
+        return self.settings(sweep, run, read_config(run.folder(sweep.root)) or {})
+
+    def rows(self, table: Table, run: PlannedRun, summary: RunSummary, root: Path) -> list[tuple[Row, Path]]:
+        """The run's rows of the table, each with its scene (`scene`)."""
+        return [(table.file_row(run, summary, str(self.path(run, root).relative_to(root))),
+                 self.scene(run, root, summary))]
 
 
 RUN_KINDS: dict[str, RunKind] = {}
@@ -175,8 +190,8 @@ class TrimKind(RunKind):
         wanted = asdict(run.config.resolved(resolve_device(sweep.control.device)))
         return (asdict(trim) if trim else {"trim": None}), wanted
 
-    def row(self, table: Table, run: PlannedRun, summary: RunSummary, root: Path) -> Row:
-        return table.trim_row(run, summary)
+    def rows(self, table: Table, run: PlannedRun, summary: RunSummary, root: Path) -> list[tuple[Row, Path]]:
+        return [(table.trim_row(run, summary), run.folder(root))]
 
 
 class CompressKind(RunKind):
@@ -247,7 +262,56 @@ class FormatKind(RunKind):
                 {**wanted, **{f"options.{k}": v for k, v in wanted_options.items()}})
 
 
-for _kind in (TrimKind(), CompressKind(), FormatKind()):
+class LodKind(RunKind):
+    """The input's levels of detail (`gstrim lod` with its defaults and the sweep's trim settings): one chain,
+    a row per level."""
+    name, verb = "lod", lod.VERB
+
+    def plan_from_input(self, config: SweepConfig, base: TrimConfig) -> list[PlannedRun]:
+        if not config.lod:
+            return []
+        trim = replace(base, recipe="paper") if base.recipe == "auto" else base  # as the sweep's trims
+        return [PlannedRun("lod", self.name, "nested", trim, "lod")]
+
+    def folder(self, run: PlannedRun, root: Path) -> Path:
+        return root / "runs" / run.name
+
+    def execute(self, sweep: Sweep, run: PlannedRun, control: RunControl, known: Evaluation | None) -> RunSummary:
+        # each level fine-tuned through SOG as long as the sweep's viewer formats are
+        sog = sweep.configs.export.resolved(resolve_device(sweep.control.device)).finetune
+        lod.make_levels(sweep.spec.inputs, run.folder(sweep.root), lod.LodConfig(sog_finetune=sog), run.config,
+                        control=control)
+        return RunSummary.read(run.folder(sweep.root), self.verb)
+
+    def started(self, run: PlannedRun, root: Path) -> bool:
+        return (run.folder(root) / lod.RECORD_NAME).is_file()
+
+    def settings(self, sweep: Sweep, run: PlannedRun, recorded: dict) -> tuple[dict, dict]:
+        return recorded, run.config.resolved(resolve_device(sweep.control.device)).to_dict()
+
+    def recorded_settings(self, sweep: Sweep, run: PlannedRun) -> tuple[dict, dict] | None:
+        if not self.started(run, sweep.root):
+            return None
+        record = json.loads((run.folder(sweep.root) / lod.RECORD_NAME).read_text())
+        return self.settings(sweep, run, record.get("settings", {}).get("trim", {}))
+
+    def rows(self, table: Table, run: PlannedRun, summary: RunSummary, root: Path) -> list[tuple[Row, Path]]:
+        folder = run.folder(root)
+        levels = json.loads((folder / "levels.json").read_text())["levels"][1:]
+        rows = []
+        for level in levels:
+            mb = level["ply_mb"]
+            name = f"{run.name}-{level['level']}"
+            rows.append((Row(name, self.name, run.variant, run.config.with_recipe().score, level["gaussians"],
+                             "count", run.config.seed, level["gaussians"], mb, table.input_mb / mb,
+                             1.0 - level["gaussians"] / table.gaussians, level["psnr"], level["ssim"], level["lpips"],
+                             table.dpsnr(level["psnr"], run.config.seed), wall_s=level["wall_s"],
+                             path=f"runs/{run.name}/{level['folder']}", group=name, host=ran_on(summary.host)),
+                         folder / level["folder"]))
+        return rows
+
+
+for _kind in (TrimKind(), CompressKind(), FormatKind(), LodKind()):
     register_run_kind(_kind)
 
 

@@ -26,7 +26,7 @@ from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.errors import GstrimError
 from gstrim.io import load_scene
 from gstrim.io.atomic import holds_other_files, write_text_atomic
-from gstrim.io.model import CONFIG_NAME, Model, load_model, read_config, relative_to_folder, resolve_recorded
+from gstrim.io.model import Model, load_model, relative_to_folder, resolve_recorded
 from gstrim.metrics.fps import measure_fps
 from gstrim.options import differing
 from gstrim.pipelines.claims import holding, try_claim
@@ -158,19 +158,19 @@ class Sweep:
     def execute(self, run: PlannedRun, known: Evaluation | None) -> RunSummary:
         """One run, started or resumed in its folder."""
         out = run.folder(self.root)
-        again = (out / CONFIG_NAME).is_file()
+        again = run.type.started(run, self.root)
         progress.log(f"== {out.relative_to(self.root)} ({'resuming' if again else 'starting'})")
         return run.type.execute(self, run, replace(self.control, resume=again), known)
 
     def _checked(self, run: PlannedRun) -> RunSummary | None:
         """A finished run's summary; a run made with other settings than the sweep asks for now is refused, naming
         them (a run started with other settings is never resumed or counted with these)."""
-        out = run.folder(self.root)
-        if (out / CONFIG_NAME).is_file():
-            changed = differing(*run.type.settings(self, run, read_config(out) or {}))
-            if changed:
-                raise GstrimError(f"this run was made with other {run.kind} settings than the sweep asks for now "
-                                  f"({', '.join(changed)}); sweep into another folder or remove the run", out)
+        settings = run.type.recorded_settings(self, run)
+        changed = differing(*settings) if settings is not None else []
+        if changed:
+            raise GstrimError(f"this run was made with other {run.kind} settings than the sweep asks for now "
+                              f"({', '.join(changed)}); sweep into another folder or remove the run",
+                              run.folder(self.root))
         return self.finished(run)
 
     # ---- collect --------------------------------------------------------------------------------------
@@ -183,9 +183,9 @@ class Sweep:
         from_input = []  # rows of files made from the input itself follow the input's row
         for run in self.runs:
             s = summaries[run.name]
-            row = run.type.row(table, run, s, self.root)
-            (from_input if run.source == INPUT else rows).append(row)
-            scenes[run.name] = run.type.scene(run, self.root, s)
+            for row, scene in run.type.rows(table, run, s, self.root):
+                (from_input if run.source == INPUT else rows).append(row)
+                scenes[row.name] = scene
         rows[1:1] = from_input
         for folder in sorted((self.root / "ablations").glob("*/")):
             row = table.ablation_row(folder, self.root)

@@ -35,6 +35,8 @@ class SweepConfig:
     compress: bool = option(False, "also c3dgs compression of the input and of the first score's iterative trims")
     formats: list[str] = option([], "also export the first score's iterative trims to these viewer formats, "
                                 "fine-tuned through their quantisers", choices=viewer_formats)
+    lod: bool = option(False, "also the input's levels of detail (`gstrim lod` with its defaults and the trims' "
+                       "settings): one chain, a row per level")
     # named sets of TrimConfig fields, each run like the first score's iterative trims at every level and seed
     variants: dict[str, dict] = field(default_factory=dict)
     fps_views: int = option(20, "test views timed per row")

@@ -39,8 +39,13 @@ def method_of(row: Row) -> str:
     if row.kind == "ablation":
         return f"ablation: {row.variant}"
     label = {"iterative": row.score, "one-shot": f"{row.score} one-shot"}.get(row.variant, row.variant)
-    return {"trim": label, "compress": f"{label} + c3dgs", "format": f"{label} + {row.name.rsplit('+', 1)[-1]}"}[
-        row.kind]
+    if row.kind == "trim":
+        return label
+    if row.kind == "compress":
+        return f"{label} + c3dgs"
+    if "+" in row.name:  # a file made from a trim: <trim>+<format>
+        return f"{label} + {row.name.rsplit('+', 1)[-1]}"
+    return f"{row.kind} ({label})"  # another kind of run, e.g. levels of detail: one line per chain
 
 
 def _lines(rows: list[Row]) -> dict[str, list[Row]]:

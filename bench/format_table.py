@@ -23,7 +23,7 @@ from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.formats import FORMATS, written_size
 from gstrim.io.model import load_model
-from gstrim.io.sog import SogOptions
+from gstrim.io.sog_codec import SogOptions
 from gstrim.pipelines.export import ExportConfig, export_model
 from gstrim.pipelines.run import Inputs, RunControl
 

@@ -14,7 +14,7 @@ from conftest import interrupt_training_at, random_scene
 from test_cli import assert_one_line_error, run
 
 from gstrim.compress.format_finetune import FormatParameters
-from gstrim.io import load_scene, ply, sog
+from gstrim.io import load_scene, ply, sog_codec
 from gstrim.io.formats import FORMATS, SceneFormat, register
 from gstrim.io.quantiser import QuantiserContext, RoundTrip
 from gstrim.options import option
@@ -32,7 +32,7 @@ def _lexicographic(means: torch.Tensor) -> torch.Tensor:
 def test_decode_is_the_file_and_gradients_flow(tmp_path, name):
     scene = random_scene(np.random.default_rng(3), n=300, sh_degree=3 if name != "splat" else 0)
     fmt = FORMATS[name]
-    options = sog.SogOptions(palette=64) if name == "sog" else fmt.default_options()
+    options = sog_codec.SogOptions(palette=64) if name == "sog" else fmt.default_options()
     param = FormatParameters(fmt.quantiser(scene, options, QuantiserContext()))
     params = {k: torch.nn.Parameter(v.clone()) for k, v in param.init_params(scene).items()}
     decoded = param.decode(params)
@@ -51,9 +51,9 @@ def test_decode_is_the_file_and_gradients_flow(tmp_path, name):
 
 def test_sog_fine_tuning_moves_its_codebooks(baseline, tmp_path):
     data, model = baseline
-    config = ExportConfig(finetune=6, formats={"sog": sog.SogOptions(palette=64)})
+    config = ExportConfig(finetune=6, formats={"sog": sog_codec.SogOptions(palette=64)})
     result = export_model(Inputs(model, data), tmp_path / "s.sog", config)
-    books = sog.SogCodebooks(**torch.load(run_dir_of(tmp_path / "s.sog") / "quantiser.pt"))
+    books = sog_codec.SogCodebooks(**torch.load(run_dir_of(tmp_path / "s.sog") / "quantiser.pt"))
     meta = json.loads(zipfile.ZipFile(tmp_path / "s.sog").read("meta.json"))
     assert meta["shN"]["count"] == 64
     assert not np.allclose(meta["sh0"]["codebook"], books.sh0.numpy())  # fitted, then fine-tuned

@@ -16,7 +16,7 @@ from conftest import random_scene
 
 import gstrim.scene as scene_module
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, sog, spz
+from gstrim.io import compressed_ply, sog, sog_codec, spz
 from gstrim.io.formats import format_of, load_scene, save_scene
 from gstrim.io.packing import morton_order
 from gstrim.scene import SH_C0, GaussianScene
@@ -174,10 +174,10 @@ def _sog_scene(n: int = 700) -> GaussianScene:
 
 def test_sog_file_equals_the_quantiser_and_steps_hold(tmp_path):
     scene = _sog_scene()
-    books = sog.fit_codebooks(scene, palette_size=128)
+    books = sog_codec.fit_codebooks(scene, palette_size=128)
     sog.write_sog(tmp_path / "s.sog", scene, books)
     got = load_scene(tmp_path / "s.sog")
-    expected = sog.quantize(scene, books).subset(torch.from_numpy(morton_order(scene.means.numpy())))
+    expected = sog_codec.quantize(scene, books).subset(torch.from_numpy(morton_order(scene.means.numpy())))
     for name in ("means", "scales", "opacities", "sh0", "shN"):
         torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=0, msg=name)
     assert _rot_error(got, expected) < 1e-6
@@ -192,7 +192,7 @@ def test_sog_file_equals_the_quantiser_and_steps_hold(tmp_path):
 
 def test_sog_folder_output_equals_the_bundle(tmp_path):
     scene = _sog_scene(200)
-    books = sog.fit_codebooks(scene, palette_size=64)
+    books = sog_codec.fit_codebooks(scene, palette_size=64)
     sog.write_sog(tmp_path / "b.sog", scene, books)
     (tmp_path / "dir").mkdir()
     sog.write_sog(tmp_path / "dir/meta.json", scene, books)
@@ -206,9 +206,9 @@ def test_sog_folder_output_equals_the_bundle(tmp_path):
 
 def test_sog_known_quaternion_and_position_codes():
     scene = _one(means=[[0.0, 0.0, 0.0]], quats=[[0.0, 0.0, 1.0, 0.0]])
-    assert sog._quat_codes(scene.quats).tolist() == [[128, 128, 128, 254]]  # y (index 2) is the largest
-    lo, hi = sog._means_range(torch.tensor([[-1.0, 0.0, 0.0], [1.0, 2.0, 0.0]]))
-    codes = sog._means_codes(torch.tensor([[0.0, 2.0, 0.0]]), lo, hi)
+    assert sog_codec.quat_codes(scene.quats).tolist() == [[128, 128, 128, 254]]  # y (index 2) is the largest
+    lo, hi = sog_codec.means_range(torch.tensor([[-1.0, 0.0, 0.0], [1.0, 2.0, 0.0]]))
+    codes = sog_codec.means_codes(torch.tensor([[0.0, 2.0, 0.0]]), lo, hi)
     assert codes.tolist() == [[32768, 65535, 0]]  # ln 2 is halfway between -ln 2 and ln 2 (rounded up)
 
 
@@ -242,7 +242,7 @@ def _small_webp(members: dict[str, bytes]) -> dict[str, bytes]:
 ])
 def test_sog_malformed_bundles(tmp_path, damage, message):
     good = tmp_path / "good.sog"
-    sog.write_sog(good, _sog_scene(), sog.fit_codebooks(_sog_scene(), palette_size=64))
+    sog.write_sog(good, _sog_scene(), sog_codec.fit_codebooks(_sog_scene(), palette_size=64))
     bad = tmp_path / "bad.sog"
     _rezip(bad, damage(_sog_members(good)))
     with pytest.raises(GstrimError, match=message) as err:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gstrim.errors import GstrimError
-from gstrim.io import compressed_ply, gsz, ply, sog, splat, spz, streamed_sog
+from gstrim.io import compressed_ply, gsz, ply, sog, sog_codec, splat, spz, streamed_sog
 from gstrim.io.atomic import copy_atomic
 from gstrim.io.quantiser import Quantiser, QuantiserContext, RoundTrip
 from gstrim.resources import check_free_space
@@ -179,8 +179,8 @@ register(SceneFormat("compressed-ply", (".compressed.ply",), compressed_ply.read
                      quantiser=compressed_ply.quantiser))
 # a .sog bundle, or a folder named by its meta.json
 register(SceneFormat("sog", (".sog", "meta.json"), sog.read_sog, sog.write_sog, None, load_described=sog.describe_sog,
-                     options=sog.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
-                     written_size=sog.written_size, budget_options=sog.budget_options, companions=sog.companions))
+                     options=sog_codec.SogOptions, write=sog.write_with, quantiser=sog.quantiser,
+                     written_size=sog.written_size, budget_options=sog_codec.budget_options, companions=sog.companions))
 # a folder of SOG chunks at levels of detail, named by its index; reading gives level 0 (the finest)
 register(SceneFormat("streamed-sog", (streamed_sog.INDEX_NAME,), streamed_sog.read_level0, streamed_sog.write_with,
                      None, load_described=streamed_sog.describe, options=streamed_sog.StreamedSogOptions,

@@ -16,7 +16,8 @@ the Gaussians in Morton order, row-major, one RGBA texel each:
   shN_centroids     the palette, 64 entries per row, K texels per entry (coefficient j of entry i is texel
                     i K + j), RGB: labels into one 256-entry codebook of SH values
 The codebooks are the writer's choice: gstrim fits them by (importance-weighted) k-means, and
-format-aware fine-tuning (`gstrim export --data`) optimises them through this very quantiser. WebP is
+format-aware fine-tuning (`gstrim export --data`) optimises them through this very quantiser (both in
+`io.sog_codec`; this module is the files). WebP is
 written lossless in exact mode, so RGB under a zero alpha is kept.
 """
 
@@ -27,221 +28,44 @@ import json
 import math
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from gstrim.errors import ConfigError, GstrimError
+from gstrim.errors import GstrimError
 from gstrim.io.atomic import atomic_path
 from gstrim.io.limits import plausible_count, read_text_bytes, zip_member
-from gstrim.io.packing import (
-    from_smallest_three,
-    largest_first,
-    morton_order,
-    others,
-    sigmoid_logit_clamped,
-    to_uint,
-    unit_quats,
+from gstrim.io.packing import morton_order, sigmoid_logit_clamped
+from gstrim.io.quantiser import QuantiserContext
+from gstrim.io.sog_codec import (
+    MAX_PALETTE,
+    PALETTE_ROW,
+    SogCodebooks,
+    SogOptions,
+    SogQuantiser,
+    alpha_codes,
+    fit_codebooks,
+    means_codes,
+    means_decode,
+    means_range,
+    nearest_entry,
+    quat_codes,
+    quat_decode,
 )
-from gstrim.io.quantiser import Params, Quantiser, QuantiserContext
-from gstrim.kmeans import nearest, weighted_kmeans
-from gstrim.options import option
 from gstrim.resources import check_free_space
-from gstrim.scene import PARAM_NAMES, GaussianScene, num_sh_rest, sh_degree_from_rest
+from gstrim.scene import GaussianScene, num_sh_rest, sh_degree_from_rest
 
 VERSION = 2
-CODEBOOK = 256
-PALETTE_ROW = 64
-MAX_PALETTE = 65536
 MAX_SIDE = 16383
-SQRT2 = math.sqrt(2)
 _FILES = {"means": ["means_l.webp", "means_u.webp"], "scales": ["scales.webp"], "quats": ["quats.webp"],
           "sh0": ["sh0.webp"], "shN": ["shN_centroids.webp", "shN_labels.webp"]}
-
-
-@dataclass
-class SogOptions:
-    """The writer's choices (`gstrim export` flags)."""
-    palette: int | None = option(None, "SOG SH palette entries (default: a quarter of the Gaussians, in rows of 64)",
-                                 flag="--sog-palette")
-    seed: int = 0  # of the codebook fits; `export` sets its own
-
-    def validate(self) -> None:
-        if self.palette is not None and not 1 <= self.palette <= MAX_PALETTE:
-            raise ConfigError(f"{{palette}} must be within 1-{MAX_PALETTE}, got {self.palette}", "palette")
-
-
-@dataclass
-class SogCodebooks:
-    """The writer's tables: 256-entry codebooks of log-scales, DC values and SH values, and the SH palette
-    with each Gaussian's label (scene order)."""
-
-    scales: torch.Tensor  # [256]
-    sh0: torch.Tensor  # [256]
-    sh: torch.Tensor  # [256] (empty without higher SH bands)
-    palette: torch.Tensor  # [P, K, 3]
-    labels: torch.Tensor  # [N] int64
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"scales": self.scales, "sh0": self.sh0, "sh": self.sh, "palette": self.palette, "labels": self.labels}
 
 
 def image_size(n: int) -> tuple[int, int]:
     width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
     return width, max(4, math.ceil(n / width / 4) * 4)
-
-
-def budget_options(gaussians: int) -> list[dict]:
-    """What `export --max-loss` tries: palettes from a sixty-fourth of the Gaussians up to half of them, in
-    whole rows of 64 entries."""
-    sizes = {min(MAX_PALETTE, max(64, 64 * round(gaussians / share / 64))) for share in (64, 32, 16, 8, 4, 2)}
-    return [{"palette": size} for size in sorted(sizes)]
-
-
-def default_palette_size(n: int) -> int:
-    """A quarter of the Gaussians (c3dgs's codebook size at most, as `gstrim compress`), in whole palette
-    rows (64), at most 65,536. splat-transform 3.7 uses min(64, 2^floor(log2(N / 1024))) x 1024 (16,384
-    entries for 20k Gaussians), which dominates the file of a small scene; sensitivity-weighted, fine-tuned
-    palettes need fewer entries. On chair_400 trimmed 80 % (9,089 Gaussians) fine-tuned through SOG, an
-    eighth lost 0.15 dB more than a quarter (docs/formats.md)."""
-    return int(min(MAX_PALETTE, max(PALETTE_ROW, math.ceil(n / 4 / PALETTE_ROW) * PALETTE_ROW)))
-
-
-# ---- codebooks ----------------------------------------------------------------------------------------
-def scalar_codebook(values: torch.Tensor, weights: torch.Tensor | None = None, size: int = CODEBOOK,
-                    iterations: int = 20, sample: int = 1 << 20, seed: int = 0) -> torch.Tensor:
-    """`size` sorted centroids of scalar values by weighted 1-D k-means (Lloyd), seeded at weighted
-    quantiles; a random subsample of at most `sample` values."""
-    v = values.detach().reshape(-1).double().cpu().numpy()
-    w = np.ones_like(v) if weights is None else weights.detach().reshape(-1).double().cpu().numpy()
-    if len(v) == 0:
-        return torch.zeros(size)
-    if len(v) > sample:
-        pick = np.random.default_rng(seed).choice(len(v), sample, replace=False)
-        v, w = v[pick], w[pick]
-    order = np.argsort(v)
-    v, w = v[order], np.maximum(w[order], 0) + 1e-12
-    cdf = np.cumsum(w) / w.sum()
-    centroids = v[np.minimum(np.searchsorted(cdf, (np.arange(size) + 0.5) / size), len(v) - 1)]
-    for _ in range(iterations):
-        labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, v)
-        mass = np.bincount(labels, w, minlength=size)
-        total = np.bincount(labels, w * v, minlength=size)
-        centroids = np.sort(np.where(mass > 0, total / np.maximum(mass, 1e-300), centroids))
-    return torch.from_numpy(centroids.astype(np.float32))
-
-
-def nearest_entry(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Label of the nearest codebook entry of each value (any codebook order)."""
-    sorted_book, order = torch.sort(codebook.detach())
-    mids = (sorted_book[1:] + sorted_book[:-1]) / 2
-    return order[torch.searchsorted(mids.contiguous(), values.detach().contiguous())]
-
-
-def fit_codebooks(scene: GaussianScene, importance: torch.Tensor | None = None, palette_size: int | None = None,
-                  steps: int = 50, seed: int = 0, device: torch.device | str = "cpu") -> SogCodebooks:
-    """Codebooks for a scene; `importance` [N] (e.g. c3dgs's colour sensitivity) weights every fit; the SH
-    palette's k-means runs on `device`."""
-    n, k = len(scene), scene.shN.shape[1]
-    w = torch.ones(n) if importance is None else importance.detach().cpu().float()
-    p = {name: v.detach().cpu().float() for name, v in scene.params().items()}
-    scales = scalar_codebook(p["scales"], w[:, None].expand(n, 3))
-    sh0 = scalar_codebook(p["sh0"][:, 0], w[:, None].expand(n, 3))
-    if k == 0 or n == 0:
-        return SogCodebooks(scales, sh0, torch.zeros(0), torch.zeros(0, k, 3), torch.zeros(n, dtype=torch.int64))
-    size = min(palette_size or default_palette_size(n), n, MAX_PALETTE)
-    flat = p["shN"].reshape(n, 3 * k).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    palette = weighted_kmeans(flat, w.to(device), size, steps=steps, batch=min(n, 32768), generator=generator)
-    labels = nearest(flat, palette).cpu()
-    palette = palette.cpu()
-    sh = scalar_codebook(palette, None)
-    return SogCodebooks(scales, sh0, sh, palette.reshape(-1, k, 3), labels)
-
-
-# ---- the quantiser --------------------------------------------------------------------------------------
-def _log_transform(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def _inverse_log_transform(v: torch.Tensor) -> torch.Tensor:
-    return torch.sign(v) * torch.expm1(v.abs())
-
-
-def _means_range(means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    lt = _log_transform(means.double())
-    if len(lt) == 0:
-        return torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
-    return lt.amin(0).float().double(), lt.amax(0).float().double()  # as meta.json stores them (float32)
-
-
-def _means_codes(means: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return to_uint(65535 * (_log_transform(means.double()) - lo) / span, 65535)
-
-
-def _means_decode(codes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return _inverse_log_transform(lo + span * (codes.double() / 65535))
-
-
-def _quat_codes(quats: torch.Tensor) -> torch.Tensor:
-    index, q = largest_first(unit_quats(quats.double()))
-    three = q.gather(1, others(index))
-    stored = to_uint(255 * (three * (SQRT2 / 2) + 0.5))
-    return torch.cat([stored, (252 + index)[:, None]], dim=1)
-
-
-def _quat_decode(codes: torch.Tensor) -> torch.Tensor:
-    tag = codes[:, 3]
-    valid = (tag >= 252) & (tag <= 255)
-    three = (codes[:, :3].double() / 255 * 2 - 1) / SQRT2
-    q = from_smallest_three((tag - 252).clamp(0, 3), three)
-    identity = torch.tensor([1.0, 0, 0, 0], dtype=q.dtype).expand_as(q)
-    return torch.where(valid[:, None], q, identity).float()
-
-
-def _alpha_codes(opacities: torch.Tensor) -> torch.Tensor:
-    return to_uint(torch.sigmoid(opacities.double()) * 255)
-
-
-def _decoded(scene: GaussianScene, books: SogCodebooks, through) -> GaussianScene:
-    """What a SOG file of the scene with these codebooks decodes to, in the scene's order; `through(x, value)`
-    attaches to each decoded `value` the gradient meant for the raw `x` (or none)."""
-    with torch.no_grad():
-        lo, hi = _means_range(scene.means.detach())
-        means = _means_decode(_means_codes(scene.means.detach(), lo, hi), lo, hi).float()
-        quats = _quat_decode(_quat_codes(scene.quats.detach()))
-        opacities = sigmoid_logit_clamped(_alpha_codes(scene.opacities.detach()).double() / 255).float()
-
-    def pick(x: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
-        book = book.to(x)
-        return through(x, book[nearest_entry(x, book)])
-
-    n, k = len(scene), scene.shN.shape[1]
-    shN = scene.shN.new_zeros(n, k, 3)
-    if k and n:
-        shN = pick(books.palette.to(scene.shN), books.sh)[books.labels.to(scene.shN.device)]
-    return GaussianScene(means=through(scene.means, means.to(scene.means)),
-                         quats=through(scene.quats, quats.to(scene.quats)),
-                         opacities=through(scene.opacities, opacities.to(scene.opacities)),
-                         scales=pick(scene.scales, books.scales), sh0=pick(scene.sh0, books.sh0), shN=shN)
-
-
-def quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
-    """What a SOG file of the scene with these codebooks decodes to, in the scene's order (no gradient:
-    format-aware fine-tuning adds a straight-through one)."""
-    with torch.no_grad():
-        return _decoded(scene, books, lambda x, value: value)
-
-
-def fake_quantize(scene: GaussianScene, books: SogCodebooks) -> GaussianScene:
-    """`quantize` with gradients: straight through to the scene's own values, and to the codebook entries
-    (and palette) that the labels pick, so fine-tuning optimises both."""
-    return _decoded(scene, books, lambda x, value: value + (x - x.detach()))
 
 
 # ---- images and meta.json -------------------------------------------------------------------------------
@@ -281,12 +105,12 @@ def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator
     order = torch.arange(n) if keep_order else torch.from_numpy(morton_order(p["means"].numpy()))
     labels = books.labels.cpu()[order] if len(books.labels) else books.labels
     p = {k: v[order] for k, v in p.items() if k != "shN"}  # the SH are the palette's, by label
-    lo, hi = _means_range(p["means"])
-    m = _means_codes(p["means"], lo, hi).numpy()
-    q = _quat_codes(p["quats"]).numpy()
+    lo, hi = means_range(p["means"])
+    m = means_codes(p["means"], lo, hi).numpy()
+    q = quat_codes(p["quats"]).numpy()
     s = nearest_entry(p["scales"], books.scales).numpy()
     c = nearest_entry(p["sh0"][:, 0], books.sh0).numpy()
-    a = _alpha_codes(p["opacities"]).numpy()
+    a = alpha_codes(p["opacities"]).numpy()
     files = {
         "means_l.webp": _webp(_rgba(m[:, 0] & 255, m[:, 1] & 255, m[:, 2] & 255), width, height),
         "means_u.webp": _webp(_rgba(m[:, 0] >> 8, m[:, 1] >> 8, m[:, 2] >> 8), width, height),
@@ -315,25 +139,17 @@ def sog_files(scene: GaussianScene, books: SogCodebooks | None = None, generator
 
 
 def _meta_json(meta: dict) -> bytes:
-    """meta.json with each codebook value as the shortest decimal that reads back to the same float32 (readers
-    keep codebooks as float32): half the bytes of float64 reprs, and meta.json is stored uncompressed. The
-    position range stays exact: readers use it in double precision."""
-    raw: dict[str, str] = {}
-
-    def short(values: list[float]) -> str:
-        key = f"@@{len(raw)}@@"
-        digits = (np.format_float_positional(np.float32(v), unique=True, trim="-") for v in values)
-        raw[key] = "[" + ",".join(digits) + "]"
-        return key
-
-    meta = json.loads(json.dumps(meta))
-    for key in ("scales", "sh0", "shN"):
-        if key in meta:
-            meta[key] = {**meta[key], "codebook": short(meta[key]["codebook"])}
-    text = json.dumps(meta, separators=(",", ":"))
-    for key, value in raw.items():
-        text = text.replace(f'"{key}"', value)
-    return text.encode()
+    """meta.json, compact, with each codebook value as the shortest decimal that reads back to the same float32
+    (readers keep codebooks as float32): half the bytes of float64 reprs, and meta.json is stored uncompressed.
+    The position range stays exact: readers use it in double precision."""
+    def encode(value, codebook: bool = False) -> str:
+        if isinstance(value, dict):
+            return "{" + ",".join(f"{json.dumps(k)}:{encode(v, k == 'codebook')}" for k, v in value.items()) + "}"
+        if codebook:
+            return "[" + ",".join(np.format_float_positional(np.float32(v), unique=True, trim="-")
+                                  for v in value) + "]"
+        return json.dumps(value, separators=(",", ":"))
+    return encode(meta).encode()
 
 
 def is_folder_output(path: Path) -> bool:
@@ -388,59 +204,13 @@ def write_with(path: str | Path, scene: GaussianScene, options: SogOptions | Non
     write_sog(path, scene, fit_codebooks(scene, None, o.palette, seed=o.seed))
 
 
-# ---- format-aware fine-tuning -----------------------------------------------------------------------------
-_BOOKS = {"scales": "book_scales", "sh0": "book_sh0", "sh": "book_sh", "palette": "palette"}
-
-
-class SogQuantiser(Quantiser):
-    """Fine-tunes the scene's raw parameters and SOG's codebooks and SH palette together; each Gaussian's palette
-    label is fixed (fitted once, weighted by the importance the context gives: c3dgs's colour sensitivity)."""
-
-    rates = {"book_scales": "scales", "book_sh0": "sh0", "book_sh": "shN", "palette": "shN"}
-
-    def __init__(self, books: SogCodebooks):
-        self.books = books
-
-    def init_params(self, scene: GaussianScene) -> Params:
-        params = {k: v for k, v in scene.params().items() if k != "shN"}  # the palette and labels stand for it
-        return params | {name: getattr(self.books, field).clone().float() for field, name in _BOOKS.items()}
-
-    def _books(self, params: Params) -> SogCodebooks:
-        return SogCodebooks(**{field: params[name] for field, name in _BOOKS.items()},
-                            labels=self.books.labels.to(params["means"].device))
-
-    def raw_scene(self, params: Params) -> GaussianScene:
-        shN = params["palette"].new_zeros(len(params["means"]), params["palette"].shape[1], 3)
-        return GaussianScene(**{k: params[k] for k in PARAM_NAMES if k != "shN"}, shN=shN)
-
-    def decode(self, params: Params) -> GaussianScene:
-        return fake_quantize(self.raw_scene(params), self._books(params))
-
-    def write(self, path: Path, params: Params) -> None:
-        with torch.no_grad():
-            detached = {k: v.detach().cpu() for k, v in params.items()}
-            write_sog(path, self.raw_scene(detached), self._books(detached))
-
-    def state_dict(self) -> dict:
-        return {"labels": self.books.labels.clone()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.books.labels = state["labels"]
-
-    def cached_state(self) -> dict:
-        return self.books.tensors()
-
-    def details(self) -> dict:
-        return {"sog_palette": len(self.books.palette)}
-
-
 def quantiser(scene: GaussianScene, options: SogOptions | None, context: QuantiserContext) -> SogQuantiser:
     if context.state:
-        return SogQuantiser(SogCodebooks(**context.state))
+        return SogQuantiser(SogCodebooks(**context.state), write_sog)
     importance = context.importance() if context.importance is not None else None
     palette = (options or SogOptions()).palette
-    return SogQuantiser(fit_codebooks(scene, importance, palette, seed=context.seed,
-                                       device=context.device))
+    return SogQuantiser(fit_codebooks(scene, importance, palette, seed=context.seed, device=context.device),
+                        write_sog)
 
 
 # ---- reading --------------------------------------------------------------------------------------------
@@ -565,8 +335,8 @@ def read_sog_books(path: str | Path, nonfinite: str = "error") -> tuple[Gaussian
         return _image(load(files[key][i], _max_texels(n)), files[key][i], n, path)
 
     lo, hi = image("means", 0), image("means", 1)
-    means = _means_decode(torch.from_numpy(lo[:, :3] | hi[:, :3] << 8), mins, maxs).float()
-    quats = _quat_decode(torch.from_numpy(image("quats")))
+    means = means_decode(torch.from_numpy(lo[:, :3] | hi[:, :3] << 8), mins, maxs).float()
+    quats = quat_decode(torch.from_numpy(image("quats")))
     scales_book, sh0_book = _codebook(meta, "scales", path), _codebook(meta, "sh0", path)
     s, c = image("scales"), image("sh0")
     for labels, book, key in ((s, scales_book, "scales"), (c, sh0_book, "sh0")):

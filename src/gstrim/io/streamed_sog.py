@@ -34,6 +34,7 @@ from gstrim.io import sog
 from gstrim.io.atomic import atomic_path
 from gstrim.io.limits import read_text_bytes
 from gstrim.io.packing import morton_order
+from gstrim.io.sog_codec import SogCodebooks, fit_codebooks
 from gstrim.options import option
 from gstrim.scene import GaussianScene
 from gstrim.version import __version__
@@ -161,18 +162,18 @@ def streamed_layout(levels: Sequence[GaussianScene], options: StreamedSogOptions
     return index, chunks
 
 
-def chunk_books(books: sog.SogCodebooks, rows: torch.Tensor) -> sog.SogCodebooks:
+def chunk_books(books: SogCodebooks, rows: torch.Tensor) -> SogCodebooks:
     """A level's tables for the chunk holding its `rows`: the same codebooks, the SH palette cut to the entries
     the chunk's Gaussians use."""
     labels = books.labels[rows]
     if not len(books.palette):
-        return sog.SogCodebooks(books.scales, books.sh0, books.sh, books.palette, labels)
+        return SogCodebooks(books.scales, books.sh0, books.sh, books.palette, labels)
     used, relabelled = torch.unique(labels, return_inverse=True)
-    return sog.SogCodebooks(books.scales, books.sh0, books.sh, books.palette[used], relabelled)
+    return SogCodebooks(books.scales, books.sh0, books.sh, books.palette[used], relabelled)
 
 
 def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene], options: StreamedSogOptions | None = None,
-                       books: Sequence[sog.SogCodebooks | None] | None = None) -> None:
+                       books: Sequence[SogCodebooks | None] | None = None) -> None:
     """Write `levels` (the finest first) as a Streamed SOG named by `path` (`.../lod-meta.json`): the chunks
     first, the index last, so that a folder without its index was never finished. `books`: per level, the SOG
     tables to write it with (a level fine-tuned through the SOG quantiser: `sog.read_sog_books` of its file),
@@ -192,7 +193,7 @@ def write_streamed_sog(path: str | Path, levels: Sequence[GaussianScene], option
             target.parent.mkdir(parents=True, exist_ok=True)
             scene = levels[level].subset(rows).to("cpu")
             given = books[level] if books is not None else None
-            tables = chunk_books(given, rows) if given is not None else sog.fit_codebooks(scene, seed=o.seed)
+            tables = chunk_books(given, rows) if given is not None else fit_codebooks(scene, seed=o.seed)
             sog.write_sog(target, scene, tables, keep_order=True)
             written.append(target)
         with atomic_path(path) as tmp:

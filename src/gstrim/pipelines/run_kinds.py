@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from gstrim.compress.stages import CompressConfig
 from gstrim.errors import GstrimError
@@ -26,15 +26,24 @@ from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
 from gstrim.pipelines.export import export_model, run_dir_of
 from gstrim.pipelines.run import Inputs, RunControl
-from gstrim.pipelines.sweep_config import SweepConfig
+from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.report.table import Row
 
-if TYPE_CHECKING:  # the sweep passes itself to the kinds; it imports this module
-    from gstrim.pipelines.sweep import Sweep
+
+class Sweep(Protocol):
+    """What a kind sees of the sweep that runs it (`pipelines.sweep.Sweep`)."""
+    root: Path
+    spec: Any  # SweepSpec: inputs, views (photo-free), source (the input's own source)
+    configs: SweepRunConfigs
+    control: RunControl
+    data: Path | None
+    data_options: dict
+
+    def source_of(self, run: PlannedRun) -> Path: ...
 
 INPUT = "input"  # the sweep's input: the job that evaluates it, and the source of runs made from it
 

@@ -19,7 +19,7 @@ from gstrim.data import load_dataset
 from gstrim.io.model import load_model
 from gstrim.pipelines.budget import BudgetSearch
 from gstrim.pipelines.compress import compress_model
-from gstrim.pipelines.run import RunFolder
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.records import Evaluation
 from gstrim.train import loop
 

@@ -35,7 +35,7 @@ def main() -> None:
     model = work / "model"
     if not (model / "results.json").exists():  # the example at 32 px, briefly trained: 100,000 Gaussians
         from gstrim.example import generate_example
-        from gstrim.pipelines.run import RunControl
+        from gstrim.pipelines.inputs import RunControl
         from gstrim.pipelines.train import TrainSetup, train_model
         from gstrim.train import TrainConfig
 

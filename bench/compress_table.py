@@ -25,7 +25,7 @@ from gstrim.data import load_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.model import load_model
-from gstrim.pipelines.run import Inputs
+from gstrim.pipelines.inputs import Inputs
 from gstrim.pipelines.sweep import run_sweep
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.prune.strategy import PRESETS, TrimConfig

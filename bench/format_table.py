@@ -25,7 +25,7 @@ from gstrim.io.formats import FORMATS, written_size
 from gstrim.io.model import load_model
 from gstrim.io.sog_codec import SogOptions
 from gstrim.pipelines.export import ExportConfig, export_model
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 
 SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".tools/splat-transform/node_modules/.bin/splat-transform"
 

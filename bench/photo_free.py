@@ -30,7 +30,7 @@ from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.model import load_model, read_config
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary

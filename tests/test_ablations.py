@@ -12,7 +12,7 @@ from test_cli import assert_one_line_error, run
 from gstrim.errors import ConfigError
 from gstrim.io.model import load_model
 from gstrim.pipelines.ablate import AblationConfig, lottery_ticket, no_prior, no_prior_densify, reinitialized
-from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.inputs import RunControl
 from gstrim.pipelines.sweep import run_sweep
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.pipelines.train import TrainSetup

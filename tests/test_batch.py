@@ -21,7 +21,7 @@ from test_cli import run
 import gstrim.pipelines.executors as executors
 from gstrim.pipelines.batch import run_batch, scene_names, scenes_with_data
 from gstrim.pipelines.executors import ExecutorConfig, Job, LocalExecutor, drive
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.prune.strategy import TrimConfig
 from gstrim.report.table import TABLE_NAME
@@ -255,7 +255,7 @@ def test_a_bare_scene_without_photos_is_swept_photo_free_against_its_own_renders
     from gstrim.compress.stages import CompressConfig
     from gstrim.data.virtual import ViewConfig, virtual_dataset
     from gstrim.io import load_scene
-    from gstrim.pipelines.run import open_inputs
+    from gstrim.pipelines.inputs import open_inputs
 
     data, model = baseline
     bare = tmp_path / "bare.ply"

@@ -10,7 +10,7 @@ from gstrim.compress.budget import MAX_VERIFICATIONS, Point, Search, candidates,
 from gstrim.compress.stages import CompressConfig
 from gstrim.io.gsz import read_gsz
 from gstrim.pipelines.compress import compress_model
-from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.inputs import RunControl
 
 
 def _points(true_loss: dict[int, float], share: float) -> list[Point]:
@@ -92,7 +92,7 @@ def test_trim_compress_spends_what_the_trim_left_of_the_budget():
 
 def test_export_max_loss_chooses_the_spz_bits_within_budget(baseline, tmp_path):
     from gstrim.pipelines.export import ExportConfig, export_model
-    from gstrim.pipelines.run import Inputs
+    from gstrim.pipelines.inputs import Inputs
 
     data, model = baseline
     out = tmp_path / "scene.spz"

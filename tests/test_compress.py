@@ -17,7 +17,7 @@ from gstrim.evaluate import evaluate
 from gstrim.io import load_scene
 from gstrim.io.gsz import read_gsz
 from gstrim.pipelines.compress import compress_model
-from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.inputs import RunControl
 
 TINY = dict(codebook_sh=64, codebook_shape=64, kmeans_steps_sh=4, kmeans_steps_shape=4, kmeans_batch=256)
 

@@ -19,7 +19,7 @@ from gstrim.io.formats import FORMATS, SceneFormat, register
 from gstrim.io.quantiser import QuantiserContext, RoundTrip
 from gstrim.options import option
 from gstrim.pipelines.export import ExportConfig, export_model, run_dir_of
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.scene import GaussianScene
 
 

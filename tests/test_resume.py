@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gstrim.compress.stages import CompressConfig
-from gstrim.pipelines import run as run_module
+from gstrim.pipelines import run_folder as run_module
 from gstrim.pipelines.compress import compress_model
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.records import Evaluation, RunSummary
 
 QUICK = CompressConfig(qat_iterations=3, kmeans_steps_sh=1, kmeans_steps_shape=1)

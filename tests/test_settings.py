@@ -16,7 +16,7 @@ from gstrim.compress.stages import CompressConfig
 from gstrim.errors import GstrimError
 from gstrim.io.spz import SpzOptions
 from gstrim.pipelines.export import ExportConfig, export_model
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.sweep import run_sweep
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.prune.strategy import TrimConfig

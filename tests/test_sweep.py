@@ -14,10 +14,10 @@ from conftest import interrupt_training_at
 from PIL import Image
 from test_cli import assert_one_line_error, run
 
-import gstrim.pipelines.run
+import gstrim.pipelines.run_folder
 import gstrim.pipelines.run_kinds
 from gstrim.errors import ConfigError, GstrimError
-from gstrim.pipelines.run import Inputs
+from gstrim.pipelines.inputs import Inputs
 from gstrim.pipelines.run_kinds import plan
 from gstrim.pipelines.sweep import run_sweep
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs, parse_variant
@@ -79,7 +79,7 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
 
     # a second sweep trims nothing and evaluates the input no more
     monkeypatch.setattr(gstrim.pipelines.run_kinds, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran"))
-    monkeypatch.setattr(gstrim.pipelines.run, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
+    monkeypatch.setattr(gstrim.pipelines.run_folder, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
     again = run_sweep(model, out, config, SweepRunConfigs(SMALL))
     assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
 

@@ -10,7 +10,7 @@ from conftest import assert_scenes_equal, random_scene
 
 from gstrim.example import generate_example
 from gstrim.io.model import latest_checkpoint, load_model
-from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.inputs import RunControl
 from gstrim.pipelines.train import TrainSetup, train_model
 from gstrim.train import DensifyConfig, DensifyStrategy, LearningRates, TrainConfig, Trainer, ops
 from gstrim.train.init import mean_neighbour_distance

@@ -12,7 +12,7 @@ from test_cli import assert_one_line_error, run
 import gstrim
 from gstrim.data import load_dataset
 from gstrim.io import load_scene, save_scene
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.keep import prune_mask_count
 from gstrim.prune.scores import SCORES

@@ -30,7 +30,7 @@ def trim(scene: str | Path, output: str | Path, *, data: str | Path | None = Non
     return a `RunResult` (scene, before/after evaluations, summary). `config` takes the fields of
     `gstrim.prune.strategy.TrimConfig`: score, gamma, target_removal, target_count, target_mb, preset, steps,
     every, finetune, one_shot, no_prune, stats, stats_views, seed."""
-    from gstrim.pipelines.run import Inputs, RunControl
+    from gstrim.pipelines.inputs import Inputs, RunControl
     from gstrim.pipelines.trim import trim_scene
     from gstrim.prune.strategy import TrimConfig
 

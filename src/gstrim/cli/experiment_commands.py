@@ -73,7 +73,7 @@ def cmd_report(args) -> int:
 
 def cmd_ablate(args) -> int:
     from gstrim.pipelines.ablate import lottery_ticket, no_prior
-    from gstrim.pipelines.run import Inputs
+    from gstrim.pipelines.inputs import Inputs
 
     config, control = config_from_args(args, AblationConfig), control_from_args(args)
     if args.ablation == "no-prior":

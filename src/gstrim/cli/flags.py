@@ -15,7 +15,7 @@ import typing
 from gstrim.data import DataOptions
 from gstrim.data.virtual import ViewConfig
 from gstrim.options import flag_name
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 
 _KNOWN: list[type] = []  # every config class with flags, for `flag_of`
 

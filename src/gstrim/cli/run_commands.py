@@ -54,7 +54,7 @@ def export_config_from_args(args, *, beside_trim: bool = False, **overrides) -> 
 
 
 def cmd_train(args) -> int:
-    from gstrim.pipelines.run import Inputs
+    from gstrim.pipelines.inputs import Inputs
     from gstrim.pipelines.train import train_model
 
     setup = config_from_args(args, TrainSetup, densify=config_from_args(args, DensifyConfig))

@@ -98,7 +98,7 @@ def _model_and_dataset(args):
     recorded loading options unless given)."""
     from gstrim.data import load_dataset
     from gstrim.io.model import load_model
-    from gstrim.pipelines.run import model_dataset
+    from gstrim.pipelines.inputs import model_dataset
 
     model = load_model(args.model, iteration=args.iteration, nonfinite=args.nonfinite)
     data, options = model_dataset(model, args.data, data_options(args))
@@ -136,7 +136,7 @@ def cmd_fps(args) -> int:
     from gstrim.data import load_dataset
     from gstrim.io.model import load_model
     from gstrim.metrics.fps import measure_fps
-    from gstrim.pipelines.run import model_dataset
+    from gstrim.pipelines.inputs import model_dataset
 
     print("| model | Gaussians | backend | device | views x repeats | ms / frame (median) | p10-p90 ms | FPS |")
     print("|---|---|---|---|---|---|---|---|")

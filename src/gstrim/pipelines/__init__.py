@@ -3,7 +3,7 @@ sweep, demo. Nothing below this package imports it."""
 
 from gstrim.pipelines.compress import compress_model, trim_and_compress
 from gstrim.pipelines.export import export_model, trim_and_export
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.sweep import run_sweep
 from gstrim.pipelines.train import train_model
 from gstrim.pipelines.trim import trim_scene

@@ -26,7 +26,9 @@ from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
 from gstrim.io.model import CONFIG_NAME, Model, read_config, read_json, resolve_recorded
 from gstrim.options import option
-from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder
+from gstrim.pipelines.inputs import Inputs, RunControl
+from gstrim.pipelines.run import Outcome, Run
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.pipelines.train import TrainSetup, train_model
 from gstrim.records import RunSummary
 from gstrim.render import resolve_device

@@ -22,8 +22,8 @@ from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import holds_other_files, write_text_atomic
 from gstrim.io.model import relative_to_folder, resolve_recorded
 from gstrim.pipelines.executors import ExecutorConfig, drive
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.jobs import first_failure
-from gstrim.pipelines.run import Inputs, RunControl
 from gstrim.pipelines.sweep import Sweep, SweepResult, describe_report, prepare_sweep, start_executor
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs, check_sweep_settings
 from gstrim.report.batch_table import scene_rows, write_batch_table

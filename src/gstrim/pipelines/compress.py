@@ -18,15 +18,9 @@ from gstrim.io.formats import FORMATS
 from gstrim.io.gsz import read_gsz
 from gstrim.io.model import CONFIG_NAME
 from gstrim.pipelines.budget import mean_psnr, trim_budget_left, within_budget
-from gstrim.pipelines.run import (
-    Inputs,
-    Outcome,
-    Run,
-    RunControl,
-    RunFolder,
-    RunResult,
-    check_budget_possible,
-)
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible
+from gstrim.pipelines.run import Outcome, Run, RunResult
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary

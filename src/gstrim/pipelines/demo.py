@@ -15,7 +15,7 @@ from gstrim.data import load_dataset
 from gstrim.example import GENERATOR_VERSION, generate_example
 from gstrim.io.model import read_config, resolve_recorded
 from gstrim.pipelines.compress import compress_model
-from gstrim.pipelines.run import RunControl
+from gstrim.pipelines.inputs import RunControl
 from gstrim.pipelines.train import TrainSetup, train_model
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig

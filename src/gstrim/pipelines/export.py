@@ -31,15 +31,9 @@ from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
 from gstrim.pipelines.budget import trim_budget_left
 from gstrim.pipelines.export_budget import export_within_budget
-from gstrim.pipelines.run import (
-    Inputs,
-    Outcome,
-    Run,
-    RunControl,
-    RunFolder,
-    check_budget_possible,
-    model_dataset,
-)
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible, model_dataset
+from gstrim.pipelines.run import Outcome, Run
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.records import Evaluation, RunSummary
 from gstrim.render import resolve_device
 from gstrim.scene import GaussianScene

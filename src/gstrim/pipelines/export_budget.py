@@ -31,7 +31,7 @@ from gstrim.pipelines.budget import (
     save_search,
     search_record,
 )
-from gstrim.pipelines.run import Inputs, RunControl, model_dataset
+from gstrim.pipelines.inputs import Inputs, RunControl, model_dataset
 
 
 def _as_json(options) -> dict:

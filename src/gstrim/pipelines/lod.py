@@ -38,7 +38,8 @@ from gstrim.io.streamed_sog import (
 from gstrim.io.streamed_sog import written_size as streamed_size
 from gstrim.options import differing, option
 from gstrim.pipelines.export import ExportConfig, run_dir_of, trim_and_export
-from gstrim.pipelines.run import Inputs, RunControl, refuse_nonempty, runs_photo_free
+from gstrim.pipelines.inputs import Inputs, RunControl, runs_photo_free
+from gstrim.pipelines.run_folder import refuse_nonempty
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary

@@ -25,7 +25,7 @@ from gstrim.pipelines import lod
 from gstrim.pipelines.ablate import read_ablation
 from gstrim.pipelines.compress import COMPRESSED_DIR, compress_model
 from gstrim.pipelines.export import export_model, run_dir_of
-from gstrim.pipelines.run import Inputs, RunControl
+from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig

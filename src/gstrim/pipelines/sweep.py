@@ -31,8 +31,9 @@ from gstrim.metrics.fps import measure_fps
 from gstrim.options import differing
 from gstrim.pipelines.claims import holding, try_claim
 from gstrim.pipelines.executors import Executor, ExecutorConfig, drive, make_executor
+from gstrim.pipelines.inputs import Inputs, RunControl, model_dataset
 from gstrim.pipelines.jobs import Job, Report, first_failure
-from gstrim.pipelines.run import Inputs, RunControl, RunFolder, model_dataset
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.pipelines.run_kinds import INPUT, PlannedRun, Table, plan, ran_on
 from gstrim.pipelines.sweep_config import SweepConfig, SweepRunConfigs, check_sweep_settings
 from gstrim.records import Evaluation, RunSummary

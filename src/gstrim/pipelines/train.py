@@ -9,16 +9,9 @@ from gstrim import progress
 from gstrim.data import Dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.options import option
-from gstrim.pipelines.run import (
-    Inputs,
-    OpenedInputs,
-    Outcome,
-    Run,
-    RunControl,
-    RunFolder,
-    RunResult,
-    refuse_nonempty,
-)
+from gstrim.pipelines.inputs import Inputs, OpenedInputs, RunControl
+from gstrim.pipelines.run import Outcome, Run, RunResult
+from gstrim.pipelines.run_folder import RunFolder, refuse_nonempty
 from gstrim.scene import GaussianScene
 from gstrim.train.densify import DensifyConfig, DensifyStrategy
 from gstrim.train.init import RANDOM_HALF_SIZE, initial_scene

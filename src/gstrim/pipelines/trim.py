@@ -10,7 +10,9 @@ from gstrim import progress
 from gstrim.data import Dataset
 from gstrim.errors import ConfigError
 from gstrim.io.model import Model
-from gstrim.pipelines.run import Inputs, Outcome, Run, RunControl, RunFolder, RunResult
+from gstrim.pipelines.inputs import Inputs, RunControl
+from gstrim.pipelines.run import Outcome, Run, RunResult
+from gstrim.pipelines.run_folder import RunFolder
 from gstrim.prune.scores import SCORES
 from gstrim.prune.strategy import TrimConfig, TrimStrategy, finetune_parameters
 from gstrim.records import Evaluation

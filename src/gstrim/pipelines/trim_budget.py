@@ -27,7 +27,8 @@ from gstrim.io.model import CONFIG_NAME, relative_to_folder, resolve_recorded
 from gstrim.pipelines.budget import checked_search
 from gstrim.pipelines.compress import compress_trimmed
 from gstrim.pipelines.export import ExportConfig, trim_and_export
-from gstrim.pipelines.run import Inputs, RunControl, check_budget_possible, refuse_nonempty
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible
+from gstrim.pipelines.run_folder import refuse_nonempty
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
 from gstrim.records import Evaluation, RunSummary

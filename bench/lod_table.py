@@ -6,7 +6,7 @@ splat-transform's chain is what SuperSplat publishes: each level decimated from 
 uniform, and `--decimate-adaptive`), the better of the two per level counted. Every level is scored twice:
 as its .ply, and as the Streamed SOG stores it (read back from lod-meta.json, SOG-quantised).
 
-Usage: python bench/lod_table.py LOD_OUT [--work DIR] [--plot FILE.png] [--reuse]
+Usage: python bench/lod_table.py LOD_OUT [--work DIR] [--plot FILE.png] [--reuse] [--no-st-sog]
 LOD_OUT: a finished `gstrim lod` output. `--reuse` takes the input's and gstrim's levels' .ply scores from
 LOD_OUT/levels.json (the lod run evaluated them on the same views) and scores splat-transform's Streamed SOG by
 its bytes only: 10 evaluations fewer, for scenes with many test views. Finished rows in DIR (default
@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--work")
     parser.add_argument("--plot", help="write the PSNR-vs-Gaussians figure here")
     parser.add_argument("--reuse", action="store_true", help="the lod run's own scores of the input and its levels")
+    parser.add_argument("--no-st-sog", action="store_true", help="leave out splat-transform's Streamed SOG: with "
+                        "`-g cpu` its SH palette fit runs for tens of minutes above ~40k Gaussians with SH")
     args = parser.parse_args()
     lod_out = Path(args.lod_out)
     work = Path(args.work) if args.work else lod_out / "bench"
@@ -105,18 +107,20 @@ def main() -> None:
     for k in range(1, len(counts) + 1):
         best.append(max(("uniform", "adaptive"), key=lambda m, k=k: rows[f"st-{m}-{k}"]["psnr"]))
     # both as Streamed SOG: splat-transform's of its better chain, gstrim's from `gstrim lod`
-    st_index = work / "st-lod" / "lod-meta.json"
-    if not st_index.exists():
+    st_index = None if args.no_st_sog else work / "st-lod" / "lod-meta.json"
+    if st_index is not None and not st_index.exists():
         st_index.parent.mkdir(exist_ok=True)
         tagged = [str(input_ply), "-l", "0"]
         for k, mode in enumerate(best, start=1):
             tagged += [str(chains[mode][k - 1]), "-l", str(k)]
         splat_transform(*tagged, str(st_index))
     ours_index = lod_out / "lod-meta.json"
-    st_sizes, our_sizes = level_sizes(st_index), level_sizes(ours_index)
+    missing = [None] * (len(counts) + 1)
+    st_sizes, our_sizes = level_sizes(st_index) if st_index else missing, level_sizes(ours_index)
     for k in range(len(counts) + 1):
-        row(f"st-sog-{k}", lambda k=k: {"psnr": float("nan"), "bytes": st_sizes[k]} if recorded else
-            score(read_streamed_sog(st_index, k), bytes=st_sizes[k]))
+        if st_index is not None:
+            row(f"st-sog-{k}", lambda k=k: {"psnr": float("nan"), "bytes": st_sizes[k]} if recorded else
+                score(read_streamed_sog(st_index, k), bytes=st_sizes[k]))
         row(f"gstrim-sog-{k}", lambda k=k: score(read_streamed_sog(ours_index, k), bytes=our_sizes[k]))
     for k in range(1, len(counts) + 1):
         row(f"gstrim-{k}", lambda k=k: from_lod(k) if recorded else score(load_model(lod_out / f"level-{k}").scene))
@@ -125,16 +129,21 @@ def main() -> None:
              "| level | Gaussians | splat-transform PSNR (mode) | gstrim PSNR | gain | splat-transform SOG | "
              "gstrim SOG | gain | SOG kB (theirs / ours) |", "|---|---|---|---|---|---|---|---|---|"]
     inp = rows["input"]
+    nothing = {"psnr": float("nan")}
+
+    def kb(size) -> str:
+        return "n/a" if size is None else f"{size / 1e3:.0f}"
     lines.append(f"| 0 (input) | {inp['gaussians']:,} | {inp['psnr']:.3f} | {inp['psnr']:.3f} | | "
-                 f"{rows['st-sog-0']['psnr']:.3f} | {rows['gstrim-sog-0']['psnr']:.3f} | | "
-                 f"{st_sizes[0] / 1e3:.0f} / {our_sizes[0] / 1e3:.0f} |")
+                 f"{rows.get('st-sog-0', nothing)['psnr']:.3f} | {rows['gstrim-sog-0']['psnr']:.3f} | | "
+                 f"{kb(st_sizes[0])} / {kb(our_sizes[0])} |")
     for k, mode in enumerate(best, start=1):
         st, ours = rows[f"st-{mode}-{k}"], rows[f"gstrim-{k}"]
-        st_sog, our_sog = rows[f"st-sog-{k}"], rows[f"gstrim-sog-{k}"]
+        st_sog, our_sog = rows.get(f"st-sog-{k}", nothing), rows[f"gstrim-sog-{k}"]
         lines.append(f"| {k} | {ours['gaussians']:,} | {st['psnr']:.3f} ({mode}) | {ours['psnr']:.3f} | "
                      f"**{ours['psnr'] - st['psnr']:+.2f}** | {st_sog['psnr']:.3f} | {our_sog['psnr']:.3f} | "
-                     f"{our_sog['psnr'] - st_sog['psnr']:+.2f} | {st_sizes[k] / 1e3:.0f} / {our_sizes[k] / 1e3:.0f} |")
-    lines.append(f"| all | | | | | | | | {written_size(st_index) / 1e3:.0f} / {written_size(ours_index) / 1e3:.0f} |")
+                     f"{our_sog['psnr'] - st_sog['psnr']:+.2f} | {kb(st_sizes[k])} / {kb(our_sizes[k])} |")
+    st_total = kb(written_size(st_index)) if st_index else "n/a"
+    lines.append(f"| all | | | | | | | | {st_total} / {kb(written_size(ours_index))} |")
     table = "\n".join(lines) + "\n"
     (work / "table.md").write_text(table)
     print(table)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from gstrim.compress.budget import Point
-from gstrim.compress.stages import CompressConfig, CompressionJob, run_stages
+from gstrim.compress.stages import INPUT, CompressConfig, CompressionJob, run_stages
 from gstrim.data import load_dataset
 from gstrim.io.model import load_model
 from gstrim.pipelines.budget import BudgetSearch
@@ -40,7 +40,7 @@ def main() -> None:
     scene = load_model(folder.input_path).scene
     config = CompressConfig(**{**folder.config["compress"], "max_loss": args.max_loss})
     job = CompressionJob(scene, dataset, config, args.out, "cpu", fit=None)
-    run_stages(job, until="sensitivity")
+    run_stages(job, (INPUT,))
     input_psnr = Evaluation.read(args.out, "input").mean("PSNR")
     search = BudgetSearch(job, input_psnr, lambda root: lambda trainer, d: loop.fit(trainer, root, description=d))
     saved = json.loads(search.record.read_text())

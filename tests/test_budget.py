@@ -107,3 +107,34 @@ def test_export_max_loss_chooses_the_spz_bits_within_budget(baseline, tmp_path):
     if chosen["loss"] <= 0.3:
         within = [p for p in tried.values() if p["loss"] is not None and p["loss"] <= 0.3]
         assert chosen["bytes"] == min(p["bytes"] for p in within)
+
+
+def test_a_stage_before_fine_tuning_is_one_registration_for_the_search(baseline, tmp_path):
+    """A toy stage registered before fine-tuning: the search's proxies run it on every candidate they size, each
+    verified candidate caches it, and its record entry reaches the run's record, with no edit to the search."""
+    from test_compress import TINY
+
+    from gstrim.compress.stages import BEFORE_FINETUNE, INPUT, Stage, register_stage, unregister_stage
+
+    built = []
+
+    def tag(job):
+        built.append(job.root.name)
+        return {"toy_entries": job.values["codebooks"].sh_entries}
+
+    register_stage(Stage("toy", tag, BEFORE_FINETUNE, record=lambda v: {"toy_entries": v["toy_entries"]}),
+                   after="positions")
+    try:
+        with pytest.raises(ValueError, match="out of order"):
+            register_stage(Stage("late-input", tag, INPUT), after="finetune")
+        _, model = baseline
+        result = compress_model(model, tmp_path / "c", CompressConfig(qat_iterations=4, max_loss=0.5, **TINY))
+    finally:
+        unregister_stage("toy")
+        unregister_stage("late-input")
+    budget = result.record["budget"]
+    assert built.count("proxy") >= 1 and sorted(set(built) - {"proxy"}) == sorted(budget["verified"])
+    for name in budget["verified"]:
+        assert (tmp_path / "c" / "search" / name / "stages" / "toy.pt").exists()
+    assert result.record["toy_entries"] == read_gsz(result.file).sh_entries
+    assert "toy_s" in result.record["stages_s"]

@@ -79,7 +79,7 @@ def test_sweep_resumes_skips_finished_runs_and_writes_the_table(baseline, tmp_pa
 
     # a second sweep trims nothing and evaluates the input no more
     monkeypatch.setattr(gstrim.pipelines.run_kinds, "trim_scene", lambda *a, **k: pytest.fail("a finished run ran"))
-    monkeypatch.setattr(gstrim.pipelines.run_folder, "evaluate", lambda *a, **k: pytest.fail("the input was evaluated again"))
+    monkeypatch.setattr(gstrim.pipelines.run_folder, "evaluate", lambda *a, **k: pytest.fail("input evaluated again"))
     again = run_sweep(model, out, config, SweepRunConfigs(SMALL))
     assert [(r.name, r.psnr) for r in again.rows] == [(r.name, r.psnr) for r in first.rows]
 

@@ -3,10 +3,11 @@
     sensitivity  ->  clustering (codebooks)  ->  positions (grid)  ->  finetune (quantisation-aware)  ->  write (.gsz)
 
 Each stage reads what earlier stages put in `job.values` and adds its own; its time is recorded as
-`<name>_s` (unless the stage records it itself). A stage marked `cached` stores its products in the run
-folder (`stages/<name>.pt`), so a resumed run reads them back instead of computing them again.
-A new stage (entropy coding, SH reduction) is one `register_stage(Stage(...), after=...)`; `gstrim compress`
-and `trim --compress` pick it up unchanged.
+`<name>_s` (unless the stage records it itself). Each declares its place (`PLACES`: of the input, before,
+at or after fine-tuning): stages before fine-tuning store their products in the run folder, so a resumed run
+reads them back, and the budget search runs them to size its candidates. A new stage (entropy coding, SH
+reduction) is one `register_stage(Stage(...), after=...)`; `gstrim compress`, `trim --compress` and
+`--max-loss` pick it up unchanged.
 """
 
 from __future__ import annotations
@@ -119,33 +120,71 @@ class CompressionJob:
     times: dict[str, float] = field(default_factory=dict)  # seconds per stage, as `<name>_s`
 
 
+# Where a stage runs, in order. A budget search (`pipelines.budget`) reads the places, not the stages' names:
+# `input` stages are of the input alone, run once and shared by every candidate; `before_finetune` stages build
+# a candidate, and the search runs them to size and proxy it before fine-tuning any. Stages at both places keep
+# their products in the run folder (`stages/<name>.pt`): a resumed run, or a candidate verified by an earlier
+# process, restores them instead of computing them again.
+INPUT, BEFORE_FINETUNE, FINETUNING, AFTER_FINETUNE = PLACES = ("input", "before_finetune", "finetune", "after_finetune")
+CACHED_PLACES = (INPUT, BEFORE_FINETUNE)
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     run: Callable[[CompressionJob], dict]  # returns its products, merged into `job.values`
-    cached: bool = False  # products kept in the run folder and read back by a resumed run
+    place: str = AFTER_FINETUNE  # one of PLACES
+    record: Callable[[dict], dict] | None = None  # its entries in the run's record, from `job.values`
+
+    @property
+    def cached(self) -> bool:
+        """Products kept in the run folder and read back by a resumed run."""
+        return self.place in CACHED_PLACES
 
 
 STAGES: list[Stage] = []
 
 
 def register_stage(stage: Stage, *, after: str | None = None) -> Stage:
-    """Add `stage` at the end, or right after the stage named `after`; a stage of the same name is replaced."""
-    names = [s.name for s in STAGES]
+    """Add `stage` at the end, or right after the stage named `after`; a stage of the same name is replaced.
+    The stages' places must stay in order (an `input` stage cannot follow fine-tuning)."""
+    if stage.place not in PLACES:
+        raise ValueError(f"stage {stage.name!r}: place {stage.place!r} is not one of {', '.join(PLACES)}")
+    stages = list(STAGES)
+    names = [s.name for s in stages]
     if stage.name in names:
-        STAGES[names.index(stage.name)] = stage
-        return stage
-    STAGES.insert(names.index(after) + 1 if after is not None else len(STAGES), stage)
+        stages[names.index(stage.name)] = stage
+    else:
+        stages.insert(names.index(after) + 1 if after is not None else len(stages), stage)
+    ranks = [PLACES.index(s.place) for s in stages]
+    if ranks != sorted(ranks):
+        raise ValueError(f"stage {stage.name!r} at {stage.place} is out of order: "
+                         + " -> ".join(f"{s.name} ({s.place})" for s in stages))
+    STAGES[:] = stages
     return stage
+
+
+def stages_at(*places: str) -> list[Stage]:
+    """The registered stages at `places`, in order."""
+    return [s for s in STAGES if s.place in places]
+
+
+def stage_records(values: dict) -> dict:
+    """What the stages put in the run's record, from the products in `values`."""
+    record: dict = {}
+    for stage in STAGES:
+        if stage.record is not None:
+            record |= stage.record(values)
+    return record
 
 
 def unregister_stage(name: str) -> None:
     STAGES[:] = [s for s in STAGES if s.name != name]
 
 
-def run_stages(job: CompressionJob, until: str | None = None) -> CompressionJob:
-    """Run the stages in order (up to and including `until`)."""
-    for stage in STAGES:
+def run_stages(job: CompressionJob, places: tuple[str, ...] = PLACES) -> CompressionJob:
+    """Run the stages at `places` in order (default: all)."""
+    for stage in stages_at(*places):
         cache = job.root / CACHE_DIR / f"{stage.name}.pt"
         if stage.cached and cache.exists():
             saved = torch.load(cache, weights_only=False)
@@ -160,8 +199,6 @@ def run_stages(job: CompressionJob, until: str | None = None) -> CompressionJob:
                     torch.save({"products": products, "seconds": seconds}, tmp)
         job.values.update(products)
         job.times.setdefault(f"{stage.name}_s", seconds)  # a stage may time itself (fine-tuning: with earlier parts)
-        if stage.name == until:
-            break
     return job
 
 
@@ -224,8 +261,8 @@ def _write(job: CompressionJob) -> dict:
     return {"file": path, "bytes": size}
 
 
-register_stage(Stage("sensitivity", _sensitivity, cached=True))
-register_stage(Stage("clustering", _clustering, cached=True))
-register_stage(Stage("positions", _positions, cached=True))
-register_stage(Stage("finetune", _finetune))
-register_stage(Stage("write", _write))
+register_stage(Stage("sensitivity", _sensitivity, INPUT))
+register_stage(Stage("clustering", _clustering, BEFORE_FINETUNE, record=lambda v: asdict(v["report"])))
+register_stage(Stage("positions", _positions, BEFORE_FINETUNE, record=lambda v: {"position_bits": v["position_bits"]}))
+register_stage(Stage("finetune", _finetune, FINETUNING))
+register_stage(Stage("write", _write, AFTER_FINETUNE))

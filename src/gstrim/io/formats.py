@@ -94,6 +94,11 @@ def load_scene(path: str | Path, nonfinite: str = "error") -> GaussianScene:
     return format_of(path).load(Path(path), nonfinite)
 
 
+def ply_size(scene: GaussianScene) -> int:
+    """Bytes of `scene` as the INRIA .ply: the baseline of every size ratio."""
+    return FORMATS["ply"].size(len(scene), scene.sh_degree)
+
+
 def written_size(path: str | Path) -> int:
     """Bytes of a written scene (a file, or a folder format's files)."""
     fmt = format_of(path)

@@ -130,6 +130,11 @@ def resolve_recorded(path: str, folder: Path) -> Path:
     return (Path(folder) / path).resolve()
 
 
+def names_path(recorded: str, folder: Path, path: str | Path) -> bool:
+    """Whether a path recorded in `folder` (`resolve_recorded`) is `path`."""
+    return resolve_recorded(recorded, folder) == Path(path).resolve()
+
+
 def read_json(path: Path) -> dict:
     """A JSON object file, {} when absent; an error naming the file when unreadable."""
     if not path.is_file():

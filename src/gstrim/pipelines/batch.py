@@ -20,7 +20,7 @@ from pathlib import Path
 from gstrim import progress
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import holds_other_files, write_text_atomic
-from gstrim.io.model import relative_to_folder, resolve_recorded
+from gstrim.io.model import names_path, relative_to_folder
 from gstrim.pipelines.executors import ExecutorConfig, drive
 from gstrim.pipelines.inputs import Inputs, RunControl
 from gstrim.pipelines.jobs import first_failure
@@ -70,7 +70,7 @@ def _record(out: Path, scenes: dict[str, Inputs]) -> None:
         recorded = json.loads(path.read_text())
         for name, inputs in scenes.items():
             known = recorded["scenes"].get(name)
-            if known and resolve_recorded(known["model"], out).resolve() != Path(inputs.scene).resolve():
+            if known and not names_path(known["model"], out, inputs.scene):
                 raise GstrimError(f"this batch's scene {name!r} is another model ({known['model']}); batch into "
                                   "another folder", out)
         entry = {**recorded["scenes"], **entry}

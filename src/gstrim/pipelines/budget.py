@@ -19,7 +19,16 @@ import torch
 from gstrim import progress
 from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search, candidates, distinct
-from gstrim.compress.stages import CACHE_DIR, STAGES, CompressionJob, gsz_path, run_stages
+from gstrim.compress.stages import (
+    BEFORE_FINETUNE,
+    CACHE_DIR,
+    CACHED_PLACES,
+    INPUT,
+    CompressionJob,
+    gsz_path,
+    run_stages,
+    stages_at,
+)
 from gstrim.data import Dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import render_views
@@ -27,12 +36,12 @@ from gstrim.io.atomic import copy_atomic, write_text_atomic
 from gstrim.io.gsz import CodebookScene, quant_params_of, read_gsz, write_gsz
 from gstrim.metrics.image import psnr
 from gstrim.options import differing
+from gstrim.pipelines.inputs import require_test_photos
 from gstrim.records import Evaluation, RunSummary
 from gstrim.scene import GaussianScene
 
 SEARCH_DIR = "search"
 PROXY_VIEWS = 10
-_BEFORE_FINETUNE = ("sensitivity", "clustering", "positions")
 
 
 def mean_psnr(scene: GaussianScene, dataset: Dataset, cameras=None, *, device: str) -> float:
@@ -92,9 +101,7 @@ class BudgetSearch:
     """The search of one compress run: `job` is the run's own job (its sensitivities, its fit)."""
 
     def __init__(self, job: CompressionJob, input_psnr: float, fit_in: Callable[[Path], Callable]):
-        if not job.dataset.test or job.dataset.kind == "virtual":
-            raise ConfigError("{max_loss} needs test photos to measure the loss on (a photo-free run has none)",
-                              "max_loss")
+        require_test_photos(job.dataset)
         self.job, self.input_psnr, self.fit_in = job, input_psnr, fit_in
         self.root = job.root / SEARCH_DIR
         self.record = self.root / "search.json"
@@ -105,21 +112,22 @@ class BudgetSearch:
         config = replace(self.job.config, **point.settings, max_loss=None)
         return replace(self.job, config=config, root=root, fit=self.fit_in(root), values={}, times={})
 
-    def _share_sensitivity(self, root: Path) -> None:
-        cache = root / CACHE_DIR / "sensitivity.pt"
-        if not cache.exists():
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            copy_atomic(self.job.root / CACHE_DIR / "sensitivity.pt", cache)
+    def _share_input_stages(self, root: Path) -> None:
+        """A candidate's folder gets the products of the run's `input` stages (computed once)."""
+        for stage in stages_at(INPUT):
+            cache = root / CACHE_DIR / f"{stage.name}.pt"
+            if not cache.exists():
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                copy_atomic(self.job.root / CACHE_DIR / f"{stage.name}.pt", cache)
 
     def proxy(self, point: Point, views: list, input_proxy: float) -> None:
         """Size and loss of `point` before fine-tuning."""
         job = self._job(point, self.root / "proxy")
         key = json.dumps({k: v for k, v in point.settings.items() if k != "sh_bits"}, sort_keys=True)
         if self._built is None or self._built[0] != key:  # points that differ in bits only share their codebooks
-            job.values["sensitivity"] = self.job.values["sensitivity"]
-            for stage in STAGES:
-                if stage.name in _BEFORE_FINETUNE[1:]:
-                    job.values.update(stage.run(job))
+            job.values.update(self.job.values)  # the input stages' products
+            for stage in stages_at(BEFORE_FINETUNE):
+                job.values.update(stage.run(job))
             self._built = (key, job.values["codebooks"])
         codebooks = self._built[1]
         path = self.root / "proxy" / "candidate.gsz"
@@ -130,7 +138,7 @@ class BudgetSearch:
 
     def verify(self, point: Point) -> float:
         root = self.root / point.name
-        self._share_sensitivity(root)
+        self._share_input_stages(root)
         progress.log(f"budget: fine-tuning {point.name} ({point.bytes / 1e3:.1f} kB before, "
                      f"{point.proxy_loss:+.3f} dB proxy loss)")
         job = run_stages(self._job(point, root))
@@ -161,10 +169,10 @@ class BudgetSearch:
 def _products_of(root: Path) -> tuple[dict, dict]:
     """The stage products a candidate verified by an earlier process left in its folder."""
     values, times = {}, {}
-    for name in _BEFORE_FINETUNE:
-        saved = torch.load(root / CACHE_DIR / f"{name}.pt", weights_only=False)
+    for stage in stages_at(*CACHED_PLACES):
+        saved = torch.load(root / CACHE_DIR / f"{stage.name}.pt", weights_only=False)
         values.update(saved["products"])
-        times[f"{name}_s"] = saved["seconds"]
+        times[f"{stage.name}_s"] = saved["seconds"]
     (path,) = sorted(root.glob("point_cloud/iteration_*/point_cloud.gsz"))
     iteration = int(path.parent.name.split("_")[1])
     return {**values, "codebooks": read_gsz(path), "file": path, "bytes": path.stat().st_size,

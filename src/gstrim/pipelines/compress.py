@@ -9,16 +9,15 @@ record.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from gstrim.compress.stages import CompressConfig, CompressionJob, run_stages
+from gstrim.compress.stages import INPUT, CompressConfig, CompressionJob, run_stages, stage_records
 from gstrim.data import Dataset
-from gstrim.io.formats import FORMATS
+from gstrim.io.formats import ply_size
 from gstrim.io.gsz import read_gsz
-from gstrim.io.model import CONFIG_NAME
 from gstrim.pipelines.budget import mean_psnr, trim_budget_left, within_budget
-from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible, continuing
 from gstrim.pipelines.run import Outcome, Run, RunResult
 from gstrim.pipelines.run_folder import RunFolder
 from gstrim.pipelines.trim import trim_scene
@@ -42,19 +41,18 @@ class CompressRun(Run):
         if config.max_loss is None:
             values = run_stages(job).values
         else:
-            run_stages(job, until="sensitivity")  # computed once, shared by every candidate
+            run_stages(job, (INPUT,))  # computed once, shared by every candidate
             values = within_budget(job, self._input_psnr(folder, scene, dataset),
                                    lambda root: lambda trainer, description: self.fit(RunFolder(root, {}), trainer,
                                                                                       description))
         path, codebooks = values["file"], values["codebooks"]
         decoded = read_gsz(path).decode()
-        ply_in = FORMATS["ply"].size(len(scene), scene.sh_degree)
+        ply_in = ply_size(scene)
         record = {"file": str(path.relative_to(folder.root)), "mb": values["bytes"] / 1e6, "input_ply_mb": ply_in / 1e6,
                   "ratio": ply_in / values["bytes"], "bits_per_gaussian": 8 * values["bytes"] / max(len(codebooks), 1),
                   "codec": config.codec, "dc": config.dc, "sh_share": config.sh_share,
-                  "position_bits": values["position_bits"],
                   "sh_entries": codebooks.sh_entries, "shape_entries": len(codebooks.rotations),
-                  **asdict(values["report"]), **({"budget": values["budget"]} if "budget" in values else {}),
+                  **stage_records(values), **({"budget": values["budget"]} if "budget" in values else {}),
                   "stages_s": {k: round(v, 2) for k, v in job.times.items()}}
         return Outcome(decoded, f"ours_{values['iteration']}", values["iteration"], sum(job.times.values()), record,
                        path)
@@ -99,8 +97,8 @@ def compress_trimmed(out_dir: str | Path, compress: CompressConfig, control: Run
     out_dir = Path(out_dir)
     summary = RunSummary.read(out_dir, "trim")
     target = out_dir / COMPRESSED_DIR
-    again = control.resume and (target / CONFIG_NAME).exists()
     trimmed = Evaluation.read(out_dir, f"ours_{summary.iterations}") if control.evaluate else None
     if compress.max_loss is not None:
         compress = replace(compress, max_loss=trim_budget_left(compress.max_loss, out_dir))
-    return compress_model(None if again else out_dir, target, compress, replace(control, resume=again), trimmed)
+    inputs, control = continuing(out_dir, target, control, when_asked=True)
+    return compress_model(inputs, target, compress, control, trimmed)

@@ -21,17 +21,17 @@ from gstrim import progress, timing
 from gstrim.compress.format_finetune import FormatParameters
 from gstrim.compress.sensitivity import sensitivity
 from gstrim.compress.stages import FINETUNE  # as compress: c3dgs's 5,000 on a GPU, a fifth on the CPU
-from gstrim.data import Dataset, load_dataset
+from gstrim.data import Dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io.atomic import atomic_path
-from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, viewer_formats, written_size
+from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, ply_size, viewer_formats, written_size
 from gstrim.io.model import load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
 from gstrim.pipelines.budget import trim_budget_left
 from gstrim.pipelines.export_budget import export_within_budget
-from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible, model_dataset
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible, continuing, model_and_dataset
 from gstrim.pipelines.run import Outcome, Run
 from gstrim.pipelines.run_folder import RunFolder
 from gstrim.records import Evaluation, RunSummary
@@ -161,7 +161,7 @@ class ExportRun(Run):
         with timing.phase("write"):
             parameterization.write(self.target, trainer.params)
         stages["write_s"] = time.perf_counter() - t0
-        self.input_ply = FORMATS["ply"].size(len(self.opened.model.scene), self.opened.model.scene.sh_degree)
+        self.input_ply = ply_size(self.opened.model.scene)
         record = _record(self.target, fmt, written_size(self.target), self.input_ply, stages) | quantiser.details()
         return Outcome(load_scene(self.target), f"{fmt.name}_{trainer.step}", trainer.step, sum(stages.values()),
                        record, self.target)
@@ -213,21 +213,20 @@ def _within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportCo
                    control: RunControl) -> ExportResult:
     """`export --max-loss`: the search of `export_budget`, each candidate an export of its own."""
     run_dir, budget = export_within_budget(inputs, out, fmt, config, control, export_model, run_dir_of)
-    summary = RunSummary.read(run_dir, "export")
-    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
-    after = Evaluation.read(run_dir, f"{fmt.name}_{summary.iterations}") if summary else None
-    return ExportResult(out, load_scene(out), written_size(out), FORMATS["ply"].size(len(model.scene),
-                        model.scene.sh_degree), Evaluation.read(run_dir, "input"), after, summary, run_dir, budget)
+    summary = RunSummary.read(run_dir, "export")  # the chosen candidate's run, which measured its input
+    after = Evaluation.read(run_dir, f"{fmt.name}_{summary.iterations}")
+    input_ply = round(summary.details["input_ply_mb"] * 1e6)
+    return ExportResult(out, load_scene(out), written_size(out), input_ply, Evaluation.read(run_dir, "input"), after,
+                        summary, run_dir, budget)
 
 
 def _convert(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig, control: RunControl) -> ExportResult:
     model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
     fmt.write_scene(out, _fit_scene(model.scene, fmt), config.options_for(fmt))
     decoded = load_scene(out)
-    result = ExportResult(out, decoded, written_size(out), FORMATS["ply"].size(len(model.scene), model.scene.sh_degree))
+    result = ExportResult(out, decoded, written_size(out), ply_size(model.scene))
     if inputs.data is not None and control.evaluate:
-        data, options = model_dataset(model, inputs.data, inputs.data_options)
-        dataset = load_dataset(data, **options)
+        dataset = model_and_dataset(inputs)[1]
         if dataset.test:
             result.after = evaluate(decoded, dataset.test, label=fmt.name, background=dataset.background,
                                     device=control.device)
@@ -255,8 +254,8 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     fmt = FORMATS[format_name]
     target = out_dir / fmt.file_name("scene")
     config = (config or ExportConfig()).resolved(resolve_device(control.device))
-    again = control.resume and (run_dir_of(target) / "config.json").exists()
     if config.max_loss is not None:  # against the trim's input: the file gets what the trim left
         config = replace(config, max_loss=trim_budget_left(config.max_loss, out_dir))
-    return export_model(None if again else out_dir, target, config, replace(control, resume=again))
+    inputs, control = continuing(out_dir, run_dir_of(target), control, when_asked=True)
+    return export_model(inputs, target, config, control)
 

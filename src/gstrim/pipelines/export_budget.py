@@ -17,10 +17,8 @@ from pathlib import Path
 from gstrim import progress
 from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search
-from gstrim.data import load_dataset
-from gstrim.errors import ConfigError, GstrimError
+from gstrim.errors import GstrimError
 from gstrim.io.formats import SceneFormat, copy_scene, load_scene, written_size
-from gstrim.io.model import load_model
 from gstrim.pipelines.budget import (
     PROXY_VIEWS,
     SEARCH_DIR,
@@ -31,7 +29,7 @@ from gstrim.pipelines.budget import (
     save_search,
     search_record,
 )
-from gstrim.pipelines.inputs import Inputs, RunControl, model_dataset
+from gstrim.pipelines.inputs import Inputs, RunControl, continuing, model_and_dataset, require_test_photos
 
 
 def _as_json(options) -> dict:
@@ -46,17 +44,13 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     record."""
     if fmt.budget_options is None:
         raise GstrimError(f"{fmt.name} has no writer options to search; export it without --max-loss", out)
-    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
-    data, options = model_dataset(model, inputs.data, inputs.data_options)
-    dataset = load_dataset(data, **options)
-    if not dataset.test or dataset.kind == "virtual":
-        raise ConfigError("{max_loss} needs test photos to measure the loss on (--data with a test split)",
-                          "max_loss")
+    model, dataset = model_and_dataset(inputs)
+    require_test_photos(dataset)
     scene = model.scene.with_sh_degree(min(model.scene.sh_degree, fmt.max_sh_degree))
     root = run_dir_of(out) / SEARCH_DIR
     record = root / "search.json"
-    identity = {"input": str(Path(model.source).resolve()), "data": str(Path(data).resolve()), "format": fmt.name,
-                "max_loss": config.max_loss, "finetune": config.finetune, "seed": config.seed,
+    identity = {"input": str(Path(model.source).resolve()), "data": str(Path(dataset.root).resolve()),
+                "format": fmt.name, "max_loss": config.max_loss, "finetune": config.finetune, "seed": config.seed,
                 "options": _as_json(config.options_for(fmt))}
     saved = checked_search(record, identity, control.resume)
     input_psnr = saved.get("input_psnr") or mean_psnr(scene, dataset, device=control.device)
@@ -91,8 +85,8 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
         candidate = replace(config, max_loss=None, formats={**config.formats, fmt.name: options})
         target = target_of(point)
         target.parent.mkdir(parents=True, exist_ok=True)
-        again = (run_dir_of(target) / "config.json").exists()  # interrupted while fine-tuning it
-        result = export(None if again else inputs, target, candidate, replace(control, resume=again), known_input)
+        start, resume = continuing(inputs, run_dir_of(target), control)  # one interrupted while fine-tuning resumes
+        result = export(start, target, candidate, resume, known_input)
         known_input = known_input or result.before  # the input is evaluated by the first candidate's run only
         point.bytes = result.bytes
         loss = input_psnr - mean_psnr(result.scene, dataset, device=control.device)

@@ -6,7 +6,7 @@ resumes) and refuses a dataset whose cameras do not see the scene.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -16,10 +16,11 @@ from gstrim.data import Dataset, dataset_kind, load_dataset
 from gstrim.data.virtual import ViewConfig, VirtualViews, virtual_dataset
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.model import (
+    CONFIG_NAME,
     Model,
     load_model,
+    names_path,
     recorded_config,
-    resolve_recorded,
 )
 from gstrim.options import option
 from gstrim.pipelines.run_folder import RunFolder, nothing_recorded, refuse_nonempty
@@ -142,8 +143,7 @@ def model_dataset(model: Model, data: str | Path | None, data_options: dict | No
     if data is None:
         path, options = model.recorded_dataset()
         return path, {**options, **given}
-    same = "path" in recorded and Path(resolve_recorded(recorded.pop("path"), model.root)).resolve() == \
-        Path(data).resolve()
+    same = "path" in recorded and names_path(recorded.pop("path"), model.root, data)
     if same:
         kept = {k: v for k, v in recorded.items() if k != "virtual" and k not in given}
         if kept:
@@ -173,6 +173,28 @@ def check_budget_possible(max_loss: float | None, inputs: Inputs | None, control
     if inputs is not None and runs_photo_free(inputs):
         raise ConfigError("{max_loss} needs test photos to measure the loss on (--data with a test split); a "
                           "photo-free run has none", "max_loss")
+
+
+def require_test_photos(dataset: Dataset) -> None:
+    """A quality budget's loss is measured on test photos: refused on a dataset without them."""
+    if not dataset.test or dataset.kind == "virtual":
+        raise ConfigError("{max_loss} needs test photos to measure the loss on (--data with a test split); a "
+                          "photo-free run has none", "max_loss")
+
+
+def model_and_dataset(inputs: Inputs) -> tuple[Model, Dataset]:
+    """The scene of `inputs` and its photos (given, else recorded with the model: `model_dataset`), loaded."""
+    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    data, options = model_dataset(model, inputs.data, inputs.data_options)
+    return model, load_dataset(data, **options)
+
+
+def continuing(inputs: Inputs | str | Path | None, out: Path, control: RunControl, *,
+               when_asked: bool = False) -> tuple[Inputs | str | Path | None, RunControl]:
+    """(inputs, control) of a run into `out`: resumed from what it recorded (no inputs) when `out` holds a
+    started run (with `when_asked`, only if `control.resume` asks for it), else started from `inputs`."""
+    again = (control.resume or not when_asked) and (Path(out) / CONFIG_NAME).is_file()
+    return (None if again else inputs), replace(control, resume=again)
 
 
 def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,

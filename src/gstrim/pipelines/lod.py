@@ -26,7 +26,7 @@ from gstrim import progress
 from gstrim.errors import ConfigError, GstrimError
 from gstrim.io.atomic import write_text_atomic
 from gstrim.io.formats import FORMATS
-from gstrim.io.model import CONFIG_NAME, load_model
+from gstrim.io.model import load_model
 from gstrim.io.sog import read_sog_books
 from gstrim.io.streamed_sog import (
     INDEX_NAME,
@@ -38,7 +38,7 @@ from gstrim.io.streamed_sog import (
 from gstrim.io.streamed_sog import written_size as streamed_size
 from gstrim.options import differing, option
 from gstrim.pipelines.export import ExportConfig, run_dir_of, trim_and_export
-from gstrim.pipelines.inputs import Inputs, RunControl, runs_photo_free
+from gstrim.pipelines.inputs import Inputs, RunControl, continuing, runs_photo_free
 from gstrim.pipelines.run_folder import refuse_nonempty
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -181,12 +181,12 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
         if lod.chain == "nested" and previous is not None:  # from the finer level, on the same targets
             level_inputs = (Inputs(previous, photo_free=True, views=inputs.views, teacher=inputs.scene)
                             if photo_free else Inputs(previous, data=inputs.data, data_options=inputs.data_options))
-        summary = RunSummary.read(folder, "trim") if (folder / CONFIG_NAME).exists() else None
+        summary = RunSummary.read(folder, "trim")
         if summary is None:
             progress.log(f"lod: level {k} of {len(counts)}: {count:,} Gaussians ({config.steps} prunes, then "
                          f"{config.finetune:,} iterations)")
-            summary = trim_scene(level_inputs, folder, config, replace(control, resume=(folder / CONFIG_NAME).exists()),
-                                 known).summary
+            level_inputs, level_control = continuing(level_inputs, folder, control)
+            summary = trim_scene(level_inputs, folder, config, level_control, known).summary
         # the next level's input was evaluated already: the input itself, or (nested) this level's output
         known = Evaluation.read(folder, "input" if lod.chain == "independent" else f"ours_{summary.iterations}")
         summaries.append(summary)

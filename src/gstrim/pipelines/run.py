@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from gstrim import devices, kernel_cache, progress, timing
 from gstrim.data import Dataset
-from gstrim.io.formats import FORMATS
+from gstrim.io.formats import ply_size
 from gstrim.io.model import (
     CONFIG_NAME,
 )
@@ -173,7 +173,7 @@ class Run:
 
     def disk_needed(self, scene: GaussianScene) -> int:
         """Bytes the run will write at most: a checkpoint (parameters and two Adam moments) and the output."""
-        return 4 * FORMATS["ply"].size(len(scene), scene.sh_degree)
+        return 4 * ply_size(scene)
 
     def summary_details(self, opened: OpenedInputs) -> dict:
         return opened.details()

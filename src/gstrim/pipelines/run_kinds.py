@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from gstrim.compress.stages import CompressConfig
 from gstrim.errors import GstrimError
-from gstrim.io.formats import FORMATS
+from gstrim.io.formats import FORMATS, ply_size
 from gstrim.io.model import CONFIG_NAME, Model, read_config
 from gstrim.options import from_record
 from gstrim.pipelines import lod
@@ -339,7 +339,7 @@ class Table:
 
     def __init__(self, model: Model, known: Evaluation | None, reference: dict[int, float]):
         self.gaussians = len(model.scene)
-        self.input_mb = FORMATS["ply"].size(len(model.scene), model.scene.sh_degree) / 1e6
+        self.input_mb = ply_size(model.scene) / 1e6
         self.reference = reference
         # photo-free (no evaluation of the input), the references are the input's renders: identical by definition
         m = known.metrics() if known is not None else None

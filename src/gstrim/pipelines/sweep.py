@@ -26,7 +26,7 @@ from gstrim.data.virtual import ViewConfig, virtual_dataset
 from gstrim.errors import GstrimError
 from gstrim.io import load_scene
 from gstrim.io.atomic import holds_other_files, write_text_atomic
-from gstrim.io.model import Model, load_model, relative_to_folder, resolve_recorded
+from gstrim.io.model import Model, load_model, names_path, relative_to_folder
 from gstrim.metrics.fps import measure_fps
 from gstrim.options import differing
 from gstrim.pipelines.claims import holding, try_claim
@@ -301,13 +301,12 @@ def _record(spec: SweepSpec) -> None:
     entry = {"record": SWEEP_RECORD, "model": relative_to_folder(spec.source, out), "data": _data_record(spec, out)}
     if path.is_file():
         recorded = json.loads(path.read_text())
-        same_model = resolve_recorded(recorded["model"], out).resolve() == spec.source.resolve()
+        same_model = names_path(recorded["model"], out, spec.source)
         data = recorded["data"]
         if spec.views is not None:
             same_data = data.get("virtual") == entry["data"]["virtual"]
         else:
-            same_data = "path" in data and resolve_recorded(data["path"], out).resolve() == \
-                Path(spec.inputs.data).resolve()
+            same_data = "path" in data and names_path(data["path"], out, spec.inputs.data)
         if not (same_model and same_data):
             raise GstrimError("this sweep folder holds runs of another scene or dataset; choose another folder", out)
         return

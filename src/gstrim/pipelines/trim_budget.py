@@ -27,7 +27,7 @@ from gstrim.io.model import CONFIG_NAME, relative_to_folder, resolve_recorded
 from gstrim.pipelines.budget import checked_search
 from gstrim.pipelines.compress import compress_trimmed
 from gstrim.pipelines.export import ExportConfig, trim_and_export
-from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible
+from gstrim.pipelines.inputs import Inputs, RunControl, check_budget_possible, continuing
 from gstrim.pipelines.run_folder import refuse_nonempty
 from gstrim.pipelines.trim import trim_scene
 from gstrim.prune.strategy import TrimConfig
@@ -131,10 +131,11 @@ def trim_within_budget(inputs: Inputs, out_dir: str | Path, config: TrimConfig, 
         level = Level(removal)
         root = out_dir / SEARCH_DIR / level.name
         progress.log(f"budget: trimming {100 * removal:.0f} % ({len(levels) + 1} of at most {MAX_TRIMS})")
-        summary = RunSummary.read(root, "trim") if (root / CONFIG_NAME).exists() else None
+        summary = RunSummary.read(root, "trim")
         if summary is None:
-            summary = trim_scene(inputs, root, replace(config, target_removal=removal),
-                                 replace(control, resume=(root / CONFIG_NAME).exists()), known_input).summary
+            level_inputs, level_control = continuing(inputs, root, control)
+            summary = trim_scene(level_inputs, root, replace(config, target_removal=removal), level_control,
+                                 known_input).summary
         before = Evaluation.read(root, "input")
         known_input = before
         input_psnr = before.mean("PSNR")

@@ -90,13 +90,18 @@ def test_trim_compress_spends_what_the_trim_left_of_the_budget():
         budget_left(0.3, None, Measured(29.0))
 
 
-def test_export_max_loss_chooses_the_spz_bits_within_budget(baseline, tmp_path):
+def test_export_max_loss_chooses_the_spz_bits_within_budget(baseline, tmp_path, monkeypatch):
+    import gstrim.pipelines.inputs
     from gstrim.pipelines.export import ExportConfig, export_model
     from gstrim.pipelines.inputs import Inputs
 
     data, model = baseline
     out = tmp_path / "scene.spz"
+    loads = []
+    real = gstrim.pipelines.inputs.load_model
+    monkeypatch.setattr(gstrim.pipelines.inputs, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     result = export_model(Inputs(scene=model, data=data), out, ExportConfig(finetune=4, max_loss=0.3))
+    assert len(loads) == 1  # the search and every candidate's run share the input, opened once
     budget = result.budget
     assert out.exists() and result.bytes == out.stat().st_size
     tried = {p["name"]: p for p in budget["points"]}

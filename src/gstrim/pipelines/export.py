@@ -26,7 +26,7 @@ from gstrim.errors import ConfigError, GstrimError
 from gstrim.evaluate import evaluate
 from gstrim.io.atomic import atomic_path
 from gstrim.io.formats import FORMATS, SceneFormat, format_of, load_scene, ply_size, viewer_formats, written_size
-from gstrim.io.model import load_model
+from gstrim.io.model import Model, load_model
 from gstrim.io.quantiser import QuantiserContext
 from gstrim.options import option
 from gstrim.pipelines.budget import trim_budget_left
@@ -130,8 +130,8 @@ class ExportRun(Run):
     verb, config_cls, checkpoint_every = "export", ExportConfig, 500
 
     def __init__(self, inputs, target: Path, config: ExportConfig, control: RunControl,
-                 known_input: Evaluation | None = None):
-        super().__init__(inputs, run_dir_of(target), config, control, known_input)
+                 known_input: Evaluation | None = None, model: Model | None = None):
+        super().__init__(inputs, run_dir_of(target), config, control, known_input, model)
         self.target, self.fmt = target, _target(target)
 
     def configure(self, recorded: dict | None) -> ExportConfig:
@@ -203,7 +203,13 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
         return _convert(inputs, out, fmt, config, control)
     if fmt.quantiser is None:
         raise GstrimError(f"{fmt.name} has no quantiser to fine-tune through; export it with --finetune 0", out)
-    run = ExportRun(inputs, out, replace(config, finetune=finetune), control, known_input)
+    return _fine_tuned(inputs, out, replace(config, finetune=finetune), control, known_input)
+
+
+def _fine_tuned(inputs: Inputs | None, out: Path, config: ExportConfig, control: RunControl,
+                known_input: Evaluation | None, model: Model | None = None) -> ExportResult:
+    """The export run: fine-tuning through the format's quantiser in `run_dir_of(out)`, then the file."""
+    run = ExportRun(inputs, out, config, control, known_input, model)
     result = run.execute()
     return ExportResult(out, result.scene, written_size(out), run.input_ply, result.before, result.after,
                         result.summary, result.model_dir)
@@ -211,8 +217,15 @@ def export_model(inputs: Inputs | str | Path | None, out: str | Path, config: Ex
 
 def _within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig,
                    control: RunControl) -> ExportResult:
-    """`export --max-loss`: the search of `export_budget`, each candidate an export of its own."""
-    run_dir, budget = export_within_budget(inputs, out, fmt, config, control, export_model, run_dir_of)
+    """`export --max-loss`: the search of `export_budget` on the input opened once, each candidate an export run
+    of its own (resumed where one was interrupted) that starts from the same loaded scene."""
+    model, dataset = model_and_dataset(inputs)
+
+    def candidate(settings: ExportConfig, target: Path, known_input: Evaluation | None) -> ExportResult:
+        start, resume = continuing(inputs, run_dir_of(target), control)
+        return _fine_tuned(start, target, settings, resume, known_input, model)
+
+    run_dir, budget = export_within_budget(model, dataset, out, fmt, config, control, candidate, run_dir_of)
     summary = RunSummary.read(run_dir, "export")  # the chosen candidate's run, which measured its input
     after = Evaluation.read(run_dir, f"{fmt.name}_{summary.iterations}")
     input_ply = round(summary.details["input_ply_mb"] * 1e6)
@@ -221,15 +234,16 @@ def _within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportCo
 
 
 def _convert(inputs: Inputs, out: Path, fmt: SceneFormat, config: ExportConfig, control: RunControl) -> ExportResult:
-    model = load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    """A plain conversion, scored on the test photos when they are given."""
+    scored = inputs.data is not None and control.evaluate
+    model, dataset = model_and_dataset(inputs) if scored else \
+        (load_model(inputs.scene, iteration=inputs.iteration, nonfinite=inputs.nonfinite), None)
     fmt.write_scene(out, _fit_scene(model.scene, fmt), config.options_for(fmt))
     decoded = load_scene(out)
     result = ExportResult(out, decoded, written_size(out), ply_size(model.scene))
-    if inputs.data is not None and control.evaluate:
-        dataset = model_and_dataset(inputs)[1]
-        if dataset.test:
-            result.after = evaluate(decoded, dataset.test, label=fmt.name, background=dataset.background,
-                                    device=control.device)
+    if dataset is not None and dataset.test:
+        result.after = evaluate(decoded, dataset.test, label=fmt.name, background=dataset.background,
+                                device=control.device)
     return result
 
 
@@ -247,9 +261,10 @@ def check_trim_export(format_name: str, config: ExportConfig | None, inputs: Inp
 
 
 def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig | None = None,
-                    control: RunControl | None = None) -> ExportResult:
+                    control: RunControl | None = None, known_input: Evaluation | None = None) -> ExportResult:
     """After `gstrim trim ... -o OUT`: the trimmed scene fine-tuned through a viewer format into
-    `OUT/scene.<suffix>` (its run in `OUT/scene.<suffix>.finetune`), on the trim's dataset."""
+    `OUT/scene.<suffix>` (its run in `OUT/scene.<suffix>.finetune`), on the trim's dataset (`known_input`: the
+    trim's evaluation of its result, which the export then does not repeat)."""
     out_dir, control = Path(out_dir), control or RunControl()
     fmt = FORMATS[format_name]
     target = out_dir / fmt.file_name("scene")
@@ -257,5 +272,5 @@ def trim_and_export(out_dir: str | Path, format_name: str, config: ExportConfig 
     if config.max_loss is not None:  # against the trim's input: the file gets what the trim left
         config = replace(config, max_loss=trim_budget_left(config.max_loss, out_dir))
     inputs, control = continuing(out_dir, run_dir_of(target), control, when_asked=True)
-    return export_model(inputs, target, config, control)
+    return export_model(inputs, target, config, control, known_input)
 

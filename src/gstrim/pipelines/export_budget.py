@@ -17,8 +17,10 @@ from pathlib import Path
 from gstrim import progress
 from gstrim.camera import spread_views
 from gstrim.compress.budget import Point, Search
+from gstrim.data import Dataset
 from gstrim.errors import GstrimError
 from gstrim.io.formats import SceneFormat, copy_scene, load_scene, written_size
+from gstrim.io.model import Model
 from gstrim.pipelines.budget import (
     PROXY_VIEWS,
     SEARCH_DIR,
@@ -29,22 +31,20 @@ from gstrim.pipelines.budget import (
     save_search,
     search_record,
 )
-from gstrim.pipelines.inputs import Inputs, RunControl, continuing, model_and_dataset, require_test_photos
+from gstrim.pipelines.inputs import RunControl, require_test_photos
 
 
 def _as_json(options) -> dict:
     return json.loads(json.dumps(asdict(options))) if options is not None else {}
 
 
-def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, control: RunControl,
-                         export: Callable, run_dir_of: Callable[[Path], Path]) -> tuple[Path, dict]:
-    """Write as `out` the smallest fine-tuned `fmt` file of `inputs` within `config.max_loss` dB of the input's
-    test PSNR, each candidate written by `export(inputs, target, config, control, known_input)` (`export_model`
-    without a budget) with its run in `run_dir_of(target)`. Returns the chosen candidate's run folder and the search's
-    record."""
+def export_within_budget(model: Model, dataset: Dataset, out: Path, fmt: SceneFormat, config, control: RunControl,
+                         candidate: Callable, run_dir_of: Callable[[Path], Path]) -> tuple[Path, dict]:
+    """Write as `out` the smallest fine-tuned `fmt` file of `model` within `config.max_loss` dB of its test PSNR on
+    `dataset`, each candidate written by `candidate(config, target, known_input) -> ExportResult` (an export run
+    without a budget, in `run_dir_of(target)`). Returns the chosen candidate's run folder and the search's record."""
     if fmt.budget_options is None:
         raise GstrimError(f"{fmt.name} has no writer options to search; export it without --max-loss", out)
-    model, dataset = model_and_dataset(inputs)
     require_test_photos(dataset)
     scene = model.scene.with_sh_degree(min(model.scene.sh_degree, fmt.max_sh_degree))
     root = run_dir_of(out) / SEARCH_DIR
@@ -82,11 +82,10 @@ def export_within_budget(inputs: Inputs, out: Path, fmt: SceneFormat, config, co
     def verify(point: Point) -> float:
         nonlocal known_input
         options = replace(config.options_for(fmt), **point.settings)
-        candidate = replace(config, max_loss=None, formats={**config.formats, fmt.name: options})
+        settings = replace(config, max_loss=None, formats={**config.formats, fmt.name: options})
         target = target_of(point)
         target.parent.mkdir(parents=True, exist_ok=True)
-        start, resume = continuing(inputs, run_dir_of(target), control)  # one interrupted while fine-tuning resumes
-        result = export(start, target, candidate, resume, known_input)
+        result = candidate(settings, target, known_input)
         known_input = known_input or result.before  # the input is evaluated by the first candidate's run only
         point.bytes = result.bytes
         loss = input_psnr - mean_psnr(result.scene, dataset, device=control.device)

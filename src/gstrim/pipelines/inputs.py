@@ -198,10 +198,11 @@ def continuing(inputs: Inputs | str | Path | None, out: Path, control: RunContro
 
 
 def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,
-                photos_required: bool = False) -> OpenedInputs:
+                photos_required: bool = False, model: Model | None = None) -> OpenedInputs:
     """Reopen the run in `out_dir` (resume: its recorded input and dataset) or refuse a non-empty folder before
-    anything is written; then load the scene and find its dataset (`Inputs`). A verb whose result means nothing
-    without photos (`photos_required`) gets the model's one-line "pass --data" error instead."""
+    anything is written; then load the scene (a new run takes `model`, the scene of `inputs` loaded already, when
+    given) and find its dataset (`Inputs`). A verb whose result means nothing without photos (`photos_required`)
+    gets the model's one-line "pass --data" error instead."""
     folder = None
     data, data_options, views, photo_free = inputs.data, inputs.data_options, inputs.views, inputs.photo_free
     scene_path, teacher = inputs.scene, inputs.teacher
@@ -219,7 +220,8 @@ def open_inputs(out_dir: str | Path, verb: str, inputs: Inputs, *, resume: bool,
             data, data_options = folder.data_path, folder.data_options
     else:
         refuse_nonempty(Path(out_dir))
-    model = load_model(scene_path, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
+    if model is None or resume:
+        model = load_model(scene_path, iteration=inputs.iteration, nonfinite=inputs.nonfinite)
     if data is None and not photo_free:
         recorded = dict(model.data_options or {})
         if photos_required or "path" in recorded:

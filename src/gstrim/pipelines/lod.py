@@ -194,17 +194,19 @@ def make_levels(inputs: Inputs, out_dir: str | Path, lod: LodConfig | None = Non
     default_finetune = 0 if photo_free else ExportConfig().resolved(resolve_device(control.device)).finetune
     finetune = lod.sog_finetune if lod.sog_finetune is not None else default_finetune
     levels = [(load_model(f).scene, None, None) for f in folders] if finetune == 0 else \
-        [_sog_level(f, ExportConfig(finetune=finetune, seed=trim.seed), control) for f in folders]
+        [_sog_level(f, s, ExportConfig(finetune=finetune, seed=trim.seed), control)
+         for f, s in zip(folders, summaries, strict=True)]
     return _publish(out, source, summaries, folders, levels, streamed)
 
 
-def _sog_level(folder: Path, config: ExportConfig, control: RunControl):
+def _sog_level(folder: Path, summary: RunSummary, config: ExportConfig, control: RunControl):
     """(the level as its SOG decodes, the SOG's tables, the file's test metrics): the trimmed level fine-tuned
-    through the SOG quantiser into `folder/scene.sog` (done once; a finished file is read again)."""
+    through the SOG quantiser into `folder/scene.sog` (done once; a finished file is read again). Its input is
+    the level, which its trim evaluated already."""
     target = folder / FORMATS["sog"].file_name("scene")
     if not target.exists():
         progress.log(f"lod: {folder.name}: fine-tuning through SOG ({config.finetune:,} iterations)")
-        trim_and_export(folder, "sog", config, control)
+        trim_and_export(folder, "sog", config, control, Evaluation.read(folder, f"ours_{summary.iterations}"))
     scene, books = read_sog_books(target)
     export = RunSummary.read(run_dir_of(target), "export")
     return scene, books, export.output if export is not None else None

@@ -16,9 +16,7 @@ from typing import Any, ClassVar
 from gstrim import devices, kernel_cache, progress, timing
 from gstrim.data import Dataset
 from gstrim.io.formats import ply_size
-from gstrim.io.model import (
-    CONFIG_NAME,
-)
+from gstrim.io.model import CONFIG_NAME, Model
 from gstrim.options import from_record
 from gstrim.pipelines.inputs import Inputs, OpenedInputs, RunControl, open_inputs
 from gstrim.pipelines.run_folder import RunFolder
@@ -68,8 +66,10 @@ class Run:
     evaluates_input: ClassVar[bool] = True
 
     def __init__(self, inputs: Inputs | str | Path | None, out_dir: str | Path, config: Any = None,
-                 control: RunControl | None = None, known_input: Evaluation | None = None):
+                 control: RunControl | None = None, known_input: Evaluation | None = None,
+                 model: Model | None = None):
         self.inputs = Inputs.of(inputs)
+        self.model = model  # the input's scene when the caller has it loaded already (a search's candidates)
         self.out = Path(out_dir)
         self.config = config
         self.control = control or RunControl()
@@ -78,7 +78,7 @@ class Run:
     # ---- hooks -------------------------------------------------------------------------------------------
     def open(self) -> OpenedInputs:
         return open_inputs(self.out, self.verb, self.inputs, resume=self.control.resume,
-                           photos_required=self.photos_required)
+                           photos_required=self.photos_required, model=self.model)
 
     def configure(self, recorded: dict | None) -> Any:
         """The verb's settings: those recorded in a resumed run's config.json, else those given; resolved and

@@ -45,6 +45,7 @@ class Sweep(Protocol):
 
     def source_of(self, run: PlannedRun) -> Path: ...
 
+
 INPUT = "input"  # the sweep's input: the job that evaluates it, and the source of runs made from it
 
 

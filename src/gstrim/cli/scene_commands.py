@@ -93,16 +93,13 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def _model_and_dataset(args):
-    """The model named on the command line and its dataset (--data, or the one it was trained on, with the
-    recorded loading options unless given)."""
-    from gstrim.data import load_dataset
-    from gstrim.io.model import load_model
-    from gstrim.pipelines.inputs import model_dataset
+def _model_and_dataset(args, model: str | None = None):
+    """The model named on the command line (or `model`) and its dataset (--data, or the one it was trained on,
+    with the recorded loading options unless given)."""
+    from gstrim.pipelines.inputs import Inputs, model_and_dataset
 
-    model = load_model(args.model, iteration=args.iteration, nonfinite=args.nonfinite)
-    data, options = model_dataset(model, args.data, data_options(args))
-    return model, load_dataset(data, **options)
+    return model_and_dataset(Inputs(model or args.model, args.data, data_options(args), args.iteration,
+                                    args.nonfinite))
 
 
 def cmd_render(args) -> int:
@@ -133,17 +130,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_fps(args) -> int:
-    from gstrim.data import load_dataset
-    from gstrim.io.model import load_model
     from gstrim.metrics.fps import measure_fps
-    from gstrim.pipelines.inputs import model_dataset
 
     print("| model | Gaussians | backend | device | views x repeats | ms / frame (median) | p10-p90 ms | FPS |")
     print("|---|---|---|---|---|---|---|---|")
     for path in args.models:
-        model = load_model(path, iteration=args.iteration, nonfinite=args.nonfinite)
-        data, options = model_dataset(model, args.data, data_options(args))
-        dataset = load_dataset(data, **options)
+        model, dataset = _model_and_dataset(args, path)
         cameras = (dataset.test or dataset.train)[: args.views]
         r = measure_fps(model.scene, cameras, background=dataset.background, device=control_from_args(args).device,
                         warmup=args.warmup, repeats=args.repeats)

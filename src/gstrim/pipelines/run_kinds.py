@@ -153,6 +153,11 @@ def is_method_trim(config: SweepConfig, run: PlannedRun) -> bool:
     return run.kind == TrimKind.name and run.variant == "iterative" and run.config.score == config.scores[0]
 
 
+def sweep_recipe(config: TrimConfig) -> TrimConfig:
+    """A sweep makes the paper's tables: its runs take the paper's recipe unless another is named."""
+    return replace(config, recipe="paper") if config.recipe == "auto" else config
+
+
 def _level_name(config: SweepConfig, level: float) -> str:
     return f"g{level:g}" if config.gammas is not None else f"{level:g}"
 
@@ -167,10 +172,8 @@ class TrimKind(RunKind):
 
         def add(group: str, variant: str, seed: int, **settings) -> None:
             name = group if seed == 0 else f"{group}-s{seed}"
-            run_config = replace(base, seed=seed, **settings)
-            if run_config.recipe == "auto":  # a sweep makes the paper's tables: its recipe unless another is named
-                run_config = replace(run_config, recipe="paper")
-            trims.append(PlannedRun(name, self.name, variant, run_config, group))
+            trims.append(PlannedRun(name, self.name, variant, sweep_recipe(replace(base, seed=seed, **settings)),
+                                    group))
 
         for seed in config.seeds:
             if config.baseline:
@@ -280,8 +283,7 @@ class LodKind(RunKind):
     def plan_from_input(self, config: SweepConfig, base: TrimConfig) -> list[PlannedRun]:
         if not config.lod:
             return []
-        trim = replace(base, recipe="paper") if base.recipe == "auto" else base  # as the sweep's trims
-        return [PlannedRun("lod", self.name, "nested", trim, "lod")]
+        return [PlannedRun("lod", self.name, "nested", sweep_recipe(base), "lod")]
 
     def folder(self, run: PlannedRun, root: Path) -> Path:
         return root / "runs" / run.name
